@@ -1,0 +1,49 @@
+# Parley developer commands. `make up` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test test-fast lint proto manifests bench clean install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start a local cluster: 3 nodes + 1 gateway on ws://127.0.0.1:8080/ws
+up: $(STAMP)
+	$(BIN)/parley up
+
+## Run the whole suite (unit, integration, faults)
+test: $(STAMP)
+	$(BIN)/ruff check services tests scripts
+	$(BIN)/python -m pytest -q -ra
+
+## Everything but the slow fault suites
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests scripts
+	$(BIN)/ruff format --check services tests scripts
+
+## Regenerate services/parley/_generated from proto/
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+## Regenerate k8s/ from the Helm chart's defaults
+manifests: $(STAMP)
+	$(BIN)/python scripts/render_manifests.py
+
+## Benchmarks (print numbers; see docs/benchmarks.md)
+bench: $(STAMP)
+	$(BIN)/python -m parley.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Parley: a distributed chat system that runs natively on Kubernetes."""
