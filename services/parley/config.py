@@ -1,0 +1,79 @@
+"""Process configuration shared by the command line, the chart and tests.
+
+Every field maps to a flag `--name` and an environment variable
+`PARLEY_NAME` (DESIGN §1); `parley.cli` does that mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def parse_nodes(spec: str) -> dict[str, str]:
+    """Parse `node-0=127.0.0.1:7001,node-1=...` into {node_id: address}.
+
+    Raises:
+        ValueError: when an item is not `id=host:port`.
+    """
+    nodes: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        node_id, sep, address = item.partition("=")
+        if not sep or not node_id or ":" not in address:
+            raise ValueError(f"bad node spec {item!r}: want id=host:port")
+        nodes[node_id] = address
+    return nodes
+
+
+def format_nodes(nodes: dict[str, str]) -> str:
+    """The inverse of parse_nodes."""
+    return ",".join(f"{node_id}={address}" for node_id, address in sorted(nodes.items()))
+
+
+@dataclass(slots=True)
+class NodeConfig:
+    """How to run one `parley node`."""
+
+    id: str
+    grpc: str = "127.0.0.1:7000"
+    http: str = "127.0.0.1:9100"
+    nodes: dict[str, str] = field(default_factory=dict)
+    data_dir: str = "./data"
+    store: str = "sqlite"  # sqlite | memory
+    replicas: int = 3
+    discovery: str = "static"  # static | kubernetes
+    # kubernetes discovery: namespace and headless Service whose EndpointSlices list nodes
+    k8s_namespace: str = ""
+    k8s_service: str = "parley-node"
+    # the gRPC port nodes listen on, for addresses built from EndpointSlices
+    k8s_port: int = 7000
+    # seconds a vanished node stays in the placement set (a restart is not a removal)
+    member_grace: float = 300.0
+    # seconds to drain on SIGTERM before exiting
+    drain_seconds: float = 5.0
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+
+@dataclass(slots=True)
+class GatewayConfig:
+    """How to run one `parley gateway`."""
+
+    ws: str = "127.0.0.1:8080"
+    http: str = "127.0.0.1:9100"
+    nodes: dict[str, str] = field(default_factory=dict)
+    replicas: int = 3
+    discovery: str = "static"
+    k8s_namespace: str = ""
+    k8s_service: str = "parley-node"
+    k8s_port: int = 7000
+    member_grace: float = 300.0
+    jwt_secret: str = ""  # empty: auth off, `?user=NAME` accepted
+    id: str = ""  # gateway id for presence; defaults to host:port
+    max_frame_bytes: int = 64 * 1024
+    # per-connection token bucket: sustained frames/s and burst
+    rate_limit: float = 50.0
+    rate_burst: int = 100
+    outbound_queue: int = 1024
+    drain_seconds: float = 5.0
+    log_format: str = "auto"
+    log_level: str = "info"

@@ -1,0 +1,55 @@
+"""Every Prometheus metric Parley exports (DESIGN §6), defined once.
+
+No metric has a per-room or per-user label: their number is bounded by the
+number of nodes, not by traffic.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# 50 µs .. ~13 s: resolves sub-millisecond ordering and multi-second failovers.
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+)  # fmt: skip
+
+ORDER_LATENCY = Histogram(
+    "parley_order_latency_seconds",
+    "Administrator: time from receiving a publish to assigning its seq.",
+    buckets=LATENCY_BUCKETS,
+)
+COMMIT_LATENCY = Histogram(
+    "parley_commit_latency_seconds",
+    "Administrator: time from assigning a seq to a majority holding it durably.",
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERY_LATENCY = Histogram(
+    "parley_delivery_latency_seconds",
+    "Gateway: time from a client's send to the entry being fanned out.",
+    buckets=LATENCY_BUCKETS,
+)
+MESSAGES_COMMITTED = Counter(
+    "parley_messages_committed_total",
+    "Administrator: log entries committed (all kinds).",
+)
+ROOMS = Gauge("parley_rooms", "Rooms hosted by this node, by role.", ["role"])
+ELECTIONS = Counter(
+    "parley_elections_total", "Elections this node started, by outcome.", ["outcome"]
+)
+REPLICATION_LAG = Gauge(
+    "parley_replication_lag_entries",
+    "Administrator: most entries any follower is behind, over all rooms.",
+)
+TWOPC = Counter("parley_twopc_total", "Two-phase commits, by outcome.", ["outcome"])
+TWOPC_DURATION = Histogram(
+    "parley_twopc_duration_seconds",
+    "Two-phase commit duration, prepare to decision.",
+    buckets=LATENCY_BUCKETS,
+)
+PEER_UP = Gauge("parley_peer_up", "1 while the health watch sees the peer SERVING.", ["peer"])
+WS_CONNECTIONS = Gauge("parley_ws_connections", "Open WebSocket connections.")
+WS_FRAMES = Counter("parley_ws_frames_total", "WebSocket frames, by direction.", ["direction"])
+WS_DISCONNECTS = Counter(
+    "parley_ws_disconnects_total", "WebSocket disconnects, by reason.", ["reason"]
+)
