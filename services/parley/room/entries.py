@@ -1,0 +1,78 @@
+"""Log entries of a room: the unit that is ordered, replicated and stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class EntryKind(IntEnum):
+    """Kinds of log entries; values match `parley.v1.EntryKind`."""
+
+    CREATE = 1
+    MESSAGE = 2
+    JOIN = 3
+    LEAVE = 4
+    DELETE = 5
+    EPOCH = 6  # written by a new administrator to commit its epoch; never shown
+
+
+VISIBLE_KINDS = frozenset(
+    {EntryKind.CREATE, EntryKind.MESSAGE, EntryKind.JOIN, EntryKind.LEAVE, EntryKind.DELETE}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of a room's replicated log.
+
+    `index` is the position in the log (from 1) and is what replication
+    counts; `seq` is what clients see. Epoch entries take no seq of their own
+    (they repeat the previous visible seq), so the seqs clients see rise by
+    exactly 1 even across elections.
+    """
+
+    index: int
+    epoch: int
+    kind: EntryKind
+    seq: int
+    user: str = ""
+    text: str = ""
+    ts_ms: int = 0
+    client_msg_id: str = ""
+
+    @property
+    def visible(self) -> bool:
+        """True for entries clients see (all but epoch entries)."""
+        return self.kind in VISIBLE_KINDS
+
+
+@dataclass(slots=True)
+class HardState:
+    """What a replica must remember across restarts besides its log."""
+
+    epoch: int = 0
+    voted_for: str = ""
+
+
+@dataclass(slots=True)
+class RoomRecord:
+    """A room replica's stored state, as loaded at start-up."""
+
+    room: str
+    hard: HardState
+    entries: list[LogEntry]
+
+
+@dataclass(slots=True)
+class RoomWrite:
+    """Changes to one room's stored state, applied atomically with a batch.
+
+    Order of application: truncate (drop entries with index >= truncate_from),
+    then append entries, then replace the hard state.
+    """
+
+    room: str
+    hard: HardState | None = None
+    truncate_from: int | None = None
+    entries: tuple[LogEntry, ...] | list[LogEntry] = ()
