@@ -26,10 +26,7 @@ def test_rank_does_not_depend_on_input_order() -> None:
 
 def test_rank_is_stable_across_processes() -> None:
     """A fresh interpreter (different str hash salt) computes the same ranking."""
-    code = (
-        "from parley.cluster.placement import rank;"
-        f"print(','.join(rank('general', {NODES!r})))"
-    )
+    code = f"from parley.cluster.placement import rank;print(','.join(rank('general', {NODES!r})))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         check=True,
