@@ -1,0 +1,376 @@
+"""LogStore backends: memory and sqlite behave the same; sqlite survives restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
+from parley.room.memory_store import MemoryLogStore
+from parley.room.sqlite_store import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    SqliteLogStore,
+    StoreFailedError,
+)
+from parley.room.store import LogStore
+from parley.room.stores import open_store
+
+NODE = "node-0"
+
+
+def entry(index: int, epoch: int = 1, text: str = "", **kwargs: object) -> LogEntry:
+    """A message entry whose seq equals its index (index 1 is the create entry)."""
+    kind = EntryKind.CREATE if index == 1 else EntryKind.MESSAGE
+    fields: dict[str, object] = {
+        "kind": kind,
+        "seq": index - 1,
+        "user": "alice",
+        "text": text or f"m{index}",
+        "ts_ms": 1_700_000_000_000 + index,
+        "client_msg_id": f"c{index}",
+    }
+    fields.update(kwargs)
+    return LogEntry(index, epoch, **fields)  # type: ignore[arg-type]
+
+
+def entries(first: int, last: int, epoch: int = 1) -> list[LogEntry]:
+    """Entries first..last inclusive, all of one epoch."""
+    return [entry(i, epoch) for i in range(first, last + 1)]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStore]:
+    """Each backend, opened through open_store as the node does."""
+    opened = open_store(request.param, str(tmp_path), NODE)
+    yield opened
+    opened.close()
+
+
+def test_empty_store_loads_nothing(store: LogStore) -> None:
+    """A new store has no rooms, and an empty batch changes nothing."""
+    store.write([])
+    assert store.load() == {}
+
+
+def test_round_trip(store: LogStore) -> None:
+    """Entries and hard state come back exactly as written, per room."""
+    unicode = entry(3, text="héllo ✓ 🙂 'quoted'; DROP TABLE entries", client_msg_id="x")
+    epoch_entry = LogEntry(4, 2, EntryKind.EPOCH, seq=2)
+    store.write(
+        [
+            RoomWrite("general", hard=HardState(1, "node-1"), entries=entries(1, 2)),
+            RoomWrite("random", hard=HardState(3, ""), entries=entries(1, 1, epoch=3)),
+        ]
+    )
+    store.write([RoomWrite("general", entries=(unicode, epoch_entry))])
+    loaded = store.load()
+    assert sorted(loaded) == ["general", "random"]
+    assert loaded["general"].room == "general"
+    assert loaded["general"].hard == HardState(1, "node-1")
+    assert loaded["general"].entries == [*entries(1, 2), unicode, epoch_entry]
+    assert loaded["general"].entries[3].kind is EntryKind.EPOCH
+    assert loaded["random"].hard == HardState(3, "")
+    assert loaded["random"].entries == entries(1, 1, epoch=3)
+
+
+def test_load_returns_copies(store: LogStore) -> None:
+    """Mutating loaded records or the written objects does not change the store."""
+    hard = HardState(1, "node-0")
+    written = entries(1, 3)
+    store.write([RoomWrite("general", hard=hard, entries=written)])
+    hard.epoch = 99
+    written.clear()
+    first = store.load()
+    first["general"].entries.clear()
+    first["general"].hard.voted_for = "node-9"
+    del first["general"]
+    again = store.load()
+    assert again["general"].hard == HardState(1, "node-0")
+    assert again["general"].entries == entries(1, 3)
+
+
+def test_truncate_then_append_replaces_conflicting_suffix(store: LogStore) -> None:
+    """truncate_from drops that index onward before the new entries are appended."""
+    store.write([RoomWrite("general", entries=entries(1, 5, epoch=1))])
+    replacement = entries(3, 4, epoch=2)
+    store.write([RoomWrite("general", truncate_from=3, entries=replacement)])
+    assert store.load()["general"].entries == entries(1, 2, epoch=1) + replacement
+
+
+def test_truncate_only_and_past_the_end(store: LogStore) -> None:
+    """Truncating past the end is a no-op; truncating from 1 empties the log."""
+    store.write([RoomWrite("general", hard=HardState(1, ""), entries=entries(1, 3))])
+    store.write([RoomWrite("general", truncate_from=10)])
+    assert store.load()["general"].entries == entries(1, 3)
+    store.write([RoomWrite("general", truncate_from=1)])
+    record = store.load()["general"]
+    assert record.entries == []
+    assert record.hard == HardState(1, "")
+
+
+def test_room_without_entries_or_hard_state_is_not_listed(store: LogStore) -> None:
+    """A room truncated to nothing and never voted in leaves no record behind."""
+    store.write([RoomWrite("gone", entries=entries(1, 2))])
+    store.write([RoomWrite("gone", truncate_from=1), RoomWrite("never", truncate_from=1)])
+    assert store.load() == {}
+
+
+def test_same_room_twice_in_one_batch_applies_in_order(store: LogStore) -> None:
+    """Writes in a batch are applied in order, so later ones see earlier ones."""
+    store.write(
+        [
+            RoomWrite("general", hard=HardState(1, "node-0"), entries=entries(1, 3)),
+            RoomWrite(
+                "general",
+                hard=HardState(2, "node-1"),
+                truncate_from=2,
+                entries=entries(2, 2, epoch=2),
+            ),
+        ]
+    )
+    record = store.load()["general"]
+    assert record.hard == HardState(2, "node-1")
+    assert record.entries == entries(1, 1) + entries(2, 2, epoch=2)
+
+
+def test_hard_state_only_rooms(store: LogStore) -> None:
+    """A room with a vote but no entries is loaded with an empty log."""
+    store.write([RoomWrite("quiet", hard=HardState(7, "node-2"))])
+    loaded = store.load()
+    assert loaded["quiet"].hard == HardState(7, "node-2")
+    assert loaded["quiet"].entries == []
+
+
+def test_hard_state_is_replaced_and_defaults_when_never_written(store: LogStore) -> None:
+    """The latest hard state wins; a room with entries only gets HardState()."""
+    store.write([RoomWrite("general", hard=HardState(1, "node-0"))])
+    store.write([RoomWrite("general", hard=HardState(2, ""))])
+    store.write([RoomWrite("random", entries=entries(1, 1))])
+    loaded = store.load()
+    assert loaded["general"].hard == HardState(2, "")
+    assert loaded["random"].hard == HardState()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        RoomWrite("general", entries=entries(3, 3)),  # overlaps without truncating
+        RoomWrite("general", entries=entries(5, 5)),  # leaves a hole at 4
+        RoomWrite("general", entries=[entry(4), entry(6)]),  # hole inside the write
+        RoomWrite("general", truncate_from=0),
+        RoomWrite("fresh", entries=entries(2, 3)),  # a log starts at index 1
+    ],
+    ids=["overlap", "gap", "gap-inside", "truncate-zero", "fresh-not-at-1"],
+)
+def test_non_contiguous_write_is_rejected(store: LogStore, bad: RoomWrite) -> None:
+    """A write that would leave holes or duplicates raises ValueError and changes nothing."""
+    store.write([RoomWrite("general", entries=entries(1, 3))])
+    before = store.load()
+    with pytest.raises(ValueError, match="room"):
+        store.write([bad])
+    assert store.load() == before
+
+
+def test_many_rooms_in_one_batch_are_atomic(store: LogStore) -> None:
+    """A batch over many rooms that fails late leaves none of its writes visible."""
+    store.write([RoomWrite("room-00", hard=HardState(1, "node-0"), entries=entries(1, 2))])
+    before = store.load()
+    batch = [
+        RoomWrite(f"room-{i:02d}", hard=HardState(5, "node-1"), entries=entries(1, 3))
+        for i in range(1, 50)
+    ]
+    batch.insert(10, RoomWrite("room-00", truncate_from=2, entries=entries(2, 4, epoch=2)))
+    # room-00 already has entries 1..2, so appending 1..3 again must fail; it
+    # comes after 40-odd rooms whose writes were already applied in the batch.
+    batch.append(RoomWrite("room-00", entries=entries(1, 3)))
+    with pytest.raises(ValueError, match="room-00"):
+        store.write(batch)
+    assert store.load() == before
+    # And the store still works: the same batch minus the bad write goes in whole.
+    store.write(batch[:-1])
+    loaded = store.load()
+    assert len(loaded) == 50
+    assert loaded["room-00"].entries == entries(1, 1) + entries(2, 4, epoch=2)
+    assert loaded["room-49"].entries == entries(1, 3)
+
+
+def test_open_store_rejects_unknown_kinds_and_bad_ids(tmp_path: Path) -> None:
+    """open_store knows memory and sqlite; other kinds and path-like ids are errors."""
+    with pytest.raises(ValueError, match="unknown store"):
+        open_store("postgres", str(tmp_path), NODE)
+    for bad_id in ["", "..", "a/b"]:
+        with pytest.raises(ValueError, match="file name"):
+            open_store("sqlite", str(tmp_path), bad_id)
+    assert isinstance(open_store("memory", str(tmp_path), NODE), MemoryLogStore)
+
+
+def test_sqlite_file_is_named_after_the_node(tmp_path: Path) -> None:
+    """The sqlite store lives at <data_dir>/<node_id>.db, parents created."""
+    data_dir = tmp_path / "deep" / "data"
+    store = open_store("sqlite", str(data_dir), "parley-node-2")
+    try:
+        assert isinstance(store, SqliteLogStore)
+        assert store.path == data_dir / "parley-node-2.db"
+        assert store.path.is_file()
+    finally:
+        store.close()
+
+
+def test_sqlite_uses_wal_and_records_schema_version(tmp_path: Path) -> None:
+    """The file is in WAL mode and carries the schema version."""
+    path = tmp_path / "n.db"
+    SqliteLogStore(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    conn.close()
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    """Opening a file written by a newer schema fails instead of misreading it."""
+    path = tmp_path / "n.db"
+    SqliteLogStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaVersionError):
+        SqliteLogStore(path)
+
+
+def test_sqlite_rolls_back_a_batch_that_fails_inside_sqlite(tmp_path: Path) -> None:
+    """An error raised by SQLite itself mid-batch rolls back every room of the batch."""
+    store = SqliteLogStore(tmp_path / "n.db")
+    try:
+        store.write([RoomWrite("general", entries=entries(1, 1))])
+        before = store.load()
+        unbindable = entry(3, user=object())  # SQLite cannot bind an object
+        batch = [RoomWrite(f"room-{i}", entries=entries(1, 5)) for i in range(20)]
+        batch.append(RoomWrite("general", hard=HardState(4, "x"), entries=[entry(2), unbindable]))
+        with pytest.raises(sqlite3.Error):
+            store.write(batch)
+        assert store.load() == before
+        store.write(batch[:-1])
+        assert len(store.load()) == 21
+    finally:
+        store.close()
+
+
+def test_sqlite_refuses_writes_after_a_failed_commit(tmp_path: Path) -> None:
+    """Once a commit fails nothing more is written: the disk state is unknown."""
+
+    class FailingCommit:
+        """A connection stand-in whose COMMIT fails, as a failed fsync would."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.conn, name)
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.conn.execute(sql, *args)
+
+    store = SqliteLogStore(tmp_path / "n.db")
+    real = store._conn
+    store._conn = FailingCommit(real)  # type: ignore[assignment]
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            store.write([RoomWrite("general", entries=entries(1, 1))])
+        with pytest.raises(StoreFailedError):
+            store.write([RoomWrite("general", entries=entries(1, 1))])
+    finally:
+        store._conn = real
+        store.close()
+
+
+def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
+    """Everything written, including truncations and votes, is there after a reopen."""
+    path = tmp_path / "data" / "node-0.db"
+    store = SqliteLogStore(path)
+    store.write([RoomWrite("general", hard=HardState(1, "node-0"), entries=entries(1, 4))])
+    store.write(
+        [
+            RoomWrite(
+                "general",
+                hard=HardState(2, "node-1"),
+                truncate_from=3,
+                entries=entries(3, 3, epoch=2),
+            ),
+            RoomWrite("quiet", hard=HardState(3, "node-2")),
+        ]
+    )
+    expected = store.load()
+    store.close()
+    store.close()  # closing twice is harmless
+    reopened = SqliteLogStore(path)
+    try:
+        assert reopened.load() == expected
+        assert expected["general"].entries == entries(1, 2) + entries(3, 3, epoch=2)
+        reopened.write([RoomWrite("general", entries=[entry(4, epoch=2)])])
+        assert reopened.load()["general"].entries[-1] == entry(4, epoch=2)
+    finally:
+        reopened.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
+    from parley.room.sqlite_store import SqliteLogStore
+
+    store = SqliteLogStore(sys.argv[1])
+    for n in range(1, 11):
+        store.write([
+            RoomWrite(
+                f"room-{r}",
+                hard=HardState(n, "node-0"),
+                entries=[LogEntry(n, n, EntryKind.MESSAGE, n, "bob", f"t{n}", n, f"c{n}")],
+            )
+            for r in range(100)
+        ])
+    print("written", flush=True)
+    sys.stdin.read()  # wait here, without closing the store, until killed
+    """
+)
+
+
+def test_sqlite_batch_survives_sigkill(tmp_path: Path) -> None:
+    """A batch whose write() returned is on disk even if the process is SIGKILLed."""
+    path = tmp_path / "node-0.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "written\n"
+    finally:
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None and writer.stdin is not None
+        writer.stdout.close()
+        writer.stdin.close()
+    assert writer.returncode == -9
+    store = SqliteLogStore(path)
+    try:
+        loaded = store.load()
+    finally:
+        store.close()
+    assert len(loaded) == 100
+    for r in range(100):
+        record = loaded[f"room-{r}"]
+        assert record.hard == HardState(10, "node-0")
+        assert [e.index for e in record.entries] == list(range(1, 11))
+        assert record.entries[-1] == LogEntry(
+            10, 10, EntryKind.MESSAGE, 10, "bob", "t10", 10, "c10"
+        )
