@@ -1,0 +1,168 @@
+"""Encoders for every frame the gateway sends (DESIGN §5).
+
+Each function returns the finished JSON text. Entries are encoded once by the
+fan-out and the same str is written to every member socket.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from parley.room.entries import EntryKind
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Compact JSON; input text is validated UTF-8 (no lone surrogates), so no escaping."""
+
+
+class EntryLike(Protocol):
+    """What the encoders read from an entry (a parley.v1.Entry or a LogEntry)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> int: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def ts_ms(self) -> int: ...
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Any frame dict as compact JSON text."""
+    return _dumps(frame)
+
+
+def format_ts(ts_ms: int) -> str:
+    """Unix milliseconds as RFC 3339 UTC with milliseconds: 2026-11-26T03:32:20.123Z."""
+    seconds, millis = divmod(int(ts_ms), 1000)
+    try:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        # A corrupt timestamp must not take the connection down with it.
+        stamp, millis = "1970-01-01T00:00:00", 0
+    return f"{stamp}.{millis:03d}Z"
+
+
+def entry_frame(room: str, entry: EntryLike) -> dict[str, Any] | None:
+    """The client frame of one log entry, or None for kinds clients never see.
+
+    Messages become `message` frames, joins and leaves `presence` frames with a
+    seq. Create (seq 0), delete and epoch entries return None: delete reaches
+    clients as a `deleted` frame instead.
+    """
+    kind = entry.kind
+    if kind == EntryKind.MESSAGE:
+        return {
+            "type": "message",
+            "room": room,
+            "seq": entry.seq,
+            "from": entry.user,
+            "text": entry.text,
+            "ts": format_ts(entry.ts_ms),
+        }
+    if kind == EntryKind.JOIN or kind == EntryKind.LEAVE:
+        return {
+            "type": "presence",
+            "room": room,
+            "seq": entry.seq,
+            "user": entry.user,
+            "event": "join" if kind == EntryKind.JOIN else "leave",
+            "ts": format_ts(entry.ts_ms),
+        }
+    return None
+
+
+def encode_entry(room: str, entry: EntryLike) -> str | None:
+    """entry_frame() as JSON text, or None when clients do not see the entry."""
+    frame = entry_frame(room, entry)
+    return None if frame is None else _dumps(frame)
+
+
+def _reply(kind: str, rid: str | None, **fields: Any) -> str:
+    frame: dict[str, Any] = {"type": kind}
+    if rid is not None:
+        frame["id"] = rid
+    frame.update(fields)
+    return _dumps(frame)
+
+
+def error(code: str, message: str, rid: str | None = None) -> str:
+    """`{"type":"error","id":..,"code":..,"message":..}`; id only when known."""
+    return _reply("error", rid, code=code, message=message)
+
+
+def pong(rid: str | None = None) -> str:
+    """The reply to ping."""
+    return _reply("pong", rid)
+
+
+def rooms(items: Iterable[dict[str, Any]], rid: str | None = None) -> str:
+    """`rooms` reply; items are {"room","owner","members","last_seq","administrator"}."""
+    return _reply("rooms", rid, rooms=list(items))
+
+
+def room_info(
+    room: str, owner: str, members: int, last_seq: int, administrator: str
+) -> dict[str, Any]:
+    """One item of the `rooms` reply."""
+    return {
+        "room": room,
+        "owner": owner,
+        "members": members,
+        "last_seq": last_seq,
+        "administrator": administrator,
+    }
+
+
+def created(room: str, owner: str, rid: str | None = None) -> str:
+    """The reply to create."""
+    return _reply("created", rid, room=room, owner=owner)
+
+
+def joined(room: str, last_seq: int, members: Iterable[str], rid: str | None = None) -> str:
+    """The reply to join, sent before any of the room's entries."""
+    return _reply("joined", rid, room=room, last_seq=last_seq, members=list(members))
+
+
+def ack(room: str, seq: int, rid: str | None = None) -> str:
+    """The reply to send: where the message landed."""
+    return _reply("ack", rid, room=room, seq=seq)
+
+
+def history(room: str, entries: Iterable[EntryLike], rid: str | None = None) -> str:
+    """The reply to history: the visible entries as their delivery frames, oldest first."""
+    messages = [f for f in (entry_frame(room, e) for e in entries) if f is not None]
+    return _reply("history", rid, room=room, messages=messages)
+
+
+def members(room: str, items: Iterable[tuple[str, bool]], rid: str | None = None) -> str:
+    """The reply to members: [{"user":..,"online":..}] in the given order."""
+    listed = [{"user": user, "online": online} for user, online in items]
+    return _reply("members", rid, room=room, members=listed)
+
+
+def left(room: str, rid: str | None = None) -> str:
+    """The reply to leave."""
+    return _reply("left", rid, room=room)
+
+
+def deleted(room: str, rid: str | None = None) -> str:
+    """Sent to every member socket when a room is deleted (and to the deleter)."""
+    return _reply("deleted", rid, room=room)
+
+
+def online(room: str, user: str, is_online: bool) -> str:
+    """A live presence change (no seq): a user's first socket came or last one went."""
+    return _dumps(
+        {
+            "type": "presence",
+            "room": room,
+            "user": user,
+            "event": "online" if is_online else "offline",
+        }
+    )

@@ -1,0 +1,258 @@
+"""Parse one client text frame into a typed, validated request (DESIGN §5)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from parley.protocol.errors import ErrorCode, ProtocolError
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+"""Room and user names (matched whole, ASCII only)."""
+MAX_USER_CHARS = 32
+MAX_TEXT_CHARS = 4000
+MAX_ID_CHARS = 128
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+MAX_SEQ = 2**63 - 1
+"""Largest since/before accepted: beyond it no room has entries, and it fits every int type."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsRequest:
+    """List every live room."""
+
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """Create a room owned by the caller."""
+
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """Join a room (if not a member yet) and subscribe this connection to it.
+
+    `since` None means "the last 50 entries"; otherwise every entry with a
+    greater seq is sent.
+    """
+
+    room: str
+    since: int | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Publish a message; `id` makes retries idempotent."""
+
+    room: str
+    text: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """Entries before `before` (None: the newest), at most `limit`."""
+
+    room: str
+    before: int | None = None
+    limit: int = DEFAULT_LIMIT
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MembersRequest:
+    """A room's members and whether they are online."""
+
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequest:
+    """End the caller's membership of a room."""
+
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    """Delete a room (owner only)."""
+
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PingRequest:
+    """Liveness check; answered with pong."""
+
+    id: str | None = None
+
+
+Request = (
+    RoomsRequest
+    | CreateRequest
+    | JoinRequest
+    | SendRequest
+    | HistoryRequest
+    | MembersRequest
+    | LeaveRequest
+    | DeleteRequest
+    | PingRequest
+)
+"""Any parsed client request."""
+
+
+def is_valid_name(value: object) -> bool:
+    """True for a room name: `^[a-z0-9][a-z0-9_-]{0,63}$`."""
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+
+
+def is_valid_user(value: object) -> bool:
+    """True for a user name: a room name of at most 32 characters."""
+    return is_valid_name(value) and len(value) <= MAX_USER_CHARS  # type: ignore[arg-type]
+
+
+def _encodable(value: str) -> bool:
+    # json.loads turns "\ud800" into a lone surrogate, which neither protobuf
+    # nor a WebSocket text frame can carry; refuse it at the door.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _room(frame: dict[str, Any], rid: str | None) -> str:
+    room = frame.get("room")
+    if room is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "missing field 'room'", rid)
+    if not is_valid_name(room):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            "'room' must match ^[a-z0-9][a-z0-9_-]{0,63}$",
+            rid,
+        )
+    return room  # type: ignore[no-any-return]
+
+
+def _seq(frame: dict[str, Any], key: str, rid: str | None) -> int | None:
+    value = frame.get(key)
+    if value is None:
+        return None
+    # bool is an int subclass in Python; true is not a sequence number.
+    if type(value) is not int or not 0 <= value <= MAX_SEQ:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{key}' must be a non-negative integer", rid)
+    return value
+
+
+def _limit(frame: dict[str, Any], rid: str | None) -> int:
+    value = frame.get("limit")
+    if value is None:
+        return DEFAULT_LIMIT
+    if type(value) is not int or not 1 <= value <= MAX_LIMIT:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_LIMIT}", rid
+        )
+    return value
+
+
+def _text(frame: dict[str, Any], rid: str | None) -> str:
+    text = frame.get("text")
+    if text is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "missing field 'text'", rid)
+    if not isinstance(text, str) or not text:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'text' must be a non-empty string", rid)
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"'text' is longer than {MAX_TEXT_CHARS} characters", rid
+        )
+    if not _encodable(text):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'text' is not valid Unicode", rid)
+    return text
+
+
+def _id(frame: dict[str, Any]) -> str | None:
+    value = frame.get("id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ID_CHARS or not _encodable(value):
+        # The id itself is unusable, so the error cannot echo it.
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"'id' must be a string of at most {MAX_ID_CHARS} characters"
+        )
+    return value
+
+
+def parse_request(data: str | bytes) -> Request:
+    """Parse and validate one client frame.
+
+    Args:
+        data: the frame's payload; bytes are binary frames, which are refused.
+
+    Returns:
+        The typed request.
+
+    Raises:
+        ProtocolError: malformed JSON, not an object, an unknown `type`, or a
+            missing or invalid field. Its `id` is the request's id when that
+            could be read.
+    """
+    if not isinstance(data, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frames must be text (JSON), not binary")
+    try:
+        frame = json.loads(data)
+    # RecursionError: deeply nested arrays; ValueError: bad JSON, or an integer
+    # with more digits than Python converts.
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
+    rid = _id(frame)
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "missing or non-string field 'type'", rid)
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        shown = kind if len(kind) <= 32 else kind[:32] + "..."
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown type {shown!r}", rid)
+    return parser(frame, rid)
+
+
+def _parse_join(frame: dict[str, Any], rid: str | None) -> JoinRequest:
+    return JoinRequest(room=_room(frame, rid), since=_seq(frame, "since", rid), id=rid)
+
+
+def _parse_send(frame: dict[str, Any], rid: str | None) -> SendRequest:
+    return SendRequest(room=_room(frame, rid), text=_text(frame, rid), id=rid)
+
+
+def _parse_history(frame: dict[str, Any], rid: str | None) -> HistoryRequest:
+    return HistoryRequest(
+        room=_room(frame, rid),
+        before=_seq(frame, "before", rid),
+        limit=_limit(frame, rid),
+        id=rid,
+    )
+
+
+_PARSERS: dict[str, Any] = {
+    "rooms": lambda frame, rid: RoomsRequest(id=rid),
+    "create": lambda frame, rid: CreateRequest(room=_room(frame, rid), id=rid),
+    "join": _parse_join,
+    "send": _parse_send,
+    "history": _parse_history,
+    "members": lambda frame, rid: MembersRequest(room=_room(frame, rid), id=rid),
+    "leave": lambda frame, rid: LeaveRequest(room=_room(frame, rid), id=rid),
+    "delete": lambda frame, rid: DeleteRequest(room=_room(frame, rid), id=rid),
+    "ping": lambda frame, rid: PingRequest(id=rid),
+}
