@@ -1,0 +1,511 @@
+"""One replica of one room: ordering, replication and election, without I/O.
+
+This is Raft specialised to a chat room. The caller (the node, or a
+simulation in tests) feeds it inputs — client proposals, peer messages,
+health changes, clock ticks — and drains its effects:
+
+* `take_write()`: state that must be made durable *before* any message
+  produced since the last drain is sent, and before entries count as held
+  by this replica (`on_persisted`);
+* `append_for(peer)`: the next batch of entries (or a heartbeat) to a peer;
+* `vote_request()` after `campaign()`: the vote to ask every peer for;
+* `take_committed()`: newly committed entries, in order, to deliver.
+
+Nothing here blocks, sleeps or reads a clock: time is the `now_ms` argument.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import Enum
+
+from parley._generated import peer_service_pb2 as peer_pb
+from parley.room.codec import entry_from_pb, entry_to_pb
+from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
+from parley.room.state import RoomState
+
+
+class Role(Enum):
+    """What a replica is doing in its current epoch."""
+
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    ADMINISTRATOR = "administrator"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Protocol timers in milliseconds."""
+
+    heartbeat_ms: int = 250
+    # a follower that hears nothing from its administrator for a random time
+    # in [min, max) campaigns even when the failure detector says nothing
+    election_min_ms: int = 2000
+    election_max_ms: int = 4000
+    # a candidate gives up an election after this long without a majority
+    campaign_ms: int = 1000
+    max_batch_entries: int = 1024
+
+
+class RoomReplica:
+    """A room's replicated log on one node.
+
+    Args:
+        room: the room name.
+        self_id: this node's id.
+        replicas: every replica of the room in placement order, self included.
+        record: the stored state to resume from, or None for a new replica.
+        now_ms: the current time.
+        timing: protocol timers.
+        rng: source of election jitter (seeded in simulations).
+    """
+
+    def __init__(
+        self,
+        room: str,
+        self_id: str,
+        replicas: list[str],
+        record: RoomRecord | None,
+        now_ms: int,
+        timing: Timing | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.room = room
+        self.self_id = self_id
+        self.replicas = list(replicas)
+        self.peers = [r for r in replicas if r != self_id]
+        self.timing = timing or Timing()
+        self._rng = rng or random.Random()
+        hard = record.hard if record else HardState()
+        self.epoch = hard.epoch
+        self.voted_for = hard.voted_for
+        self.log: list[LogEntry] = list(record.entries) if record else []
+        # the state after the whole log (committed or not): what an
+        # administrator validates new requests against
+        self.tip = RoomState.from_entries(self.log)
+        self.commit_index = 0
+        self._taken_index = 0
+        self.role = Role.FOLLOWER
+        self.administrator = ""
+        self.persisted_index = self.last_index
+        self.next_index: dict[str, int] = {}
+        self.match_index: dict[str, int] = {}
+        self._dirty_peers: set[str] = set()
+        self._last_sent_ms: dict[str, int] = {}
+        self._acked_ms: dict[str, int] = {}
+        self._votes: set[str] = set()
+        self._epoch_index = 0  # index of this administrator's epoch entry
+        self._write: RoomWrite | None = None
+        self._heard_ms = now_ms
+        self._election_due_ms = now_ms + self._jitter()
+        self._up: set[str] = set(replicas)
+
+    # ------------------------------------------------------------------ log
+
+    @property
+    def last_index(self) -> int:
+        """Index of the last entry (0 for an empty log)."""
+        return len(self.log)
+
+    @property
+    def last_epoch(self) -> int:
+        """Epoch of the last entry (0 for an empty log)."""
+        return self.log[-1].epoch if self.log else 0
+
+    def entry(self, index: int) -> LogEntry:
+        """The entry at index (from 1)."""
+        return self.log[index - 1]
+
+    def epoch_at(self, index: int) -> int:
+        """Epoch of the entry at index; 0 for index 0."""
+        return self.log[index - 1].epoch if index > 0 else 0
+
+    @property
+    def quorum(self) -> int:
+        """How many replicas make a majority."""
+        return len(self.replicas) // 2 + 1
+
+    @property
+    def serving(self) -> bool:
+        """True when this administrator has committed an entry of its epoch.
+
+        Only then does its committed prefix include everything any earlier
+        administrator acknowledged, so only then may it answer requests.
+        """
+        return (
+            self.role is Role.ADMINISTRATOR
+            and self._epoch_index > 0
+            and self.commit_index >= self._epoch_index
+        )
+
+    @property
+    def committed_seq(self) -> int:
+        """The seq of the last committed entry (-1 when none)."""
+        return self.log[self.commit_index - 1].seq if self.commit_index else -1
+
+    def _jitter(self) -> int:
+        return self._rng.randrange(self.timing.election_min_ms, self.timing.election_max_ms)
+
+    def _persist_hard(self) -> None:
+        write = self._pending_write()
+        write.hard = HardState(self.epoch, self.voted_for)
+
+    def _pending_write(self) -> RoomWrite:
+        if self._write is None:
+            self._write = RoomWrite(self.room, entries=[])
+        return self._write
+
+    def _append_local(self, entries: list[LogEntry]) -> None:
+        write = self._pending_write()
+        assert isinstance(write.entries, list)
+        write.entries.extend(entries)
+        self.log.extend(entries)
+        for entry in entries:
+            self.tip.apply(entry)
+
+    def _truncate(self, from_index: int) -> None:
+        if from_index <= self.commit_index:
+            raise AssertionError(
+                f"{self.room}: truncating committed entry {from_index} <= {self.commit_index}"
+            )
+        write = self._pending_write()
+        assert isinstance(write.entries, list)
+        # entries of this same batch at or after the cut are gone too
+        write.entries = [e for e in write.entries if e.index < from_index]
+        if write.truncate_from is None or from_index < write.truncate_from:
+            write.truncate_from = from_index
+        del self.log[from_index - 1 :]
+        self.persisted_index = min(self.persisted_index, from_index - 1)
+        self.tip = RoomState.from_entries(self.log)
+
+    # -------------------------------------------------------------- effects
+
+    def take_write(self) -> RoomWrite | None:
+        """Durable changes made since the last call, or None."""
+        write, self._write = self._write, None
+        return write
+
+    def on_persisted(self, index: int) -> None:
+        """The store now durably holds this replica's log up to index."""
+        if index > self.persisted_index and index <= self.last_index:
+            self.persisted_index = index
+            if self.role is Role.ADMINISTRATOR:
+                self._advance_commit()
+
+    def take_committed(self) -> list[LogEntry]:
+        """Entries committed since the last call, in log order."""
+        if self._taken_index >= self.commit_index:
+            return []
+        start, self._taken_index = self._taken_index, self.commit_index
+        return self.log[start : self.commit_index]
+
+    @property
+    def dirty_peers(self) -> set[str]:
+        """Peers this administrator has new entries or a new commit index for."""
+        return self._dirty_peers if self.role is Role.ADMINISTRATOR else set()
+
+    def append_for(self, peer: str, now_ms: int) -> peer_pb.RoomAppend | None:
+        """The next append (entries from the peer's next index) for a peer.
+
+        Pipelined: the peer's next index moves past what is sent at once, so
+        the next call sends what comes after without waiting for an answer.
+        """
+        if self.role is not Role.ADMINISTRATOR or peer not in self.next_index:
+            return None
+        self._dirty_peers.discard(peer)
+        self._last_sent_ms[peer] = now_ms
+        start = self.next_index[peer]
+        end = min(self.last_index, start + self.timing.max_batch_entries - 1)
+        prev = start - 1
+        msg = peer_pb.RoomAppend(
+            room=self.room,
+            epoch=self.epoch,
+            prev_index=prev,
+            prev_epoch=self.epoch_at(prev),
+            entries=[entry_to_pb(self.log[i - 1]) for i in range(start, end + 1)],
+            commit_index=self.commit_index,
+        )
+        self.next_index[peer] = end + 1
+        if end < self.last_index:
+            self._dirty_peers.add(peer)
+        return msg
+
+    def vote_request(self) -> peer_pb.RoomVote:
+        """The vote this candidate asks every peer for."""
+        return peer_pb.RoomVote(
+            room=self.room,
+            epoch=self.epoch,
+            last_index=self.last_index,
+            last_epoch=self.last_epoch,
+        )
+
+    # ------------------------------------------------------ administrator
+
+    def propose(
+        self, kind: EntryKind, user: str, text: str, client_msg_id: str, now_ms: int
+    ) -> LogEntry:
+        """Append a new entry as administrator and return it (not yet committed).
+
+        The caller has validated the request against `tip`.
+
+        Raises:
+            RuntimeError: when this replica is not the administrator.
+        """
+        if self.role is not Role.ADMINISTRATOR:
+            raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
+        seq = self.tip.next_seq() if kind is not EntryKind.EPOCH else max(self.tip.last_seq, 0)
+        entry = LogEntry(
+            index=self.last_index + 1,
+            epoch=self.epoch,
+            kind=kind,
+            seq=seq,
+            user=user,
+            text=text,
+            ts_ms=now_ms,
+            client_msg_id=client_msg_id,
+        )
+        self._append_local([entry])
+        self._dirty_peers.update(self.peers)
+        return entry
+
+    def handle_append_result(
+        self, peer: str, sent: peer_pb.RoomAppend, result: peer_pb.RoomAppendResult, now_ms: int
+    ) -> None:
+        """Take a follower's answer to an append this replica sent."""
+        if result.epoch > self.epoch:
+            self._step_down(result.epoch, now_ms)
+            return
+        if self.role is not Role.ADMINISTRATOR or sent.epoch != self.epoch:
+            return  # an answer to an older reign
+        self._acked_ms[peer] = now_ms
+        if result.success:
+            if result.match_index > self.match_index.get(peer, 0):
+                self.match_index[peer] = result.match_index
+                self._advance_commit()
+            if self.next_index[peer] <= result.match_index:
+                self.next_index[peer] = result.match_index + 1
+        else:
+            # the follower's log diverges or is short: resend from its hint
+            retry = max(1, min(result.retry_index, self.last_index + 1))
+            self.next_index[peer] = min(self.next_index[peer], retry)
+            self.match_index[peer] = min(self.match_index.get(peer, 0), retry - 1)
+            self._dirty_peers.add(peer)
+
+    def append_failed(self, peer: str, sent: peer_pb.RoomAppend) -> None:
+        """An append was lost (RPC error): resend its entries next time."""
+        if self.role is Role.ADMINISTRATOR and sent.epoch == self.epoch:
+            first = sent.prev_index + 1
+            if self.next_index.get(peer, 0) > first:
+                self.next_index[peer] = max(first, self.match_index.get(peer, 0) + 1)
+            self._dirty_peers.add(peer)
+
+    def _advance_commit(self) -> None:
+        matched = sorted(
+            [self.persisted_index, *(self.match_index.get(p, 0) for p in self.peers)],
+            reverse=True,
+        )
+        candidate = matched[self.quorum - 1]
+        # Raft's rule (the "Figure 8" case): count replicas only for entries
+        # of the current epoch; earlier ones commit with them.
+        if candidate > self.commit_index and self.epoch_at(candidate) == self.epoch:
+            self.commit_index = candidate
+            self._dirty_peers.update(self.peers)
+
+    # ------------------------------------------------------------ follower
+
+    def handle_append(
+        self, sender: str, msg: peer_pb.RoomAppend, now_ms: int
+    ) -> peer_pb.RoomAppendResult:
+        """Take an administrator's append; the answer may be sent once
+        `take_write()` is durable."""
+        if msg.epoch < self.epoch:
+            return peer_pb.RoomAppendResult(room=self.room, epoch=self.epoch, success=False)
+        if msg.epoch > self.epoch or self.role is not Role.FOLLOWER:
+            self._become_follower(msg.epoch, now_ms)
+        self.administrator = sender
+        self._heard(now_ms)
+        if msg.prev_index > self.last_index:
+            return self._reject(self.last_index + 1)
+        if self.epoch_at(msg.prev_index) != msg.prev_epoch:
+            # skip back over the whole conflicting epoch at once
+            conflict_epoch = self.epoch_at(msg.prev_index)
+            first = msg.prev_index
+            while first > self.commit_index + 1 and self.epoch_at(first - 1) == conflict_epoch:
+                first -= 1
+            return self._reject(first)
+        new: list[LogEntry] = []
+        for pb_entry in msg.entries:
+            index = pb_entry.index
+            if index <= self.last_index:
+                if self.epoch_at(index) == pb_entry.epoch:
+                    continue
+                self._truncate(index)
+            new.append(entry_from_pb(pb_entry))
+        if new:
+            self._append_local(new)
+        match = msg.prev_index + len(msg.entries)
+        commit = min(msg.commit_index, match)
+        if commit > self.commit_index:
+            self.commit_index = commit
+        return peer_pb.RoomAppendResult(
+            room=self.room, epoch=self.epoch, success=True, match_index=match
+        )
+
+    def _reject(self, retry_index: int) -> peer_pb.RoomAppendResult:
+        return peer_pb.RoomAppendResult(
+            room=self.room, epoch=self.epoch, success=False, retry_index=max(1, retry_index)
+        )
+
+    def handle_vote(
+        self, candidate: str, msg: peer_pb.RoomVote, now_ms: int
+    ) -> peer_pb.RoomVoteResult:
+        """Take a vote request; a granted vote may be sent once
+        `take_write()` is durable."""
+        if self._administrator_alive(candidate, now_ms):
+            # a live administrator: a candidate that thinks otherwise (a node
+            # back from a pause or a partition) must not disrupt the room
+            return peer_pb.RoomVoteResult(room=self.room, epoch=self.epoch, granted=False)
+        if msg.epoch > self.epoch:
+            self._become_follower(msg.epoch, now_ms, heard=False)
+        granted = False
+        if msg.epoch == self.epoch and self.voted_for in ("", candidate):
+            up_to_date = (msg.last_epoch, msg.last_index) >= (self.last_epoch, self.last_index)
+            if up_to_date:
+                granted = True
+                if self.voted_for != candidate:
+                    self.voted_for = candidate
+                    self._persist_hard()
+                self._heard(now_ms)
+        return peer_pb.RoomVoteResult(room=self.room, epoch=self.epoch, granted=granted)
+
+    def _administrator_alive(self, candidate: str, now_ms: int) -> bool:
+        if self.role is Role.ADMINISTRATOR:
+            recent = sum(
+                1
+                for p in self.peers
+                if now_ms - self._acked_ms.get(p, 0) < self.timing.election_min_ms
+            )
+            return recent + 1 >= self.quorum
+        return (
+            self.role is Role.FOLLOWER
+            and self.administrator not in ("", candidate)
+            and self.administrator in self._up
+            and now_ms - self._heard_ms < self.timing.election_min_ms
+        )
+
+    # ------------------------------------------------------------ elections
+
+    def campaign(self, now_ms: int) -> bool:
+        """Start an election for the next epoch.
+
+        Returns:
+            True when this replica became administrator at once (a group of
+            one); otherwise the caller sends `vote_request()` to every peer.
+        """
+        self.role = Role.CANDIDATE
+        self.epoch += 1
+        self.voted_for = self.self_id
+        self.administrator = ""
+        self._persist_hard()
+        self._votes = {self.self_id}
+        # retry soon (with jitter so two candidates do not keep splitting
+        # the vote) if no majority answers
+        campaign = self.timing.campaign_ms
+        self._election_due_ms = now_ms + campaign + self._rng.randrange(0, campaign)
+        if len(self._votes) >= self.quorum:
+            self._become_administrator(now_ms)
+            return True
+        return False
+
+    def handle_vote_result(
+        self, voter: str, sent: peer_pb.RoomVote, result: peer_pb.RoomVoteResult, now_ms: int
+    ) -> bool:
+        """Take a peer's vote. Returns True when this replica just won."""
+        if result.epoch > self.epoch:
+            self._step_down(result.epoch, now_ms)
+            return False
+        if self.role is not Role.CANDIDATE or sent.epoch != self.epoch or not result.granted:
+            return False
+        self._votes.add(voter)
+        if len(self._votes) >= self.quorum:
+            self._become_administrator(now_ms)
+            return True
+        return False
+
+    def _become_administrator(self, now_ms: int) -> None:
+        self.role = Role.ADMINISTRATOR
+        self.administrator = self.self_id
+        self.next_index = {p: self.last_index + 1 for p in self.peers}
+        self.match_index = {p: 0 for p in self.peers}
+        self._acked_ms = {p: now_ms for p in self.peers}
+        self._last_sent_ms = {}
+        self._dirty_peers = set(self.peers)
+        # an entry of its own epoch: committing it commits every earlier
+        # entry, which is what makes the new administrator safe to serve
+        self._epoch_index = self.propose(EntryKind.EPOCH, self.self_id, "", "", now_ms).index
+
+    def _become_follower(self, epoch: int, now_ms: int, heard: bool = True) -> None:
+        if epoch > self.epoch:
+            self.epoch = epoch
+            self.voted_for = ""
+            self._persist_hard()
+        self.role = Role.FOLLOWER
+        self.administrator = ""
+        self._epoch_index = 0
+        if heard:
+            self._heard(now_ms)
+
+    def _step_down(self, epoch: int, now_ms: int) -> None:
+        self._become_follower(epoch, now_ms)
+
+    def _heard(self, now_ms: int) -> None:
+        self._heard_ms = now_ms
+        self._election_due_ms = now_ms + self._jitter()
+
+    def tick(self, now_ms: int, up: set[str]) -> bool:
+        """Advance timers. Returns True when a new campaign just began.
+
+        Args:
+            now_ms: the current time.
+            up: nodes the failure detector sees as up (self included).
+        """
+        self._up = up
+        if self.role is Role.ADMINISTRATOR:
+            # an administrator cut off from a majority steps down, so that it
+            # stops claiming the room and clients move to the majority side
+            recent = sum(
+                1
+                for p in self.peers
+                if now_ms - self._acked_ms.get(p, 0) < self.timing.election_max_ms
+            )
+            if recent + 1 < self.quorum:
+                self._become_follower(self.epoch, now_ms)
+            return False
+        if sum(1 for r in self.replicas if r in up) < self.quorum:
+            return False  # cannot win; campaigning would only inflate epochs
+        if self.role is Role.CANDIDATE:
+            if now_ms >= self._election_due_ms:
+                self.campaign(now_ms)
+                return True
+            return False
+        quiet_ms = now_ms - self._heard_ms
+        # fast path: health says the administrator is gone (or none is known
+        # after a few heartbeats' silence) and this node is next in line
+        leaderless = (
+            self.administrator not in up
+            if self.administrator
+            else quiet_ms >= 2 * self.timing.heartbeat_ms
+        )
+        if (leaderless and self._preferred(up)) or now_ms >= self._election_due_ms:
+            self.campaign(now_ms)
+            return True
+        return False
+
+    def _preferred(self, up: set[str]) -> bool:
+        """True when this node is the first replica (placement order) that is up
+        and is not the (believed) administrator."""
+        for replica in self.replicas:
+            if replica in up and replica != self.administrator:
+                return replica == self.self_id
+        return False
