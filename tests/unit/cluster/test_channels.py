@@ -47,6 +47,7 @@ def test_options_match_the_agreed_keepalive() -> None:
     server = dict(SERVER_OPTIONS)
     assert client["grpc.keepalive_time_ms"] == 1000
     assert client["grpc.keepalive_timeout_ms"] == 1000
+    assert client["grpc.http2.ping_timeout_ms"] == 1000
     assert client["grpc.keepalive_permit_without_calls"] == 1
     assert server["grpc.keepalive_permit_without_calls"] == 1
     assert server["grpc.http2.min_ping_interval_without_data_ms"] < 1000
