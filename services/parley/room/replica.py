@@ -181,6 +181,11 @@ class RoomReplica:
 
     # -------------------------------------------------------------- effects
 
+    @property
+    def has_write(self) -> bool:
+        """True when take_write() would return something."""
+        return self._write is not None
+
     def take_write(self) -> RoomWrite | None:
         """Durable changes made since the last call, or None."""
         write, self._write = self._write, None
