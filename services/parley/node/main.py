@@ -1,0 +1,124 @@
+"""`parley node`: one gRPC room host."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from parley._generated import peer_service_pb2, peer_service_pb2_grpc, room_service_pb2
+from parley._generated import room_service_pb2_grpc as room_grpc
+from parley.cluster.channels import SERVER_OPTIONS, ChannelPool
+from parley.cluster.factory import make_discovery
+from parley.cluster.health import HealthMonitor
+from parley.config import NodeConfig
+from parley.observability import tracing
+from parley.observability.http import serve_http
+from parley.observability.log import configure, get_logger
+from parley.room.stores import open_store
+
+from .core import NodeCore
+from .peers import PeerServicer, PeerTransport
+from .rooms import RoomServicer
+
+log = get_logger("parley.node")
+
+SERVICE_NAMES = (
+    room_service_pb2.DESCRIPTOR.services_by_name["RoomService"].full_name,
+    peer_service_pb2.DESCRIPTOR.services_by_name["PeerService"].full_name,
+)
+
+
+async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
+    """Run a node until `stop` is set, then drain and shut down."""
+    discovery = make_discovery(
+        cfg.discovery,
+        nodes=cfg.nodes,
+        namespace=cfg.k8s_namespace,
+        service=cfg.k8s_service,
+        port=cfg.k8s_port,
+        grace_seconds=cfg.member_grace,
+    )
+    await discovery.start()
+    pool = ChannelPool(discovery)
+    monitor = HealthMonitor(discovery, pool, self_id=cfg.id)
+    store = open_store(cfg.store, cfg.data_dir, cfg.id)
+    core = NodeCore(
+        cfg.id,
+        store,
+        members=discovery.members,
+        up_nodes=monitor.up_nodes,
+        replication=cfg.replicas,
+    )
+    transport = PeerTransport(core, pool)
+    await core.start()
+
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    room_grpc.add_RoomServiceServicer_to_server(RoomServicer(core), server)
+    peer_service_pb2_grpc.add_PeerServiceServicer_to_server(PeerServicer(core), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(cfg.grpc)
+    if port == 0:
+        raise SystemExit(f"cannot listen on {cfg.grpc}")
+    await server.start()
+    await monitor.start()
+    transport.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, serving)
+    http = await serve_http(cfg.http, ready=lambda: not core.draining)
+    log.info("node ready", grpc=cfg.grpc, http=cfg.http, store=cfg.store, replicas=cfg.replicas)
+
+    await stop.wait()
+    log.info("draining", seconds=cfg.drain_seconds)
+    core.draining = True
+    # NOT_SERVING makes every peer's health watch report this node down, so
+    # the next replicas take over its rooms while it still answers their votes
+    await health_servicer.enter_graceful_shutdown()
+    deadline = time.monotonic() + cfg.drain_seconds
+    # polled: handovers happen in whichever room elects first, not as one event
+    while core.administered and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    http.close()
+    await server.stop(grace=min(1.0, cfg.drain_seconds))
+    await transport.stop()
+    await monitor.stop()
+    await core.stop()
+    await pool.close()
+    await discovery.stop()
+    tracing.shutdown()
+    log.info("stopped")
+
+
+async def _main(cfg: NodeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(cfg, stop)
+
+
+def run(cfg: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT. Returns the process exit code."""
+    configure("node", cfg.id, cfg.log_format, cfg.log_level)
+    tracing.configure("parley-node", cfg.id)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(cfg))
+    return 0
+
+
+def main() -> None:
+    """Console script `parley-node`: same flags as `parley node`."""
+    from parley.cli import main as cli_main
+
+    cli_main(["node", *sys.argv[1:]])

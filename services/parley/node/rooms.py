@@ -1,0 +1,300 @@
+"""RoomService: what gateways call. Validates against the log, then orders."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from parley._generated import room_service_pb2 as pb
+from parley._generated import room_service_pb2_grpc as room_grpc
+from parley.observability import metrics, tracing
+from parley.room.codec import entry_to_client_pb
+from parley.room.entries import EntryKind, LogEntry
+from parley.room.replica import RoomReplica
+
+from .core import NodeCore, Subscriber
+from .errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    NotMember,
+    RoomError,
+    RoomExists,
+    rpc_boundary,
+    stream_boundary,
+)
+
+HISTORY_MAX = 500
+STREAM_CHUNK = 1000
+# a gateway further behind than this is cut off and resubscribes from its
+# last seq, reading the backlog from the log instead of node memory
+SUBSCRIBER_MAX_PENDING = 50_000
+
+
+def committed_visible(
+    replica: RoomReplica, from_seq: int, limit: int | None = None
+) -> list[LogEntry]:
+    """Committed visible entries with seq >= from_seq, in order."""
+    log = replica.log
+    end = replica.commit_index
+    start = bisect.bisect_left(log, from_seq, 0, end, key=lambda e: e.seq)
+    out: list[LogEntry] = []
+    for i in range(start, end):
+        entry = log[i]
+        if entry.visible and entry.seq >= from_seq:
+            out.append(entry)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def committed_before(replica: RoomReplica, before_seq: int | None, limit: int) -> list[LogEntry]:
+    """The last `limit` committed visible entries with seq < before_seq."""
+    log = replica.log
+    end = replica.commit_index
+    if before_seq is not None:
+        end = bisect.bisect_left(log, before_seq, 0, end, key=lambda e: e.seq)
+    out: list[LogEntry] = []
+    i = end - 1
+    while i >= 0 and len(out) < limit:
+        if log[i].visible:
+            out.append(log[i])
+        i -= 1
+    out.reverse()
+    return out
+
+
+class RoomServicer(room_grpc.RoomServiceServicer):
+    """The administrator side of every room request."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+
+    async def _commit(
+        self, replica: RoomReplica, kind: EntryKind, user: str, text: str = "", msg_id: str = ""
+    ) -> LogEntry:
+        return await self.core.propose(replica, kind, user, text, msg_id)
+
+    async def _barrier(self, replica: RoomReplica) -> None:
+        """Wait until everything this administrator has appended is committed."""
+        await self.core.wait_commit(replica, replica.last_index)
+
+    @staticmethod
+    def _existing(replica: RoomReplica) -> None:
+        if not replica.tip.exists:
+            raise NotFound(f"room {replica.room} does not exist")
+
+    @staticmethod
+    def _member(replica: RoomReplica, user: str) -> None:
+        RoomServicer._existing(replica)
+        if user not in replica.tip.members:
+            raise NotMember(f"{user} is not a member of {replica.room}")
+
+    @rpc_boundary
+    async def CreateRoom(
+        self, request: pb.CreateRoomRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateRoomResponse:
+        replica = await self.core.serving_replica(request.room)
+        if replica.tip.exists:
+            raise RoomExists(f"room {request.room} already exists")
+        entry = await self._commit(replica, EntryKind.CREATE, request.user)
+        return pb.CreateRoomResponse(owner=entry.user, seq=entry.seq)
+
+    @rpc_boundary
+    async def DeleteRoom(
+        self, request: pb.DeleteRoomRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteRoomResponse:
+        replica = await self.core.serving_replica(request.room)
+        self._existing(replica)
+        if replica.tip.owner != request.user:
+            raise Forbidden(f"only the owner ({replica.tip.owner}) may delete {request.room}")
+        entry = await self._commit(replica, EntryKind.DELETE, request.user)
+        return pb.DeleteRoomResponse(seq=entry.seq)
+
+    @rpc_boundary
+    async def JoinRoom(
+        self, request: pb.JoinRoomRequest, context: grpc.aio.ServicerContext
+    ) -> pb.JoinRoomResponse:
+        replica = await self.core.serving_replica(request.room)
+        self._existing(replica)
+        already = request.user in replica.tip.members
+        if already:
+            await self._barrier(replica)
+        else:
+            await self._commit(replica, EntryKind.JOIN, request.user)
+        return pb.JoinRoomResponse(
+            last_seq=max(replica.committed_seq, 0),
+            members=sorted(replica.tip.members),
+            already_member=already,
+        )
+
+    @rpc_boundary
+    async def LeaveRoom(
+        self, request: pb.LeaveRoomRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaveRoomResponse:
+        replica = await self.core.serving_replica(request.room)
+        self._member(replica, request.user)
+        entry = await self._commit(replica, EntryKind.LEAVE, request.user)
+        return pb.LeaveRoomResponse(seq=entry.seq)
+
+    async def _publish(self, request: pb.PublishRequest) -> pb.PublishResponse:
+        received = time.perf_counter()
+        replica = await self.core.serving_replica(request.room)
+        if not request.text:
+            raise BadRequest("text must not be empty")
+        if request.client_msg_id:
+            seq = replica.tip.dedupe.get((request.user, request.client_msg_id))
+            if seq is not None:
+                if seq > replica.committed_seq:
+                    await self._barrier(replica)
+                return pb.PublishResponse(seq=seq, duplicate=True)
+        self._member(replica, request.user)
+        future = self.core.propose(
+            replica, EntryKind.MESSAGE, request.user, request.text, request.client_msg_id
+        )
+        metrics.ORDER_LATENCY.observe(time.perf_counter() - received)
+        entry = await future
+        return pb.PublishResponse(seq=entry.seq)
+
+    @rpc_boundary
+    async def Publish(
+        self, request: pb.PublishRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PublishResponse:
+        with tracing.span_from_metadata(
+            "node.publish", context.invocation_metadata(), room=request.room
+        ):
+            return await self._publish(request)
+
+    @rpc_boundary
+    async def PublishBatch(
+        self, request: pb.PublishBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PublishBatchResponse:
+        with tracing.span_from_metadata(
+            "node.publish", context.invocation_metadata(), messages=len(request.publishes)
+        ):
+            outcomes = await asyncio.gather(
+                *(self._publish(p) for p in request.publishes), return_exceptions=True
+            )
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, pb.PublishResponse):
+                results.append(pb.PublishResult(seq=outcome.seq, duplicate=outcome.duplicate))
+            elif isinstance(outcome, RoomError):
+                results.append(
+                    pb.PublishResult(
+                        error_code=outcome.code,
+                        error_message=outcome.message,
+                        administrator=getattr(outcome, "hint", ""),
+                    )
+                )
+            else:
+                raise outcome
+        return pb.PublishBatchResponse(results=results)
+
+    @rpc_boundary
+    async def History(
+        self, request: pb.HistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HistoryResponse:
+        replica = await self.core.serving_replica(request.room)
+        self._member(replica, request.user)
+        limit = min(request.limit or 50, HISTORY_MAX)
+        before = request.before_seq or None
+        entries = committed_before(replica, before, limit)
+        return pb.HistoryResponse(entries=[entry_to_client_pb(e) for e in entries])
+
+    @rpc_boundary
+    async def ListRooms(
+        self, request: pb.ListRoomsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRoomsResponse:
+        rooms = []
+        for name in sorted(self.core.administered):
+            replica = self.core.rooms[name]
+            if replica.serving and replica.tip.exists:
+                rooms.append(
+                    pb.RoomInfo(
+                        room=name,
+                        owner=replica.tip.owner,
+                        member_count=len(replica.tip.members),
+                        last_seq=max(replica.committed_seq, 0),
+                        administrator=self.core.node_id,
+                        last_ts_ms=replica.tip.last_ts_ms,
+                    )
+                )
+        return pb.ListRoomsResponse(rooms=rooms)
+
+    @rpc_boundary
+    async def Members(
+        self, request: pb.MembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MembersResponse:
+        replica = await self.core.serving_replica(request.room)
+        self._existing(replica)
+        presence = self.core.presence.get(request.room)
+        return pb.MembersResponse(
+            members=[
+                pb.Member(user=user, online=bool(presence and presence.online(user)))
+                for user in sorted(replica.tip.members)
+            ]
+        )
+
+    @rpc_boundary
+    async def UpdatePresence(
+        self, request: pb.UpdatePresenceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdatePresenceResponse:
+        await self.core.serving_replica(request.room)
+        for change in request.changes:
+            self.core.presence_change(request.room, request.gateway_id, change.user, change.online)
+        return pb.UpdatePresenceResponse()
+
+    @stream_boundary
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        core = self.core
+        room = request.room
+        replica = await core.serving_replica(room)
+        self._existing(replica)
+        sub = Subscriber(room, request.gateway_id, request.from_seq)
+        # backlog and registration happen with no await in between, so the
+        # live feed continues exactly where the backlog ends
+        backlog = committed_visible(replica, request.from_seq)
+        if backlog:
+            sub.next_seq = backlog[-1].seq + 1
+        core.subscribers.setdefault(room, set()).add(sub)
+        for user in request.online_users:
+            core.presence_change(room, request.gateway_id, user, True)
+        try:
+            for i in range(0, len(backlog), STREAM_CHUNK):
+                chunk = backlog[i : i + STREAM_CHUNK]
+                yield pb.SubscribeResponse(entries=[entry_to_client_pb(e) for e in chunk])
+            del backlog
+            while True:
+                await sub.wakeup.wait()
+                sub.wakeup.clear()
+                if sub.entries or sub.presence:
+                    if len(sub.entries) > SUBSCRIBER_MAX_PENDING:
+                        raise RoomError("subscriber too far behind; resubscribe")
+                    entries, sub.entries = sub.entries, []
+                    presence, sub.presence = sub.presence, []
+                    for i in range(0, max(len(entries), 1), STREAM_CHUNK):
+                        yield pb.SubscribeResponse(
+                            entries=[entry_to_client_pb(e) for e in entries[i : i + STREAM_CHUNK]],
+                            presence=[pb.PresenceEvent(user=u, online=o) for u, o in presence]
+                            if i == 0
+                            else [],
+                        )
+                if sub.ended is not None:
+                    raise sub.ended
+                if sub.closed:
+                    return
+        finally:
+            subs = core.subscribers.get(room)
+            if subs is not None:
+                subs.discard(sub)
+            if request.gateway_id and not any(
+                s.gateway_id == request.gateway_id for s in core.subscribers.get(room, ())
+            ):
+                core.presence_gateway_gone(room, request.gateway_id)
