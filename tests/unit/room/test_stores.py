@@ -247,16 +247,24 @@ def test_sqlite_rolls_back_a_batch_that_fails_inside_sqlite(tmp_path: Path) -> N
     """An error raised by SQLite itself mid-batch rolls back every room of the batch."""
     store = SqliteLogStore(tmp_path / "n.db")
     try:
-        store.write([RoomWrite("general", entries=entries(1, 1))])
+        store.write([RoomWrite("general", hard=HardState(1, ""), entries=entries(1, 3))])
         before = store.load()
-        unbindable = entry(3, user=object())  # SQLite cannot bind an object
+        unbindable = entry(3, epoch=2, user=object())  # SQLite cannot bind an object
         batch = [RoomWrite(f"room-{i}", entries=entries(1, 5)) for i in range(20)]
-        batch.append(RoomWrite("general", hard=HardState(4, "x"), entries=[entry(2), unbindable]))
+        # A truncation mid-batch makes the store send the rows queued so far
+        # and delete, so all of that has reached SQLite before the failure.
+        batch.append(RoomWrite("general", truncate_from=2, entries=entries(2, 2, epoch=2)))
+        batch += [RoomWrite(f"room-{i}", entries=entries(1, 5)) for i in range(20, 40)]
+        batch.append(RoomWrite("general", hard=HardState(2, "x"), entries=[unbindable]))
         with pytest.raises(sqlite3.Error):
             store.write(batch)
         assert store.load() == before
+        # The failed batch left no trace in the cached last indexes either.
         store.write(batch[:-1])
-        assert len(store.load()) == 21
+        loaded = store.load()
+        assert len(loaded) == 41
+        assert loaded["general"].entries == entries(1, 1) + entries(2, 2, epoch=2)
+        assert loaded["general"].hard == HardState(1, "")
     finally:
         store.close()
 
