@@ -223,9 +223,13 @@ def test_sqlite_file_is_named_after_the_node(tmp_path: Path) -> None:
 
 
 def test_sqlite_uses_wal_and_records_schema_version(tmp_path: Path) -> None:
-    """The file is in WAL mode and carries the schema version."""
+    """The file is in WAL mode with synchronous=FULL and carries the schema version."""
     path = tmp_path / "n.db"
-    SqliteLogStore(path).close()
+    store = SqliteLogStore(path)
+    # synchronous is per connection, so only the store's own one can tell:
+    # FULL (2) is what makes write() fsync before it returns.
+    assert store._conn.execute("PRAGMA synchronous").fetchone() == (2,)
+    store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
