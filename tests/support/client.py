@@ -132,7 +132,7 @@ class ChatClient:
         """Send one frame as is (a dict is JSON-encoded; a str is sent raw)."""
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def request(self, frame: Frame, timeout: float = DEFAULT_TIMEOUT) -> Frame:  # noqa: ASYNC109
+    async def request(self, frame: Frame, timeout: float = DEFAULT_TIMEOUT) -> Frame:
         """Send `frame` and return the reply carrying its id (one is added if missing).
 
         The reply may be an `error` frame; this does not raise for those.
@@ -157,7 +157,7 @@ class ChatClient:
     async def next_of(
         self,
         type_: str,
-        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-call deadline is the API
+        timeout: float = DEFAULT_TIMEOUT,
         room: str | None = None,
         where: Callable[[Frame], bool] | None = None,
     ) -> Frame:
@@ -198,7 +198,7 @@ class ChatClient:
         self,
         room: str,
         count: int,
-        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-call deadline is the API
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> list[Frame]:
         """Wait until at least `count` entries with a seq arrived for `room`; return them all.
 

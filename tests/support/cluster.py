@@ -1,8 +1,5 @@
 """A real local Parley cluster for integration and fault tests.
 
-(`timeout` parameters are deliberate, hence the ASYNC109 waivers: they are
-the deadlines tests pass, and they also bound non-async polling.)
-
 `LocalCluster` runs real `parley node` and `parley gateway` processes
 (`sys.executable -m parley ...`) on 127.0.0.1 with free ports and static
 discovery. Each process:
@@ -39,6 +36,7 @@ import atexit
 import contextlib
 import dataclasses
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -77,6 +75,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def free_port_block(count: int, low: int = 20000, high: int = 60000) -> int:
+    """The first of `count` consecutive free ports, for tools that take a base port.
+
+    Raises:
+        RuntimeError: when no free block is found after many tries.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - count)
+        if all(port_is_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports in {low}-{high}")
 
 
 def port_is_free(port: int) -> bool:
@@ -278,7 +290,7 @@ class LocalCluster:
             *(self.wait_gateway_ready(i) for i in range(len(self.gateway_names))),
         )
 
-    async def _wait_ready(self, name: str, timeout: float | None) -> None:  # noqa: ASYNC109
+    async def _wait_ready(self, name: str, timeout: float | None) -> None:
         """Poll `name`'s readiness until it is ready, it exits, or the deadline passes."""
         proc = self.procs[name]
         limit = self.ready_timeout if timeout is None else timeout
@@ -299,7 +311,7 @@ class LocalCluster:
                 raise ClusterError(f"{name} not ready after {limit:g} s\n{self.dump_logs()}")
             await asyncio.sleep(0.05)
 
-    async def wait_node_healthy(self, node_id: str, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def wait_node_healthy(self, node_id: str, timeout: float | None = None) -> None:
         """Wait until `node_id`'s gRPC health says SERVING.
 
         Raises:
@@ -307,7 +319,7 @@ class LocalCluster:
         """
         await self._wait_ready(node_id, timeout)
 
-    async def wait_gateway_ready(self, i: int = 0, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def wait_gateway_ready(self, i: int = 0, timeout: float | None = None) -> None:
         """Wait until gateway `i`'s /readyz answers 200.
 
         Raises:
@@ -351,7 +363,7 @@ class LocalCluster:
         if sig == signal.SIGKILL:
             self._reap(name)
 
-    async def wait_exit(self, name: str, timeout: float = STOP_TIMEOUT) -> int:  # noqa: ASYNC109
+    async def wait_exit(self, name: str, timeout: float = STOP_TIMEOUT) -> int:
         """Wait until process `name` has exited and return its exit status.
 
         Raises:
@@ -376,7 +388,7 @@ class LocalCluster:
         self._signal(node_id, signal.SIGCONT)
         self.procs[node_id].paused = False
 
-    async def _restart(self, name: str, timeout: float | None) -> None:  # noqa: ASYNC109
+    async def _restart(self, name: str, timeout: float | None) -> None:
         """Stop `name` if it still runs, start it again on the same ports and data, wait ready."""
         if self.procs[name].running:
             self._kill(name, signal.SIGKILL)
@@ -384,14 +396,14 @@ class LocalCluster:
         self._spawn(self.procs[name])
         await self._wait_ready(name, timeout)
 
-    async def restart_node(self, node_id: str, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def restart_node(self, node_id: str, timeout: float | None = None) -> None:
         """Start `node_id` again (SIGKILLing it first if it runs) and wait until SERVING.
 
         Same ports and data directory: with store="sqlite" it comes back with its log.
         """
         await self._restart(node_id, timeout)
 
-    async def restart_gateway(self, i: int = 0, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def restart_gateway(self, i: int = 0, timeout: float | None = None) -> None:
         """Start gateway `i` again (SIGKILLing it first if it runs) and wait until ready."""
         await self._restart(self.gateway_names[i], timeout)
 

@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 async def wait_for(
     predicate: Callable[[], T | Awaitable[T]],
-    timeout: float,  # noqa: ASYNC109 - the deadline itself is this helper's point
+    timeout: float,
     interval: float = 0.02,
     message: str = "",
 ) -> T:
