@@ -95,8 +95,7 @@ class HealthMonitor:
         """
         return self._subscribers.add(callback)
 
-    # The timeout argument is the agreed API; asyncio.timeout is used inside.
-    async def wait_up(self, node_id: str, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_up(self, node_id: str, timeout: float) -> bool:
         """Wait until the node is up.
 
         Returns:
