@@ -1,0 +1,158 @@
+"""The WebSocket server of a gateway, wired to its routing and fan-out.
+
+Discovery, channels and health come from outside (server.py builds the real
+ones), so tests can run a gateway against in-process nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from parley.cluster.channels import ChannelPool
+from parley.cluster.discovery import Discovery
+from parley.cluster.health import HealthMonitor
+from parley.config import GatewayConfig
+from parley.gateway.auth import WS_PATH, HandshakeRefused, authenticate
+from parley.gateway.fanout import Fanout
+from parley.gateway.handlers import Handlers
+from parley.gateway.latency import DeliveryClock
+from parley.gateway.presence import PresenceReporter
+from parley.gateway.publisher import Publisher
+from parley.gateway.router import Router
+from parley.gateway.session import Session
+from parley.observability.log import get_logger
+from parley.observability.metrics import WS_CONNECTIONS
+
+log = get_logger(__name__)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """ "host:port" (or "[v6]:port") as (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _listen(address: str) -> socket.socket:
+    """A listening socket, bound before serving so the port is known up front."""
+    host, port = split_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+class Gateway:
+    """One gateway: WebSocket sessions over a router, publisher and fan-out."""
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        discovery: Discovery,
+        pool: ChannelPool,
+        health: HealthMonitor,
+    ) -> None:
+        """Wire the gateway; start() begins serving.
+
+        Args:
+            cfg: the gateway's configuration (cfg.ws is where it listens).
+            discovery: the node set, already started.
+            pool: channels to the nodes.
+            health: which nodes are up, already started.
+        """
+        self._cfg = cfg
+        self._discovery = discovery
+        self._health = health
+        self._router = Router(discovery, pool, health, cfg.replicas)
+        self._publisher = Publisher(self._router)
+        self._presence = PresenceReporter(self._router, cfg.id)
+        self._clock = DeliveryClock()
+        self._fanout = Fanout(self._router, self._presence, self._clock)
+        self._handlers = Handlers(
+            discovery, health, self._router, self._publisher, self._fanout, self._clock
+        )
+        self._server: Server | None = None
+        self._stopping = False
+        self.host = ""
+        self.port = 0
+        self.id = cfg.id
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}{WS_PATH}"
+
+    async def start(self) -> None:
+        """Listen on cfg.ws and serve clients."""
+        sock = _listen(self._cfg.ws)
+        self.host, self.port = sock.getsockname()[:2]
+        self.id = self._cfg.id or f"{self.host}:{self.port}-{os.getpid()}"
+        self._presence.gateway_id = self.id
+        self._server = await serve(
+            self._connection,
+            sock=sock,
+            process_request=self._handshake,
+            max_size=self._cfg.max_frame_bytes,
+            # Compression would deflate every fanned-out frame once per socket.
+            compression=None,
+            close_timeout=max(0.1, min(self._cfg.drain_seconds, 10.0)),
+        )
+        log.info("gateway listening", url=self.url, id=self.id)
+
+    def ready(self) -> bool:
+        """True when clients should be sent here: nodes known, one of them up."""
+        return (
+            not self._stopping and bool(self._discovery.members()) and bool(self._health.up_nodes())
+        )
+
+    async def close(self) -> None:
+        """Stop: not ready, close every socket with 1001, wait up to cfg.drain_seconds."""
+        self._stopping = True
+        if self._server is not None:
+            self._server.close(close_connections=True, code=CloseCode.GOING_AWAY,
+                               reason="going away")  # fmt: skip
+            try:
+                async with asyncio.timeout(self._cfg.drain_seconds):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                log.warning("connections still open after drain", seconds=self._cfg.drain_seconds)
+        await self._fanout.close()
+        await self._presence.close()
+        await self._publisher.close()
+
+    def _handshake(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Refuse wrong paths (404) and missing or bad users and tokens (401)."""
+        if self._stopping:
+            return conn.respond(503, "shutting down\n")
+        try:
+            authenticate(request.path, self._cfg.jwt_secret)
+        except HandshakeRefused as refused:
+            return conn.respond(refused.status, refused.message + "\n")
+        return None
+
+    async def _connection(self, conn: ServerConnection) -> None:
+        """The per-connection error boundary."""
+        assert conn.request is not None  # set once the handshake succeeded
+        # Cheap to redo (a dict lookup, or one HMAC) and keeps no state between hooks.
+        user = authenticate(conn.request.path, self._cfg.jwt_secret)
+        session = Session(
+            conn,
+            user,
+            self._handlers.handle,
+            queue_size=self._cfg.outbound_queue,
+            rate=self._cfg.rate_limit,
+            burst=self._cfg.rate_burst,
+        )
+        WS_CONNECTIONS.inc()
+        try:
+            await session.run()
+        except Exception:
+            log.exception("connection failed", user=user)
+            await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self._handlers.disconnected(session)
+            WS_CONNECTIONS.dec()

@@ -1,0 +1,320 @@
+"""Room feeds: one Subscribe stream per room with local members, fanned out to sockets.
+
+Every entry is encoded once (to UTF-8 JSON bytes) and the same bytes are put
+on each member socket's outbound queue. A feed remembers the next seq it
+expects; when its stream ends (administrator change, node down) it
+re-subscribes from there, so each socket sees every seq once, rising by 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Protocol
+
+import grpc
+
+from parley._generated import room_service_pb2 as pb
+from parley.gateway.backoff import Backoff
+from parley.gateway.errors import (
+    GatewayError,
+    NotAdministrator,
+    Unavailable,
+    from_rpc_error,
+)
+from parley.gateway.latency import DeliveryClock
+from parley.gateway.presence import PresenceReporter
+from parley.gateway.router import Router
+from parley.observability.log import get_logger
+from parley.protocol import frames
+from parley.protocol.errors import ErrorCode
+from parley.room.entries import EntryKind
+
+log = get_logger(__name__)
+
+TAIL_SIZE = 256
+"""Recent entries kept per room, so most joins are served their backlog from memory."""
+HISTORY_CHUNK = 500
+"""Entries fetched per History call while a joining socket catches up."""
+MAX_REDIRECTS = 3
+"""Administrator hints followed at once in a row before backing off."""
+
+
+class Member(Protocol):
+    """A local socket as the fan-out sees it (implemented by Session)."""
+
+    user: str
+    closed: bool
+
+    def deliver(self, data: bytes) -> None:
+        """Queue an encoded frame; never blocks and never detaches synchronously."""
+        ...
+
+    def room_deleted(self, room: str) -> None:
+        """The room was deleted: send `deleted` and forget the room."""
+        ...
+
+
+class _Gap(Exception):
+    """The stream skipped a seq; re-subscribe from the one expected."""
+
+
+class RoomFeed:
+    """The state of one room on this gateway."""
+
+    __slots__ = ("deleted", "joining", "next_seq", "room", "sockets", "tail", "task", "users")
+
+    def __init__(self, room: str, next_seq: int) -> None:
+        self.room = room
+        self.next_seq = next_seq
+        """The seq the stream delivers next (last delivered + 1)."""
+        self.sockets: dict[Member, int] = {}
+        """Attached sockets and the first seq each wants (later ones skip older entries)."""
+        self.users: dict[str, int] = {}
+        """Local sockets per user, for online/offline."""
+        self.tail: deque[tuple[int, bytes | None]] = deque(maxlen=TAIL_SIZE)
+        """(seq, encoded frame or None when invisible) of the newest entries, contiguous."""
+        self.joining = 0
+        """Sockets catching up; they keep the feed alive before they are attached."""
+        self.deleted = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Fanout:
+    """Every room feed of this gateway."""
+
+    def __init__(self, router: Router, presence: PresenceReporter, clock: DeliveryClock) -> None:
+        self._router = router
+        self._presence = presence
+        self._clock = clock
+        self._feeds: dict[str, RoomFeed] = {}
+
+    def feed(self, room: str) -> RoomFeed | None:
+        """The room's feed, if any local socket is attached or joining."""
+        return self._feeds.get(room)
+
+    def fanned_out(self, room: str, seq: int) -> bool:
+        """True when this gateway has already delivered the room's entry `seq`."""
+        feed = self._feeds.get(room)
+        return feed is not None and feed.next_seq > seq
+
+    async def attach(self, member: Member, room: str, start: int) -> None:
+        """Send `member` every entry with seq >= start, then the live ones.
+
+        The caller has sent `joined` already. Older entries come from the
+        feed's tail or, beyond it, from History; the socket is attached to the
+        live feed in the same step (no await) as it is served the last of its
+        backlog, so nothing is missed or repeated.
+
+        Raises:
+            GatewayError: History failed; the socket is not attached.
+        """
+        feed = self._feeds.get(room)
+        if feed is None:
+            feed = self._feeds[room] = RoomFeed(room, start)
+            self._add(feed, member, start)
+            feed.task = asyncio.get_running_loop().create_task(
+                self._follow(feed), name=f"feed-{room}"
+            )
+            self._maybe_drop(feed)  # the member may have closed already
+            return
+        counted = feed.sockets.pop(member, None) is not None  # joined again: start over
+        feed.joining += 1
+        try:
+            await self._catch_up(feed, member, start, counted)
+        finally:
+            feed.joining -= 1
+            self._maybe_drop(feed)
+
+    def detach(self, member: Member, room: str) -> None:
+        """Stop delivering the room to `member`; the last socket of a user goes offline."""
+        feed = self._feeds.get(room)
+        if feed is None or feed.sockets.pop(member, None) is None:
+            return
+        count = feed.users.get(member.user, 0) - 1
+        if count <= 0:
+            feed.users.pop(member.user, None)
+            self._presence.report(room, member.user, False)
+        else:
+            feed.users[member.user] = count
+        self._maybe_drop(feed)
+
+    def members_of(self, room: str, user: str) -> list[Member]:
+        """The attached sockets of `user` in `room`."""
+        feed = self._feeds.get(room)
+        return [] if feed is None else [m for m in feed.sockets if m.user == user]
+
+    async def close(self) -> None:
+        """Cancel every stream (at shutdown)."""
+        tasks = [f.task for f in self._feeds.values() if f.task is not None]
+        self._feeds.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _catch_up(self, feed: RoomFeed, member: Member, start: int, counted: bool) -> None:
+        next_seq = start
+        while True:
+            if feed.deleted:
+                member.room_deleted(feed.room)
+                return
+            if next_seq >= feed.next_seq:
+                self._add(feed, member, next_seq, counted)
+                return
+            tail_first = feed.tail[0][0] if feed.tail else None
+            if tail_first is not None and tail_first <= next_seq:
+                for seq, data in feed.tail:
+                    if seq >= next_seq and data is not None:
+                        member.deliver(data)
+                self._add(feed, member, feed.next_seq, counted)
+                return
+            upper = tail_first if tail_first is not None else feed.next_seq
+            before = min(upper, next_seq + HISTORY_CHUNK)
+            request = pb.HistoryRequest(
+                room=feed.room, before_seq=before, limit=before - next_seq, user=member.user
+            )
+            response = await self._router.unary(feed.room, "History", request)
+            if member.closed:
+                return
+            for entry in response.entries:  # type: ignore[attr-defined]
+                if next_seq <= entry.seq < before:
+                    data = frames.encode_entry(feed.room, entry)
+                    if data is not None:
+                        member.deliver(data.encode())
+                    next_seq = entry.seq + 1
+            # Entries the node did not return cannot be served; never loop on them.
+            next_seq = max(next_seq, before)
+
+    def _add(self, feed: RoomFeed, member: Member, first_seq: int, counted: bool = False) -> None:
+        if member.closed:
+            return
+        feed.sockets[member] = first_seq
+        if counted:
+            return
+        count = feed.users.get(member.user, 0)
+        feed.users[member.user] = count + 1
+        if count == 0:
+            self._presence.report(feed.room, member.user, True)
+
+    def _maybe_drop(self, feed: RoomFeed) -> None:
+        """Close the feed once no socket is attached or joining."""
+        if feed.sockets or feed.joining or self._feeds.get(feed.room) is not feed:
+            return
+        del self._feeds[feed.room]
+        self._clock.forget_room(feed.room)
+        if feed.task is not None:
+            feed.task.cancel()
+
+    async def _follow(self, feed: RoomFeed) -> None:
+        """Keep the room's Subscribe stream open, resuming at next_seq, until deleted or dropped."""
+        room = feed.room
+        backoff = Backoff()
+        tried: set[str] = set()
+        redirects = 0
+        node = self._router.target(room)
+        while True:
+            if node is not None:
+                try:
+                    if await self._stream(feed, node, backoff):
+                        return
+                    reason = "stream ended"
+                except NotAdministrator as error:
+                    self._router.forget(room, node)
+                    hint = error.hint
+                    if (
+                        hint
+                        and hint != node
+                        and redirects < MAX_REDIRECTS
+                        and self._router.is_member(hint)
+                    ):
+                        redirects += 1
+                        node = hint
+                        continue
+                    reason = "not the administrator"
+                except Unavailable as error:
+                    reason = str(error)
+                except _Gap as error:
+                    reason = str(error)
+                    log.warning("feed gap; re-subscribing", room=room, error=reason)
+                except GatewayError as error:
+                    if error.code == ErrorCode.NOT_FOUND:
+                        # The room is gone (deleted while we were resubscribing).
+                        self._room_deleted(feed)
+                        return
+                    reason = f"{error.code}: {error.message}"
+                    log.warning("feed failed", room=room, node=node, error=reason)
+                self._router.forget(room, node)
+                tried.add(node)
+                log.debug("feed re-subscribing", room=room, node=node, reason=reason)
+            redirects = 0
+            await asyncio.sleep(backoff.next())
+            node = self._router.target(room, tried)
+            if node is None:
+                tried.clear()
+                node = self._router.target(room)
+
+    async def _stream(self, feed: RoomFeed, node: str, backoff: Backoff) -> bool:
+        """One Subscribe stream; True when it ended with the room's delete entry."""
+        request = pb.SubscribeRequest(
+            room=feed.room,
+            from_seq=feed.next_seq,
+            gateway_id=self._presence.gateway_id,
+            online_users=sorted(feed.users),
+        )
+        try:
+            call = self._router.stub(node).Subscribe(request)
+        except KeyError:
+            raise Unavailable(f"{node} left the cluster") from None
+        try:
+            async for batch in call:
+                self._router.remember(feed.room, node)
+                backoff.reset()
+                if self._deliver(feed, batch):
+                    return True
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+        return False
+
+    def _deliver(self, feed: RoomFeed, batch: pb.SubscribeResponse) -> bool:
+        """Fan one batch out; True when it held the delete entry."""
+        room = feed.room
+        clock = self._clock
+        for entry in batch.entries:
+            seq = entry.seq
+            if seq < feed.next_seq:
+                continue  # already delivered before a resume
+            if seq > feed.next_seq:
+                raise _Gap(f"expected seq {feed.next_seq}, got {seq}")
+            feed.next_seq = seq + 1
+            if entry.kind == EntryKind.DELETE:
+                self._room_deleted(feed)
+                return True
+            text = frames.encode_entry(room, entry)
+            data = None if text is None else text.encode()
+            feed.tail.append((seq, data))
+            if data is None:
+                continue
+            for member, first in feed.sockets.items():
+                if seq >= first:
+                    member.deliver(data)
+            clock.delivered(room, seq)
+        for event in batch.presence:
+            data = frames.online(room, event.user, event.online).encode()
+            for member in feed.sockets:
+                member.deliver(data)
+        return False
+
+    def _room_deleted(self, feed: RoomFeed) -> None:
+        """Tell every local member, then drop the room's state."""
+        feed.deleted = True
+        members = list(feed.sockets)
+        feed.sockets.clear()
+        feed.users.clear()
+        for member in members:
+            member.room_deleted(feed.room)
+        if self._feeds.get(feed.room) is feed:
+            del self._feeds[feed.room]
+        self._presence.drop(feed.room)
+        self._clock.forget_room(feed.room)

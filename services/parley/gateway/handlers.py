@@ -1,0 +1,208 @@
+"""What each client request does (DESIGN §5), on top of routing and fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import grpc
+
+from parley._generated import room_service_pb2 as pb
+from parley.cluster.discovery import Discovery
+from parley.cluster.health import HealthMonitor
+from parley.gateway.errors import GatewayError
+from parley.gateway.fanout import Fanout
+from parley.gateway.latency import DeliveryClock
+from parley.gateway.publisher import Publisher
+from parley.gateway.router import ATTEMPT_TIMEOUT, Router
+from parley.gateway.session import Session
+from parley.observability.log import get_logger
+from parley.protocol import (
+    CreateRequest,
+    DeleteRequest,
+    HistoryRequest,
+    JoinRequest,
+    LeaveRequest,
+    MembersRequest,
+    PingRequest,
+    Request,
+    RoomsRequest,
+    SendRequest,
+    frames,
+)
+from parley.protocol.errors import ErrorCode
+
+log = get_logger(__name__)
+
+JOIN_BACKLOG = 50
+"""Entries a join without `since` is sent before the live ones."""
+
+
+class Handlers:
+    """Serves every request type; one instance per gateway, shared by all sessions."""
+
+    def __init__(
+        self,
+        discovery: Discovery,
+        health: HealthMonitor,
+        router: Router,
+        publisher: Publisher,
+        fanout: Fanout,
+        clock: DeliveryClock,
+    ) -> None:
+        self._discovery = discovery
+        self._health = health
+        self._router = router
+        self._publisher = publisher
+        self._fanout = fanout
+        self._clock = clock
+        self._table: dict[type[Any], Any] = {
+            RoomsRequest: self._rooms,
+            CreateRequest: self._create,
+            JoinRequest: self._join,
+            SendRequest: self._send,
+            HistoryRequest: self._history,
+            MembersRequest: self._members,
+            LeaveRequest: self._leave,
+            DeleteRequest: self._delete,
+            PingRequest: self._ping,
+        }
+
+    async def handle(self, session: Session, request: Request) -> None:
+        """Serve one request; errors are raised for the session's error boundary.
+
+        Raises:
+            GatewayError: the error frame to answer with.
+        """
+        await self._table[type(request)](session, request)
+
+    def disconnected(self, session: Session) -> None:
+        """The connection closed: detach it from its rooms (offline, not leaving)."""
+        for room in session.rooms:
+            self._fanout.detach(session, room)
+        session.rooms.clear()
+
+    async def _ping(self, session: Session, request: PingRequest) -> None:
+        session.reply(frames.pong(request.id))
+
+    async def _rooms(self, session: Session, request: RoomsRequest) -> None:
+        members = self._discovery.members()
+        nodes = [n for n in members if self._health.is_up(n)] or list(members)
+        answers = await asyncio.gather(
+            *(self._list_rooms(node) for node in nodes), return_exceptions=True
+        )
+        found: dict[str, pb.RoomInfo] = {}
+        failures = 0
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                failures += 1
+                continue
+            for info in answer.rooms:
+                # Two nodes may both list a room while its administrator changes;
+                # the one further along is the newer view.
+                seen = found.get(info.room)
+                if seen is None or info.last_seq > seen.last_seq:
+                    found[info.room] = info
+        if nodes and failures == len(nodes):
+            raise GatewayError(ErrorCode.UNAVAILABLE, "no node answered; try again")
+        items = (
+            frames.room_info(i.room, i.owner, i.member_count, i.last_seq, i.administrator)
+            for _, i in sorted(found.items())
+        )
+        session.reply(frames.rooms(items, request.id))
+
+    async def _list_rooms(self, node: str) -> pb.ListRoomsResponse:
+        try:
+            return await self._router.stub(node).ListRooms(  # type: ignore[no-any-return]
+                pb.ListRoomsRequest(), timeout=ATTEMPT_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as error:
+            log.info("ListRooms failed", node=node, code=error.code().name)
+            raise
+
+    async def _create(self, session: Session, request: CreateRequest) -> None:
+        response: Any = await self._router.unary(
+            request.room, "CreateRoom", pb.CreateRoomRequest(room=request.room, user=session.user)
+        )
+        session.reply(frames.created(request.room, response.owner or session.user, request.id))
+
+    async def _join(self, session: Session, request: JoinRequest) -> None:
+        room = request.room
+        response: Any = await self._router.unary(
+            room, "JoinRoom", pb.JoinRoomRequest(room=room, user=session.user)
+        )
+        last_seq = response.last_seq
+        if request.since is None:
+            start = max(1, last_seq - JOIN_BACKLOG + 1)
+        else:
+            # A since beyond the room's end cannot hide entries still to come.
+            start = min(request.since, last_seq) + 1
+        session.deleted_rooms.discard(room)
+        session.reply(frames.joined(room, last_seq, response.members, request.id))
+        session.rooms.add(room)
+        try:
+            await self._fanout.attach(session, room, start)
+        except BaseException:
+            session.rooms.discard(room)
+            raise
+        if session.closed:
+            self._fanout.detach(session, room)
+
+    async def _send(self, session: Session, request: SendRequest) -> None:
+        received = time.perf_counter()
+        # Without a client id the gateway makes one, so its own retries stay idempotent.
+        msg_id = request.id if request.id else f"gw-{uuid.uuid4().hex}"
+        result = await self._publisher.publish(request.room, session.user, msg_id, request.text)
+        session.reply(frames.ack(request.room, result.seq, request.id))
+        if self._fanout.feed(request.room) is not None:
+            fanned_out = self._fanout.fanned_out(request.room, result.seq)
+            self._clock.acked(request.room, result.seq, received, fanned_out)
+
+    async def _history(self, session: Session, request: HistoryRequest) -> None:
+        # before 0 asks for nothing; the node reads 0 as "newest", so ask before 1.
+        before = 0 if request.before is None else max(request.before, 1)
+        response: Any = await self._router.unary(
+            request.room,
+            "History",
+            pb.HistoryRequest(
+                room=request.room, before_seq=before, limit=request.limit, user=session.user
+            ),
+        )
+        session.reply(frames.history(request.room, response.entries, request.id))
+
+    async def _members(self, session: Session, request: MembersRequest) -> None:
+        response: Any = await self._router.unary(
+            request.room, "Members", pb.MembersRequest(room=request.room)
+        )
+        items = ((m.user, m.online) for m in response.members)
+        session.reply(frames.members(request.room, items, request.id))
+
+    async def _leave(self, session: Session, request: LeaveRequest) -> None:
+        room = request.room
+        await self._router.unary(
+            room, "LeaveRoom", pb.LeaveRoomRequest(room=room, user=session.user)
+        )
+        # The user is no longer a member: none of their sockets here gets the room.
+        for member in self._fanout.members_of(room, session.user):
+            self._fanout.detach(member, room)
+            if isinstance(member, Session):
+                member.rooms.discard(room)
+        self._fanout.detach(session, room)
+        session.rooms.discard(room)
+        session.reply(frames.left(room, request.id))
+
+    async def _delete(self, session: Session, request: DeleteRequest) -> None:
+        room = request.room
+        await self._router.unary(
+            room, "DeleteRoom", pb.DeleteRoomRequest(room=room, user=session.user)
+        )
+        if room in session.deleted_rooms:
+            # The fan-out beat the reply and already told this connection.
+            session.deleted_rooms.discard(room)
+            return
+        # Tell the deleter now, with its id; the other members hear it from the feed.
+        self._fanout.detach(session, room)
+        session.rooms.discard(room)
+        session.reply(frames.deleted(room, request.id))

@@ -1,0 +1,134 @@
+"""Publish batching: concurrent sends to one node travel in one PublishBatch call.
+
+A gRPC call costs as much as ~40 WebSocket deliveries (DESIGN §5a), so one
+call per message would cap the gateway far below its fan-out rate. Each node
+gets a batcher: while one batch is in flight the next one accumulates, so the
+batch size grows with the load and an idle gateway still sends at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from parley._generated import room_service_pb2 as pb
+from parley.gateway.errors import classify
+from parley.gateway.router import DEFAULT_DEADLINE, Router
+from parley.observability.log import get_logger
+
+log = get_logger(__name__)
+
+MAX_BATCH = 256
+"""Most publishes in one PublishBatch call."""
+BATCH_TIMEOUT = 3.0
+"""Seconds one PublishBatch call may take before its items are retried."""
+
+
+class NodeBatcher:
+    """Ships the publishes queued for one node in batches, one call in flight at a time."""
+
+    def __init__(self, router: Router, node_id: str) -> None:
+        self._router = router
+        self._node_id = node_id
+        self._pending: list[tuple[pb.PublishRequest, asyncio.Future[pb.PublishResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, request: pb.PublishRequest) -> asyncio.Future[pb.PublishResult]:
+        """Queue one publish; the future gets its PublishResult or the call's AioRpcError."""
+        future: asyncio.Future[pb.PublishResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"publish-{self._node_id}"
+            )
+        return future
+
+    async def close(self) -> None:
+        """Stop shipping; queued publishes fail with CancelledError."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for _, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._ship(batch)
+        finally:
+            self._task = None
+
+    async def _ship(
+        self, batch: list[tuple[pb.PublishRequest, asyncio.Future[pb.PublishResult]]]
+    ) -> None:
+        """One PublishBatch call; every future of the batch is resolved afterwards."""
+        request = pb.PublishBatchRequest(publishes=[item for item, _ in batch])
+        try:
+            stub = self._router.stub(self._node_id)
+            response = await stub.PublishBatch(request, timeout=BATCH_TIMEOUT)
+        except (grpc.aio.AioRpcError, KeyError) as error:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        results = list(response.results)
+        if len(results) != len(batch):
+            log.error(
+                "PublishBatch answered the wrong number of results",
+                node=self._node_id,
+                sent=len(batch),
+                got=len(results),
+            )
+            missing = pb.PublishResult(error_code="unavailable", error_message="no result")
+            results += [missing] * (len(batch) - len(results))
+        for (_, future), result in zip(batch, results, strict=False):
+            if not future.done():
+                future.set_result(result)
+
+
+class Publisher:
+    """Publishes messages through per-node batchers, re-routing items individually."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._batchers: dict[str, NodeBatcher] = {}
+
+    async def publish(
+        self, room: str, user: str, client_msg_id: str, text: str,
+        *, deadline: float = DEFAULT_DEADLINE,
+    ) -> pb.PublishResult:  # fmt: skip
+        """Order one message in its room.
+
+        Safe to retry: the administrator de-duplicates on (user, client_msg_id).
+
+        Returns:
+            The successful result (seq, duplicate).
+
+        Raises:
+            GatewayError: the client error (not_member, not_found, unavailable...).
+        """
+        request = pb.PublishRequest(room=room, user=user, client_msg_id=client_msg_id, text=text)
+
+        async def attempt(node_id: str, _budget: float) -> pb.PublishResult:
+            result = await self._batcher(node_id).submit(request)
+            if result.error_code:
+                raise classify(result.error_code, result.error_message, result.administrator)
+            return result
+
+        return await self._router.call(room, attempt, deadline=deadline)
+
+    async def close(self) -> None:
+        """Stop every batcher."""
+        batchers = list(self._batchers.values())
+        self._batchers.clear()
+        await asyncio.gather(*(b.close() for b in batchers))
+
+    def _batcher(self, node_id: str) -> NodeBatcher:
+        batcher = self._batchers.get(node_id)
+        if batcher is None:
+            batcher = self._batchers[node_id] = NodeBatcher(self._router, node_id)
+        return batcher

@@ -1,0 +1,59 @@
+"""Build a gateway with real discovery, channels and health, plus its HTTP port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from websockets.asyncio.server import Server
+
+from parley.cluster.channels import ChannelPool
+from parley.cluster.discovery import Discovery
+from parley.cluster.factory import make_discovery
+from parley.cluster.health import HealthMonitor
+from parley.config import GatewayConfig
+from parley.gateway.app import Gateway
+from parley.observability.http import serve_http
+
+
+@dataclass(slots=True)
+class RunningGateway:
+    """A serving gateway and what it owns; close() stops it all."""
+
+    gateway: Gateway
+    http: Server
+    discovery: Discovery
+    pool: ChannelPool
+    health: HealthMonitor
+
+    async def close(self) -> None:
+        """Readiness off, sockets closed with 1001 within the drain time, then the rest."""
+        await self.gateway.close()
+        self.http.close()
+        await self.health.stop()
+        await self.pool.close()
+        await self.discovery.stop()
+        await self.http.wait_closed()
+
+
+async def serve(cfg: GatewayConfig) -> RunningGateway:
+    """Start a gateway: discovery, health watches, the WebSocket and HTTP servers.
+
+    Returns:
+        The running gateway; `await close()` it to stop.
+    """
+    discovery = make_discovery(
+        cfg.discovery,
+        nodes=cfg.nodes,
+        namespace=cfg.k8s_namespace,
+        service=cfg.k8s_service,
+        port=cfg.k8s_port,
+        grace_seconds=cfg.member_grace,
+    )
+    await discovery.start()
+    pool = ChannelPool(discovery)
+    health = HealthMonitor(discovery, pool)
+    await health.start()
+    gateway = Gateway(cfg, discovery, pool, health)
+    await gateway.start()
+    http = await serve_http(cfg.http, ready=gateway.ready)
+    return RunningGateway(gateway, http, discovery, pool, health)

@@ -1,0 +1,230 @@
+"""One client connection: a reader that handles frames and a writer that drains a queue.
+
+Everything sent to the client goes through one bounded queue drained by the
+writer task, so a fan-out never waits on a slow socket: when the queue is
+full the client is too slow and is disconnected with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from parley.gateway.errors import GatewayError
+from parley.gateway.ratelimit import TokenBucket
+from parley.observability.log import get_logger
+from parley.observability.metrics import WS_DISCONNECTS, WS_FRAMES
+from parley.protocol import ProtocolError, SendRequest, frames, parse_request
+from parley.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from parley.protocol import Request
+
+log = get_logger(__name__)
+
+FRAMES_IN = WS_FRAMES.labels(direction="in")
+FRAMES_OUT = WS_FRAMES.labels(direction="out")
+ABUSE_FACTOR = 3
+"""Frames dropped by the rate limit, in bursts, before the connection is closed."""
+MAX_INFLIGHT_SENDS = 256
+"""Sends of one connection awaiting their ack; the reader waits beyond that."""
+
+Handle = Callable[["Session", "Request"], Awaitable[None]]
+"""Handles one parsed request for a session (see handlers.py)."""
+
+
+def _request_id(data: str | bytes) -> str | None:
+    """The id of a frame we are not going to handle, for its error reply."""
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError, TypeError):
+        return None
+    rid = frame.get("id") if isinstance(frame, dict) else None
+    return rid if isinstance(rid, str) and len(rid) <= 128 else None
+
+
+class Session:
+    """The state of one connection; kept small, there may be tens of thousands."""
+
+    __slots__ = (
+        "_bucket",
+        "_close_task",
+        "_conn",
+        "_dropped",
+        "_handle",
+        "_max_dropped",
+        "_queue",
+        "_reason",
+        "_sends",
+        "closed",
+        "deleted_rooms",
+        "rooms",
+        "user",
+    )
+
+    def __init__(
+        self,
+        conn: ServerConnection,
+        user: str,
+        handle: Handle,
+        *,
+        queue_size: int,
+        rate: float,
+        burst: int,
+    ) -> None:
+        """Prepare a session; run() serves it.
+
+        Args:
+            conn: the WebSocket connection.
+            user: the authenticated user name.
+            handle: the request handler.
+            queue_size: outbound frames buffered before the client counts as too slow.
+            rate: frames per second allowed on average.
+            burst: frames allowed in a burst.
+        """
+        self.user = user
+        self.closed = False
+        self.rooms: set[str] = set()
+        """Rooms this connection is attached to (joined on this connection)."""
+        self.deleted_rooms: set[str] = set()
+        """Rooms whose `deleted` this connection was sent by the fan-out."""
+        self._conn = conn
+        self._handle = handle
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+        self._bucket = TokenBucket(rate, burst, asyncio.get_running_loop().time())
+        self._dropped = 0
+        self._max_dropped = ABUSE_FACTOR * max(burst, 1)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._close_task: asyncio.Task[None] | None = None
+        self._reason: str | None = None
+
+    def deliver(self, data: bytes) -> None:
+        """Queue one encoded frame; a full queue disconnects the client (1013)."""
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer", "slow_consumer")
+
+    def reply(self, text: str) -> None:
+        """Queue one frame made for this connection only."""
+        self.deliver(text.encode())
+
+    def room_deleted(self, room: str) -> None:
+        """The fan-out saw the room deleted: tell the client, forget the room."""
+        self.rooms.discard(room)
+        self.deleted_rooms.add(room)
+        self.reply(frames.deleted(room))
+
+    def close(self, code: int, reason: str, metric_reason: str) -> None:
+        """Close the connection in the background; nothing more is delivered."""
+        if self._close_task is not None:
+            return
+        self.closed = True
+        self._reason = metric_reason
+        self._close_task = asyncio.get_running_loop().create_task(self._conn.close(code, reason))
+
+    async def run(self) -> None:
+        """Serve the connection until it closes, then count the disconnect by reason."""
+        writer = asyncio.get_running_loop().create_task(self._write())
+        try:
+            await self._read()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+            writer.cancel()
+            for task in list(self._sends):
+                task.cancel()
+            await asyncio.gather(writer, *self._sends, return_exceptions=True)
+            if self._close_task is not None:
+                await asyncio.gather(self._close_task, return_exceptions=True)
+            WS_DISCONNECTS.labels(reason=self._disconnect_reason()).inc()
+
+    def _disconnect_reason(self) -> str:
+        if self._reason is not None:
+            return self._reason
+        code = self._conn.close_code
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            return "too_large"
+        if code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
+            return "normal"
+        return "error"
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        bucket = self._bucket
+        async for data in self._conn:
+            FRAMES_IN.inc()
+            if self.closed:
+                return
+            if not bucket.take(loop.time()):
+                self._over_limit(data)
+                continue
+            if bucket.full:
+                self._dropped = 0  # the client calmed down; forgive earlier drops
+            try:
+                request = parse_request(data)
+            except ProtocolError as error:
+                self.reply(frames.error(error.code, error.message, error.id))
+                continue
+            if isinstance(request, SendRequest):
+                await self._start_send(request)
+                continue
+            if self._sends:
+                # Keep this connection's requests in order: a leave must not
+                # overtake the sends before it.
+                await asyncio.gather(*self._sends, return_exceptions=True)
+            await self._serve(request)
+
+    def _over_limit(self, data: str | bytes) -> None:
+        self._dropped += 1
+        if self._dropped > self._max_dropped:
+            self.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded", "rate_limited")
+            return
+        self.reply(frames.error(ErrorCode.RATE_LIMITED, "too many frames; slow down",
+                                _request_id(data)))  # fmt: skip
+
+    async def _start_send(self, request: SendRequest) -> None:
+        """Handle a send in its own task so a client can pipeline sends."""
+        if len(self._sends) >= MAX_INFLIGHT_SENDS:
+            await asyncio.wait(self._sends, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.get_running_loop().create_task(self._serve(request))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _serve(self, request: Request) -> None:
+        """The per-request error boundary: every failure becomes an error frame."""
+        try:
+            await self._handle(self, request)
+        except (GatewayError, ProtocolError) as error:
+            self.reply(frames.error(error.code, error.message, request.id))
+        except Exception:
+            log.exception("request failed", user=self.user, request=type(request).__name__)
+            self.reply(frames.error(ErrorCode.INTERNAL, "internal error", request.id))
+
+    async def _write(self) -> None:
+        """Drain the outbound queue into the socket, in order."""
+        queue = self._queue
+        send = self._conn.send
+        try:
+            while True:
+                data = await queue.get()
+                await send(data, text=True)
+                sent = 1
+                while not queue.empty():
+                    await send(queue.get_nowait(), text=True)
+                    sent += 1
+                FRAMES_OUT.inc(sent)
+        except ConnectionClosed:
+            return
+        except Exception:
+            log.exception("writer failed", user=self.user)
+            self.close(CloseCode.INTERNAL_ERROR, "internal error", "internal")

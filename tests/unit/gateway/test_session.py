@@ -1,0 +1,130 @@
+"""A connection's own behaviour: bad frames, rate limit, size limit, slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from parley.gateway.app import Gateway
+from parley.gateway.session import Session
+from parley.protocol import frames
+from support.client import ChatClient
+from support.wait import wait_for
+from websockets.exceptions import ConnectionClosed
+
+BAD_FRAMES = [
+    "", "nope", "[]", "42", '{"type":"fly"}', '{"type":"join"}', '{"type":"join","room":"A"}',
+    '{"type":"send","room":"a","text":""}', '{"type":"history","room":"a","limit":0}',
+    '{"type":"ping","id":5}', "[" * 50_000, '{"type":"join","room":"a","since":-1}',
+]  # fmt: skip
+
+
+async def test_bad_frames_get_errors_and_the_connection_lives(gateway: Gateway) -> None:
+    """Every bad frame is answered with bad_request; the connection stays usable."""
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        for raw in BAD_FRAMES:
+            await alice.send_frame(raw)
+            error = await alice.next_of("error")
+            assert error["code"] == "bad_request", raw
+        assert (await alice.ping())["type"] == "pong"
+        assert not alice.closed.is_set()
+
+
+async def test_error_echoes_the_request_id(gateway: Gateway) -> None:
+    """An invalid request with a readable id gets its error with that id."""
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        reply = await alice.request({"type": "join", "room": "Not Valid", "id": "x1"})
+        assert reply == {"type": "error", "id": "x1", "code": "bad_request",
+                         "message": reply["message"]}  # fmt: skip
+
+
+async def test_binary_frame_is_bad_request(gateway: Gateway) -> None:
+    """A binary frame is answered with an error, not a close."""
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.ws.send(b'{"type":"ping"}')
+        assert (await alice.next_of("error"))["code"] == "bad_request"
+        assert (await alice.ping())["type"] == "pong"
+
+
+async def test_oversized_frame_closes_with_1009(node: Any, start_gateway: Any) -> None:
+    """A frame over max_frame_bytes closes the connection with 1009."""
+    gateway = await start_gateway({"node-0": node[1]}, max_frame_bytes=1024)
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.send_frame(json.dumps({"type": "ping", "pad": "x" * 2000}))
+        await asyncio.wait_for(alice.closed.wait(), 10)
+        assert alice.close_code == 1009
+
+
+async def test_rate_limit_answers_rate_limited(node: Any, start_gateway: Any) -> None:
+    """Frames beyond the burst are dropped with a rate_limited error carrying their id."""
+    gateway = await start_gateway({"node-0": node[1]}, rate_limit=0.001, rate_burst=5)
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        for i in range(7):
+            await alice.send_frame({"type": "ping", "id": f"p{i}"})
+        await wait_for(lambda: len(alice.frames) >= 7, 10, message="7 replies")
+        assert [f["type"] for f in alice.frames] == ["pong"] * 5 + ["error"] * 2
+        assert [f.get("code") for f in alice.frames[5:]] == ["rate_limited"] * 2
+        assert [f["id"] for f in alice.frames] == [f"p{i}" for i in range(7)]
+        assert not alice.closed.is_set()
+
+
+async def test_sustained_flood_closes_with_1008(node: Any, start_gateway: Any) -> None:
+    """Dropping more than three bursts' worth of frames closes the connection (1008)."""
+    gateway = await start_gateway({"node-0": node[1]}, rate_limit=0.001, rate_burst=4)
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        with pytest.raises(ConnectionClosed):
+            for _ in range(1000):
+                await alice.send_frame('{"type":"ping"}')
+                await asyncio.sleep(0)
+        await asyncio.wait_for(alice.closed.wait(), 10)
+        assert alice.close_code == 1008
+
+
+class _StuckConnection:
+    """A connection whose client never reads: send() never returns."""
+
+    def __init__(self) -> None:
+        self.closed_with: tuple[int, str] | None = None
+        self.close_code: int | None = None
+        self.sent = 0
+        self._never = asyncio.Event()
+
+    async def send(self, data: bytes, text: bool = False) -> None:
+        self.sent += 1
+        await self._never.wait()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_with = (code, reason)
+        self.close_code = code
+        self._never.set()
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> str:
+        await self._never.wait()
+        raise StopAsyncIteration
+
+
+async def test_full_outbound_queue_closes_with_1013() -> None:
+    """A client that does not read is disconnected with 1013 once its queue is full."""
+    conn = _StuckConnection()
+
+    async def handle(_session: Session, _request: Any) -> None:
+        raise AssertionError("no requests expected")
+
+    session = Session(conn, "alice", handle, queue_size=8, rate=10.0, burst=10)  # type: ignore[arg-type]
+    runner = asyncio.create_task(session.run())
+    data = frames.pong().encode()
+    session.deliver(data)
+    await wait_for(lambda: conn.sent == 1, 5, message="writer blocked in send")
+    for _ in range(8):
+        session.deliver(data)
+    assert conn.closed_with is None
+    session.deliver(data)  # the ninth frame does not fit
+    assert session.closed
+    await asyncio.wait_for(runner, 5)
+    assert conn.closed_with == (1013, "slow consumer")
+    session.deliver(data)  # after the close, deliveries are dropped quietly
