@@ -63,6 +63,7 @@ class UpOptions:
     """HTTP (/metrics, /readyz) port of gateway-0; gateway i on base_gateway_http + i."""
     jwt_secret: str = ""
     prometheus: bool = False
+    prometheus_port: int = 9090
     ready_timeout: float = 30.0
     stop_timeout: float = 10.0
     """Seconds between SIGTERM and SIGKILL; longer than a node's drain time."""
@@ -105,6 +106,12 @@ def add_up_flags(parser: argparse.ArgumentParser) -> None:
     )
     add("--jwt-secret", default=d.jwt_secret, help="turn gateway auth on with this HS256 secret")
     add("--prometheus", action="store_true", help="also start Prometheus scraping every process")
+    add(
+        "--prometheus-port",
+        type=int,
+        default=d.prometheus_port,
+        help=f"Prometheus UI port with --prometheus ({d.prometheus_port})",
+    )
     add(
         "--ready-timeout",
         type=float,
@@ -261,6 +268,7 @@ class Supervisor:
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._up = False
+        self._prometheus: asyncio.subprocess.Process | None = None
         self._stop = asyncio.Event()
         self._signals = 0
         self._width = max([len(c.name) for c in self.children] + [len("parley")])
@@ -421,26 +429,62 @@ class Supervisor:
             self.say(f"or:   parley chat --url ws://{first}/ws --user alice")
         self.say("Ctrl-C stops everything")
 
-    def start_prometheus(self) -> None:
-        """Start Prometheus through parley.observability.prometheus when it exists."""
+    async def start_prometheus(self) -> None:
+        """Start Prometheus through parley.observability.prometheus when it exists.
+
+        An optional extra: whatever goes wrong is reported and the cluster
+        keeps running.
+        """
         name = "parley.observability.prometheus"
         try:
             available = importlib.util.find_spec(name) is not None
         except ModuleNotFoundError:
             available = False
         if not available:
-            self.say("--prometheus: unavailable (parley.observability.prometheus is missing)")
+            self.say(f"--prometheus: unavailable ({name} is missing)")
             return
         module: Any = importlib.import_module(name)
-        targets = [c.http for c in self.children]
+        port = self.opts.prometheus_port
+        if port_in_use(f"{HOST}:{port}"):
+            self.say(f"--prometheus: port {port} is in use; choose another with --prometheus-port")
+            return
+        targets = {
+            getattr(module, "NODE_JOB", "parley-node"): [
+                c.http for c in self.children if c.role == "node"
+            ],
+            getattr(module, "GATEWAY_JOB", "parley-gateway"): [
+                c.http for c in self.children if c.role == "gateway"
+            ],
+        }
         try:
-            url = module.start_prometheus(
-                targets=targets, data_dir=str(Path(self.opts.data_dir) / "prometheus")
+            proc = await module.start_prometheus(
+                Path(self.opts.data_dir) / "prometheus", targets, port
             )
         except Exception as exc:  # an optional extra must never take the cluster down
             self.say(f"--prometheus: could not start Prometheus: {exc}")
             return
-        self.say(f"Prometheus: {url}" if url else "Prometheus started")
+        if proc is None:
+            self.say("--prometheus: unavailable (no `prometheus` binary; apt install prometheus)")
+            return
+        self._prometheus = proc
+        wait_ready = getattr(module, "wait_ready", None)
+        if wait_ready is not None and not await wait_ready(port, 30.0):
+            self.say(f"--prometheus: not ready after 30 s; see {self.opts.data_dir}/prometheus")
+            return
+        self.say(f"Prometheus: http://{HOST}:{port} (pid {proc.pid})")
+
+    async def stop_prometheus(self) -> None:
+        """Stop the Prometheus we started, if any (SIGTERM, then SIGKILL)."""
+        proc, self._prometheus = self._prometheus, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            async with asyncio.timeout(self.opts.stop_timeout):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
     async def run(self) -> int:
         """Start, wait ready, serve until a signal, stop. Returns the exit status."""
@@ -465,11 +509,12 @@ class Supervisor:
             self._up = True
             self.banner()
             if self.opts.prometheus:
-                self.start_prometheus()
+                await self.start_prometheus()
             await self._stop.wait()
             # Every child died on its own: that is a failure, not a requested stop.
             return 0 if self._signals else 1
         finally:
+            await self.stop_prometheus()
             await self.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
