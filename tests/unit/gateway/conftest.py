@@ -68,5 +68,5 @@ async def node(fake_nodes: Any) -> tuple[FakeRoomService, str]:
 
 @pytest.fixture
 async def gateway(node: tuple[FakeRoomService, str], start_gateway: StartGateway) -> Gateway:
-    """A gateway over the one fake node."""
-    return await start_gateway({"node-0": node[1]})
+    """A gateway over the one fake node, with a rate limit tests do not hit."""
+    return await start_gateway({"node-0": node[1]}, rate_limit=100_000.0, rate_burst=10_000)

@@ -1,0 +1,133 @@
+"""Routing: administrator hints, retries within a deadline, error code mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import grpc
+import pytest
+from parley._generated import room_service_pb2 as pb
+from parley.cluster.channels import ChannelPool
+from parley.cluster.health import HealthMonitor
+from parley.cluster.placement import replicas_for
+from parley.cluster.static import StaticDiscovery
+from parley.gateway.errors import (
+    GatewayError,
+    NotAdministrator,
+    Unavailable,
+    classify,
+    from_rpc_error,
+)
+from parley.gateway.router import Router
+from support.client import ChatClient
+
+
+def _rpc_error(code: grpc.StatusCode, trailers: tuple[tuple[str, str], ...] = ()) -> Any:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), "details")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (grpc.StatusCode.NOT_FOUND, "not_found"),
+        (grpc.StatusCode.ALREADY_EXISTS, "room_exists"),
+        (grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "bad_request"),
+        (grpc.StatusCode.INTERNAL, "internal"),
+        (grpc.StatusCode.UNKNOWN, "internal"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "internal"),
+    ],
+)
+def test_status_fallback_without_trailer(status: grpc.StatusCode, expected: str) -> None:
+    """Without a parley-code trailer the gRPC status picks the client code."""
+    error = from_rpc_error(_rpc_error(status))
+    assert isinstance(error, GatewayError)
+    assert error.code == expected
+
+
+@pytest.mark.parametrize("status", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+def test_unavailable_statuses_are_retryable(status: grpc.StatusCode) -> None:
+    """UNAVAILABLE and DEADLINE_EXCEEDED are retried, not answered at once."""
+    assert isinstance(from_rpc_error(_rpc_error(status)), Unavailable)
+
+
+def test_trailer_wins_over_status() -> None:
+    """parley-code decides; not_administrator carries its hint."""
+    error = from_rpc_error(
+        _rpc_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            (("parley-code", "not_administrator"), ("parley-administrator", "node-2")),
+        )
+    )
+    assert isinstance(error, NotAdministrator)
+    assert error.hint == "node-2"
+    member = from_rpc_error(
+        _rpc_error(grpc.StatusCode.FAILED_PRECONDITION, (("parley-code", "not_member"),))
+    )
+    assert isinstance(member, GatewayError)
+    assert member.code == "not_member"
+
+
+def test_unknown_result_code_is_internal() -> None:
+    """A code the protocol does not know becomes internal."""
+    error = classify("exploded", "boom")
+    assert isinstance(error, GatewayError)
+    assert error.code == "internal"
+
+
+def _dead_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_unreachable_nodes_answer_unavailable_after_the_deadline() -> None:
+    """With no node answering, a call gives up with unavailable at its deadline."""
+    discovery = StaticDiscovery({"node-0": _dead_address(), "node-1": _dead_address()})
+    pool = ChannelPool(discovery)
+    health = HealthMonitor(discovery, pool)
+    router = Router(discovery, pool, health, replicas=3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(GatewayError) as info:
+        await router.unary("r", "JoinRoom", pb.JoinRoomRequest(room="r", user="a"), deadline=0.6)
+    assert info.value.code == "unavailable"
+    assert 0.5 <= loop.time() - started < 5
+    await pool.close()
+
+
+def _room_led_by(node_id: str, nodes: list[str]) -> str:
+    for i in range(1000):
+        room = f"room{i}"
+        if replicas_for(room, nodes, 3)[0] == node_id:
+            return room
+    raise AssertionError("no such room")
+
+
+async def test_not_administrator_hint_is_followed(fake_nodes: Any, start_gateway: Any) -> None:
+    """A node that is not the administrator names it, and the gateway goes there."""
+    admin, admin_address = await fake_nodes("node-0")
+    other, other_address = await fake_nodes("node-1", redirect_to="node-0")
+    nodes = {"node-0": admin_address, "node-1": other_address}
+    first = await start_gateway(nodes, rate_limit=1e5, rate_burst=10_000)
+    second = await start_gateway(nodes, rate_limit=1e5, rate_burst=10_000)
+    room = _room_led_by("node-1", list(nodes))
+    async with (
+        await ChatClient.connect(first.url, "alice") as alice,
+        await ChatClient.connect(second.url, "alice") as alice2,
+    ):
+        assert (await alice.create(room))["type"] == "created"
+        assert "CreateRoom" in other.calls
+        assert (await alice.join(room))["type"] == "joined"
+        # The second gateway has no cached administrator: its batch goes to
+        # node-1 first and the item is re-routed to node-0.
+        ack = await alice2.send(room, "hi", "m1")
+        assert ack["type"] == "ack"
+        assert "PublishBatch" in other.calls
+        message = await alice.next_of("message", room=room)
+        assert message["seq"] == ack["seq"]
+        # The first gateway learned the administrator from create: one stream, there.
+        assert other.calls.count("Subscribe") == 0
+        assert admin.calls.count("Subscribe") == 1
