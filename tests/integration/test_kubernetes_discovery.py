@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import kubernetes.client
 import pytest
+from parley.cluster import kubernetes as k8s_discovery
 from parley.cluster.discovery import Members
 from parley.cluster.kubernetes import KubernetesDiscovery
 from support.k8s_emulator import K8sEmulator, endpoint
@@ -186,12 +187,31 @@ async def test_api_server_restart_is_survived(
     """Connections dropped by a restart are resumed from the last resourceVersion."""
     recorder = Recorder(discovery)
     lists_before = emulator.requests.count("list")
-    await emulator.restart()
+    await emulator.stop()
+    # Down for a while (not a synchronisation): reconnects are refused and back off.
+    await asyncio.sleep(1.0)
+    await emulator.start()
     emulator.put_slice("parley-node-c", [endpoint("parley-node-2", "127.0.0.12")])
     took = await recorder.wait_for(lambda m: "parley-node-2" in m, RECONNECT)
     print(f"change after restart seen in {took * 1000:.0f} ms")
     # It resumed the watch; a relist was not needed.
     assert emulator.requests.count("list") == lists_before
+
+
+async def test_watch_timeout_resumes_without_relisting(
+    emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch the server ends after timeoutSeconds is resumed, not relisted."""
+    monkeypatch.setattr(k8s_discovery, "WATCH_SECONDS", 1)
+    discovery = make_discovery(emulator)
+    await asyncio.wait_for(discovery.start(), 10)
+    recorder = Recorder(discovery)
+    # Each watch lasts one second: the third one means two ended and were resumed.
+    await emulator.wait_requests("watch", 3, timeout=10)
+    emulator.put_slice("parley-node-c", [endpoint("parley-node-2", "127.0.0.12")])
+    await recorder.wait_for(lambda m: "parley-node-2" in m, PROMPT)
+    assert emulator.requests.count("list") == 1
+    await discovery.stop()
 
 
 async def test_new_api_server_without_state_is_relisted(emulator: K8sEmulator) -> None:

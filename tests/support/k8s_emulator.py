@@ -113,6 +113,7 @@ class K8sEmulator:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._watches_changed = asyncio.Event()
+        self._requested = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -149,6 +150,17 @@ class K8sEmulator:
     def watch_count(self) -> int:
         """How many watch streams are open now."""
         return len(self._watches)
+
+    async def wait_requests(self, kind: str, count: int, timeout: float = 5.0) -> None:
+        """Wait until at least `count` requests of `kind` ("list", "watch") were served.
+
+        Raises:
+            TimeoutError: fewer were served after `timeout` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while self.requests.count(kind) < count:
+                self._requested.clear()
+                await self._requested.wait()
 
     async def wait_watching(self, count: int = 1, timeout: float = 5.0) -> None:
         """Wait until at least `count` watch streams are open.
@@ -286,9 +298,11 @@ class K8sEmulator:
         selector = query.get("labelSelector", "")
         if query.get("watch") in ("true", "1"):
             self.requests.append("watch")
+            self._requested.set()
             await self._serve_watch(writer, namespace, selector, query)
             return False
         self.requests.append("list")
+        self._requested.set()
         items = [
             obj
             for obj in sorted(self._state.objects.values(), key=_object_key)
