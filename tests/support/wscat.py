@@ -41,11 +41,26 @@ def require_wscat() -> str:
     return path
 
 
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON objects among `text`'s lines (a leading "< " is dropped)."""
+_RECEIVED = re.compile(r"(?:^|\s)<\s*(\{.*\})\s*$")
+"""An interactive wscat prints received frames as `< {...}`, possibly after the `> ` prompt."""
+
+
+def json_lines(text: str, interactive: bool = False) -> list[dict[str, Any]]:
+    """The JSON frames wscat printed in `text`.
+
+    Args:
+        text: wscat's output without terminal escapes.
+        interactive: the output of an interactive session, where received
+            frames are marked `< ` and the echo of typed lines must be skipped.
+    """
     frames = []
     for line in text.splitlines():
-        line = line.strip().removeprefix("< ").strip()
+        if interactive:
+            match = _RECEIVED.search(line)
+            if match is None:
+                continue
+            line = match.group(1)
+        line = line.strip()
         if line.startswith("{"):
             with contextlib.suppress(json.JSONDecodeError):
                 frames.append(json.loads(line))
@@ -116,7 +131,7 @@ class WscatSession:
 
     def frames(self) -> list[dict[str, Any]]:
         """Every `< {...}` frame printed so far."""
-        return json_lines(self.text)
+        return json_lines(self.text, interactive=True)
 
     async def wait_text(self, needle: str, timeout: float = 10.0) -> None:
         """Wait until `needle` appears in the output."""
