@@ -258,3 +258,12 @@ async def test_killed_and_stopped_peers_are_detected(
     took = await wait_state(monitor, "paused", True, 5)
     print(f"SIGCONT seen up in {took:.2f}s")
     await close(pool, monitor)
+
+
+async def test_closing_the_pool_first_marks_nodes_down(servers: list[HealthServer]) -> None:
+    """If the pool closes before the monitor stops, watches end and nodes go down."""
+    _, pool, monitor = await make_monitor({"node-0": servers[0].address})
+    await wait_state(monitor, "node-0", True, 5)
+    await pool.close()
+    await wait_state(monitor, "node-0", False, 2)
+    await monitor.stop()

@@ -148,7 +148,13 @@ class HealthMonitor:
         delay = RETRY_MIN_SECONDS
         while True:
             try:
-                stub = health_pb2_grpc.HealthStub(self._pool.get(node_id))
+                channel = self._pool.get(node_id)
+            except (KeyError, RuntimeError):
+                # Removed from discovery (and _on_members cancelled us), or the
+                # pool is closed at shutdown: nothing left to watch.
+                return
+            try:
+                stub = health_pb2_grpc.HealthStub(channel)
                 # wait_for_ready: while the node is unreachable the call waits for
                 # the channel to reconnect instead of failing in a tight loop.
                 call = stub.Watch(health_pb2.HealthCheckRequest(service=""), wait_for_ready=True)
@@ -158,10 +164,11 @@ class HealthMonitor:
                     if up:
                         delay = RETRY_MIN_SECONDS
                 reason = "stream ended"
-            except KeyError:
-                return  # removed from discovery; _on_members has cancelled us
             except grpc.aio.AioRpcError as error:
                 reason = f"{error.code().name}: {error.details()}"
+            except grpc.aio.UsageError as error:
+                # The channel was closed under us (the node moved): get() makes a new one.
+                reason = f"UsageError: {error}"
             self._set(node_id, False, reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
