@@ -169,6 +169,13 @@ class HealthMonitor:
             except grpc.aio.UsageError as error:
                 # The channel was closed under us (the node moved): get() makes a new one.
                 reason = f"UsageError: {error}"
+            except asyncio.CancelledError:
+                # grpc.aio raises CancelledError in the reader when the channel is
+                # closed under the call; only our own task's cancellation stops us.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                reason = "call cancelled: channel closed"
             self._set(node_id, False, reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
