@@ -106,3 +106,19 @@ class RequestVoteResponse(_message.Message):
     ROOMS_FIELD_NUMBER: _ClassVar[int]
     rooms: _containers.RepeatedCompositeFieldContainer[RoomVoteResult]
     def __init__(self, rooms: _Optional[_Iterable[_Union[RoomVoteResult, _Mapping]]] = ...) -> None: ...
+
+class LocateRoomRequest(_message.Message):
+    __slots__ = ("room",)
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    def __init__(self, room: _Optional[str] = ...) -> None: ...
+
+class LocateRoomResponse(_message.Message):
+    __slots__ = ("known", "administrator", "replicas")
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    ADMINISTRATOR_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    administrator: str
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, known: _Optional[bool] = ..., administrator: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -47,6 +47,11 @@ class PeerServiceStub:
                 request_serializer=parley_dot_v1_dot_peer__service__pb2.RequestVoteRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_peer__service__pb2.RequestVoteResponse.FromString,
                 _registered_method=True)
+        self.LocateRoom = channel.unary_unary(
+                '/parley.v1.PeerService/LocateRoom',
+                request_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -70,6 +75,14 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LocateRoom(self, request, context):
+        """LocateRoom tells whether this node holds a replica of a room, so a node
+        that placement newly names for a room does not start a second copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +95,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.RequestVote,
                     request_deserializer=parley_dot_v1_dot_peer__service__pb2.RequestVoteRequest.FromString,
                     response_serializer=parley_dot_v1_dot_peer__service__pb2.RequestVoteResponse.SerializeToString,
+            ),
+            'LocateRoom': grpc.unary_unary_rpc_method_handler(
+                    servicer.LocateRoom,
+                    request_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,6 +159,33 @@ class PeerService:
             '/parley.v1.PeerService/RequestVote',
             parley_dot_v1_dot_peer__service__pb2.RequestVoteRequest.SerializeToString,
             parley_dot_v1_dot_peer__service__pb2.RequestVoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LocateRoom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.PeerService/LocateRoom',
+            parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.SerializeToString,
+            parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.FromString,
             options,
             channel_credentials,
             insecure,

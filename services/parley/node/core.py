@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from parley._generated.peer_service_pb2 import LocateRoomResponse
 from parley.cluster.placement import replicas_for
 from parley.observability import metrics
 from parley.observability.log import get_logger
@@ -33,6 +34,10 @@ TICK_SECONDS = 0.05
 def now_ms() -> int:
     """Wall-clock milliseconds (entry timestamps and protocol timers)."""
     return time.time_ns() // 1_000_000
+
+
+async def _nowhere(_room: str) -> LocateRoomResponse | None:
+    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -120,6 +125,7 @@ class NodeCore:
         # peer -> rooms with something to send; set by the transport
         self.on_dirty_peer: Callable[[str, str], None] = lambda _peer, _room: None
         self.on_campaigns: Callable[[list[RoomReplica]], None] = lambda _rooms: None
+        self.locate: Callable[[str], Awaitable[LocateRoomResponse | None]] = _nowhere
         self._tasks: list[asyncio.Task[None]] = []
         self.draining = False
 
@@ -193,10 +199,7 @@ class NodeCore:
         """
         replica = self.rooms.get(room)
         if replica is None:
-            replicas = self.placement(room)
-            if self.node_id not in replicas:
-                raise NotAdministrator(room, self.first_up(replicas))
-            replica = self._create_replica(room, replicas)
+            replica = await self._adopt_room(room)
         deadline = time.monotonic() + timeout
         while not replica.serving:
             if self.draining:
@@ -216,6 +219,30 @@ class NodeCore:
                 raise Unavailable(f"no administrator for {room} yet; try again")
             await self.room_changed(room, min(remaining, 0.5))
         return replica
+
+    async def _adopt_room(self, room: str) -> RoomReplica:
+        """Start hosting a room this node has no replica of, if it should.
+
+        Placement names this node, but the room may predate a change of the
+        node set and live on a group recorded in its log: ask the peers first,
+        so as never to start a second, empty copy of an existing room.
+        """
+        replicas = self.placement(room)
+        if self.node_id not in replicas:
+            raise NotAdministrator(room, self.first_up(replicas))
+        found = await self.locate(room)
+        existing = self.rooms.get(room)  # created while we asked
+        if existing is not None:
+            return existing
+        if found is not None:
+            group = list(found.replicas)
+            hint = found.administrator or self.first_up(group)
+            if self.node_id not in group:
+                raise NotAdministrator(room, hint)
+            # a member of the group that lost its copy: rejoin and catch up
+            self._create_replica(room, group)
+            raise NotAdministrator(room, hint)
+        return self._create_replica(room, replicas)
 
     def _preferred(self, replica: RoomReplica) -> str:
         up = self.up_nodes() | {self.node_id}

@@ -63,6 +63,16 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         await core.durable()
         return peer_pb.RequestVoteResponse(rooms=results)
 
+    async def LocateRoom(
+        self, request: peer_pb.LocateRoomRequest, context: grpc.aio.ServicerContext
+    ) -> peer_pb.LocateRoomResponse:
+        replica = self.core.rooms.get(request.room)
+        if replica is None or replica.last_index == 0:
+            return peer_pb.LocateRoomResponse(known=False)
+        return peer_pb.LocateRoomResponse(
+            known=True, administrator=replica.administrator, replicas=replica.replicas
+        )
+
 
 class PeerSender:
     """Sends one peer every append and heartbeat, batched over rooms."""
@@ -164,6 +174,7 @@ class PeerTransport:
         self._vote_tasks: set[asyncio.Task[None]] = set()
         core.on_dirty_peer = self.mark
         core.on_campaigns = self.request_votes
+        core.locate = self.locate
 
     def sender(self, peer: str) -> PeerSender:
         sender = self.senders.get(peer)
@@ -210,3 +221,21 @@ class PeerTransport:
         for (replica, vote), result in zip(votes, response.rooms, strict=True):
             replica.handle_vote_result(peer, vote, result, now)
             self.core.after(replica)
+
+    async def locate(self, room: str) -> peer_pb.LocateRoomResponse | None:
+        """Ask every up peer about a room; the first that holds it answers."""
+        peers = [p for p in self.core.up_nodes() if p != self.core.node_id]
+
+        async def ask(peer: str) -> peer_pb.LocateRoomResponse | None:
+            try:
+                stub = peer_grpc.PeerServiceStub(self.pool.get(peer))
+                return await stub.LocateRoom(
+                    peer_pb.LocateRoomRequest(room=room), timeout=RPC_TIMEOUT / 2
+                )
+            except (grpc.aio.AioRpcError, KeyError):
+                return None
+
+        for found in await asyncio.gather(*(ask(p) for p in peers)):
+            if found is not None and found.known:
+                return found
+        return None

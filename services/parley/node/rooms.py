@@ -101,7 +101,10 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         replica = await self.core.serving_replica(request.room)
         if replica.tip.exists:
             raise RoomExists(f"room {request.room} already exists")
-        entry = await self._commit(replica, EntryKind.CREATE, request.user)
+        # the create entry records the replica group: the room stays on it
+        # even when placement later changes with the node set
+        group = ",".join(replica.replicas)
+        entry = await self._commit(replica, EntryKind.CREATE, request.user, group)
         return pb.CreateRoomResponse(owner=entry.user, seq=entry.seq)
 
     @rpc_boundary

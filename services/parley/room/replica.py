@@ -73,8 +73,11 @@ class RoomReplica:
     ) -> None:
         self.room = room
         self.self_id = self_id
-        self.replicas = list(replicas)
-        self.peers = [r for r in replicas if r != self_id]
+        self.replicas: list[str] = []
+        self.peers: list[str] = []
+        self.next_index: dict[str, int] = {}
+        self.match_index: dict[str, int] = {}
+        self._set_replicas(replicas)
         self.timing = timing or Timing()
         self._rng = rng or random.Random()
         hard = record.hard if record else HardState()
@@ -84,13 +87,12 @@ class RoomReplica:
         # the state after the whole log (committed or not): what an
         # administrator validates new requests against
         self.tip = RoomState.from_entries(self.log)
+        self._adopt_recorded_replicas()
         self.commit_index = 0
         self._taken_index = 0
         self.role = Role.FOLLOWER
         self.administrator = ""
         self.persisted_index = self.last_index
-        self.next_index: dict[str, int] = {}
-        self.match_index: dict[str, int] = {}
         self._dirty_peers: set[str] = set()
         self._last_sent_ms: dict[str, int] = {}
         self._acked_ms: dict[str, int] = {}
@@ -100,6 +102,20 @@ class RoomReplica:
         self._heard_ms = now_ms
         self._election_due_ms = now_ms + self._jitter()
         self._up: set[str] = set(replicas)
+
+    def _set_replicas(self, replicas: list[str] | tuple[str, ...]) -> None:
+        self.replicas = list(replicas)
+        self.peers = [r for r in self.replicas if r != self.self_id]
+
+    def _adopt_recorded_replicas(self) -> None:
+        """Use the group the create entry recorded: placement may have moved
+        since (nodes added or removed), the room has not."""
+        recorded = self.tip.replicas
+        if recorded and list(recorded) != self.replicas:
+            self._set_replicas(recorded)
+            for peer in self.peers:
+                self.next_index.setdefault(peer, self.last_index + 1)
+                self.match_index.setdefault(peer, 0)
 
     # ------------------------------------------------------------------ log
 
@@ -163,6 +179,8 @@ class RoomReplica:
         self.log.extend(entries)
         for entry in entries:
             self.tip.apply(entry)
+            if entry.kind is EntryKind.CREATE:
+                self._adopt_recorded_replicas()
 
     def _truncate(self, from_index: int) -> None:
         if from_index <= self.commit_index:
@@ -178,6 +196,7 @@ class RoomReplica:
         del self.log[from_index - 1 :]
         self.persisted_index = min(self.persisted_index, from_index - 1)
         self.tip = RoomState.from_entries(self.log)
+        self._adopt_recorded_replicas()
 
     # -------------------------------------------------------------- effects
 

@@ -21,6 +21,8 @@ class RoomState:
     members: set[str] = field(default_factory=set)
     last_seq: int = -1  # -1: no visible entry yet (the create entry takes 0)
     last_ts_ms: int = 0
+    # the replica group, as recorded by the create entry (placement order)
+    replicas: tuple[str, ...] = ()
     # (user, client_msg_id) -> seq of the stored message
     dedupe: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
 
@@ -47,6 +49,8 @@ class RoomState:
             self.exists = True
             self.owner = entry.user
             self.members = {entry.user}
+            if entry.text:
+                self.replicas = tuple(entry.text.split(","))
         elif kind is EntryKind.DELETE:
             self.exists = False
             self.members = set()
