@@ -59,7 +59,9 @@ class ChannelPool:
     The pool follows discovery: a node whose address changes gets a new channel
     on the next get(), and a removed node's channel is closed. Callers must not
     close channels they get; they call get() again for each new RPC or stream
-    rather than keeping a channel across a discovery change.
+    rather than keeping a channel across a discovery change. Calls still open on
+    a replaced channel are cancelled after a 1 s grace; grpc.aio then raises
+    asyncio.CancelledError (not AioRpcError) in the caller's read.
     """
 
     def __init__(self, discovery: Discovery) -> None:
