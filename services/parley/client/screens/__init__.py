@@ -1,0 +1,1 @@
+"""Screens of the chat app: connect, rooms, chat, and small modal dialogs."""

@@ -1,0 +1,337 @@
+"""The chat screen: one tab per open room, an input line, unread counts."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, TabbedContent, TabPane
+
+from parley.client.errors import ParleyError, ServerError
+from parley.client.events import Entry
+from parley.client.format import MAX_TEXT, valid_room
+from parley.client.widgets import MessageLog, RoomView, TopBar
+
+if TYPE_CHECKING:
+    from parley.client.app import ParleyApp
+
+HISTORY_PAGE = 50
+"""Entries fetched per "load older" step."""
+
+SEND_RETRY_SECONDS = 30.0
+"""A message typed while reconnecting is retried (same id: stored once) this long."""
+
+
+def pane_id(room: str) -> str:
+    """A widget id for a room's tab (ids may not start with a digit)."""
+    return f"room-{room}"
+
+
+class ChatScreen(Screen[None]):
+    """Several rooms at once, switchable by key, with unread counts in the tabs."""
+
+    DEFAULT_CSS = """
+    ChatScreen TabbedContent { height: 1fr; }
+    ChatScreen TabPane { padding: 0; }
+    ChatScreen #message-input { dock: bottom; margin: 0 0 0 0; }
+    ChatScreen.-narrow MemberList { display: none; }
+    """
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    BINDINGS = [
+        Binding("ctrl+n", "next_room", "Next room"),
+        Binding("ctrl+p", "prev_room", "Prev room"),
+        Binding("ctrl+r", "rooms", "Rooms"),
+        Binding("ctrl+l", "close_room", "Close tab"),
+        Binding("pageup", "page_up", "Older", show=False),
+        Binding("pagedown", "page_down", "Newer", show=False),
+        Binding("f1", "app.help", "Help"),
+        Binding("ctrl+q", "app.quit", "Quit"),
+        *[Binding(f"alt+{n}", f"goto({n})", f"Room {n}", show=False) for n in range(1, 10)],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(name="chat")
+        self.views: dict[str, RoomView] = {}
+        self.unread: dict[str, int] = {}
+
+    @property
+    def parley(self) -> ParleyApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield TopBar()
+        yield TabbedContent(id="tabs")
+        yield Input(
+            placeholder="Type a message — enter to send, /help for commands",
+            id="message-input",
+            max_length=MAX_TEXT,
+        )
+        yield Footer()
+
+    def on_screen_resume(self) -> None:
+        """Keep typing where you were."""
+        self.query_one("#message-input", Input).focus()
+        self._update_title()
+
+    @property
+    def tabs(self) -> TabbedContent:
+        """The room tabs."""
+        return self.query_one("#tabs", TabbedContent)
+
+    @property
+    def active_room(self) -> str | None:
+        """The room whose tab is showing."""
+        active = self.tabs.active
+        return active.removeprefix("room-") if active else None
+
+    def _update_title(self) -> None:
+        room = self.active_room
+        self.sub_title = f"#{room}" if room else "no room open"
+
+    def _label(self, room: str) -> str:
+        view = self.views.get(room)
+        if view is not None and view.deleted:
+            return f"{room} ✗"
+        count = self.unread.get(room, 0)
+        return f"{room} ({count})" if count else room
+
+    def _relabel(self, room: str) -> None:
+        # The tab may be going away; a label is cosmetic, never worth a crash.
+        with contextlib.suppress(Exception):
+            self.tabs.get_tab(pane_id(room)).label = self._label(room)  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ rooms
+
+    async def open_room(self, room: str) -> None:
+        """Show `room` (joining it first if it is not open yet)."""
+        if room in self.views:
+            self.tabs.active = pane_id(room)
+            return
+        conn = self.parley.conn
+        if conn is None:
+            return
+        view = RoomView(room, self.parley.user)
+        self.views[room] = view
+        self.unread[room] = 0
+        await self.tabs.add_pane(TabPane(room, view, id=pane_id(room)))
+        self.tabs.active = pane_id(room)
+        self._update_title()
+        try:
+            joined = await conn.join(room)
+        except ParleyError as exc:
+            view.add_system(f"could not join {room}: {exc}", "error")
+            if isinstance(exc, ServerError) and exc.code == "not_found":
+                view.deleted = True
+                self._relabel(room)
+            return
+        view.sidebar.set_members(joined.get("members") or [])
+        self._load_members(room)
+
+    @work(group="members")
+    async def _load_members(self, room: str) -> None:
+        conn = self.parley.conn
+        view = self.views.get(room)
+        if conn is None or view is None:
+            return
+        try:
+            members = await conn.members(room)
+        except ParleyError:
+            return  # the join reply's list is still shown
+        view.sidebar.set_members(members)
+
+    async def close_room(self, room: str) -> None:
+        """Close a room's tab (membership is kept; /leave leaves)."""
+        if room not in self.views:
+            return
+        del self.views[room]
+        self.unread.pop(room, None)
+        if self.parley.conn is not None:
+            self.parley.conn.forget(room)
+        await self.tabs.remove_pane(pane_id(room))
+        self._update_title()
+        if not self.views:
+            self.parley.show_rooms()
+
+    # ------------------------------------------------------------------ events
+
+    def on_entry(self, entry: Entry) -> None:
+        """A new entry from the connection: show it, count it as unread if hidden."""
+        view = self.views.get(entry.room)
+        if view is None or not view.add_entry(entry):
+            return
+        if entry.room != self.active_room and entry.kind == "message":
+            self.unread[entry.room] = self.unread.get(entry.room, 0) + 1
+            self._relabel(entry.room)
+
+    def on_online(self, room: str, user: str, online: bool) -> None:
+        """A member came online or went offline."""
+        view = self.views.get(room)
+        if view is not None:
+            view.sidebar.set_online(user, online)
+
+    def on_deleted(self, room: str, by_me: bool) -> None:
+        """The room was deleted: say so in its tab and stop accepting input for it."""
+        view = self.views.get(room)
+        if view is None:
+            return
+        view.deleted = True
+        who = "you" if by_me else "its owner"
+        view.add_system(f"room {room} was deleted by {who}", "error")
+        self._relabel(room)
+
+    def system_all(self, text: str, kind: str = "warning") -> None:
+        """A notice in every open room (connection state changes)."""
+        for view in self.views.values():
+            view.add_system(text, kind)
+
+    def system(self, room: str | None, text: str, kind: str = "warning") -> None:
+        """A notice in one room, or in all when room is None."""
+        if room is None:
+            self.system_all(text, kind)
+        elif room in self.views:
+            self.views[room].add_system(text, kind)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        room = (event.pane.id or "").removeprefix("room-")
+        if self.unread.get(room):
+            self.unread[room] = 0
+            self._relabel(room)
+        self._update_title()
+
+    # ------------------------------------------------------------------ history
+
+    @on(MessageLog.AtTop)
+    def _at_top(self, event: MessageLog.AtTop) -> None:
+        room = self.active_room
+        if room is not None:
+            self.load_older(room)
+
+    @work(group="history")
+    async def load_older(self, room: str) -> None:
+        """Fetch the page of entries before the oldest one shown."""
+        view = self.views.get(room)
+        conn = self.parley.conn
+        if view is None or conn is None or view.loading_older or not view.has_older:
+            return
+        view.loading_older = True
+        try:
+            entries = await conn.history(room, before=view.oldest, limit=HISTORY_PAGE)
+        except ParleyError as exc:
+            view.add_system(f"could not load older messages: {exc}", "error")
+            return
+        finally:
+            view.loading_older = False
+        added = await view.prepend(entries)
+        if not view.has_older or (added == 0 and not entries):
+            view.mark_top(f"— beginning of #{room} —")
+
+    # ------------------------------------------------------------------ input
+
+    @on(Input.Submitted, "#message-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value
+        if not text.strip():
+            return
+        event.input.clear()
+        if text.startswith("/") and not text.startswith("//"):
+            self.run_command(text[1:].strip())
+            return
+        room = self.active_room
+        if room is None:
+            self.notify("Open a room first (ctrl+r for the room list).", severity="warning")
+            return
+        if self.views[room].deleted:
+            self.views[room].add_system("this room was deleted; nothing can be sent", "error")
+            return
+        self._send(room, text[1:] if text.startswith("//") else text)
+
+    @work(group="send")
+    async def _send(self, room: str, text: str) -> None:
+        conn = self.parley.conn
+        if conn is None:
+            return
+        try:
+            await conn.send(room, text, retry_for=SEND_RETRY_SECONDS)
+        except ParleyError as exc:
+            self.system(room, f"not sent: {exc}", "error")
+
+    def run_command(self, line: str) -> None:
+        """Run a /command typed in the input line."""
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        room = self.active_room
+        if name in ("join", "j", "create") and not valid_room(arg):
+            self.notify(f"/{name} needs a room name, e.g. /{name} general", severity="warning")
+        elif name in ("join", "j"):
+            self.parley.open_room(arg)
+        elif name == "create":
+            self.parley.create_room(arg)
+        elif name == "leave" and room:
+            self.parley.leave_room(room)
+        elif name == "delete" and room:
+            self.parley.confirm_delete(room)
+        elif name == "rooms":
+            self.parley.show_rooms()
+        elif name in ("help", "?"):
+            self.parley.action_help()
+        elif name in ("quit", "exit"):
+            self.parley.exit()
+        else:
+            self.notify(f"unknown command /{name}; try /help", severity="warning")
+
+    # ------------------------------------------------------------------ keys
+
+    def _switch(self, step: int) -> None:
+        rooms = list(self.views)
+        if not rooms:
+            return
+        current = self.active_room
+        index = rooms.index(current) if current in rooms else 0
+        self.tabs.active = pane_id(rooms[(index + step) % len(rooms)])
+
+    def action_next_room(self) -> None:
+        """Show the next room's tab."""
+        self._switch(1)
+
+    def action_prev_room(self) -> None:
+        """Show the previous room's tab."""
+        self._switch(-1)
+
+    def action_goto(self, number: int) -> None:
+        """Show room number `number` (1-based, in tab order)."""
+        rooms = list(self.views)
+        if 1 <= number <= len(rooms):
+            self.tabs.active = pane_id(rooms[number - 1])
+
+    def action_rooms(self) -> None:
+        """Go to the rooms screen."""
+        self.parley.show_rooms()
+
+    async def action_close_room(self) -> None:
+        """Close the current tab."""
+        room = self.active_room
+        if room is not None:
+            await self.close_room(room)
+
+    def action_page_up(self) -> None:
+        """Scroll up a page; at the top, load older messages."""
+        room = self.active_room
+        if room is None:
+            return
+        log = self.views[room].log_view
+        if log.scroll_y <= 0:
+            self.load_older(room)
+        else:
+            log.scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        """Scroll down a page."""
+        room = self.active_room
+        if room is not None:
+            self.views[room].log_view.scroll_page_down(animate=False)
