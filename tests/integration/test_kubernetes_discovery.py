@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import kubernetes.client
 import pytest
@@ -68,6 +69,18 @@ async def discovery(emulator: K8sEmulator) -> AsyncIterator[KubernetesDiscovery]
     await asyncio.wait_for(started.start(), 10)
     yield started
     await started.stop()
+
+
+async def test_default_client_from_kubeconfig(
+    emulator: K8sEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without api_client (outside a pod) the kubeconfig in KUBECONFIG is used."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(emulator.write_kubeconfig(tmp_path / "kubeconfig")))
+    discovery = KubernetesDiscovery("default", "parley-node", 7000)
+    await asyncio.wait_for(discovery.start(), 10)
+    assert set(discovery.members()) == {"parley-node-0", "parley-node-1"}
+    await discovery.stop()
 
 
 async def test_start_lists_existing_endpoints(discovery: KubernetesDiscovery) -> None:

@@ -19,6 +19,7 @@ Tests drive it from the event loop it runs on:
     await emulator.start()
     emulator.put_slice("parley-node-abc", [endpoint("parley-node-0", "127.0.0.1")])
     client = kubernetes.client.ApiClient(emulator.configuration())
+    # or, for a child process: env KUBECONFIG=emulator.write_kubeconfig(tmp_path / "kubeconfig")
     ...
     emulator.force_gone()         # every open watch gets 410 Gone
     await emulator.restart()      # connections drop; state and versions survive
@@ -37,6 +38,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -123,6 +125,28 @@ class K8sEmulator:
     def configuration(self) -> kubernetes.client.Configuration:
         """A client Configuration pointing at this emulator."""
         return kubernetes.client.Configuration(host=self.url)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """Write a kubeconfig for this emulator, for processes started with KUBECONFIG=path.
+
+        Returns:
+            path.
+        """
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "emulator",
+                    "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+                    "contexts": [
+                        {"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}
+                    ],
+                    "users": [{"name": "test", "user": {}}],
+                }
+            )
+        )
+        return path
 
     async def start(self) -> None:
         """Listen; returns once connections are accepted."""
