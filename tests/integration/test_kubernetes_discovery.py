@@ -273,3 +273,13 @@ async def test_stop_is_prompt_with_an_open_watch(
     assert time.monotonic() - started < 2.0
     emulator.put_slice("parley-node-c", [endpoint("parley-node-2", "127.0.0.12")])
     assert "parley-node-2" not in discovery.members()
+
+
+async def test_stop_ends_a_waiting_start(emulator: K8sEmulator) -> None:
+    """stop() while start() still waits for an unreachable API server ends both."""
+    await emulator.stop()
+    discovery = make_discovery(emulator)
+    starting = asyncio.create_task(discovery.start())
+    await asyncio.wait_for(discovery.stop(), 5)
+    await asyncio.wait_for(starting, 1)
+    assert discovery.members() == {}

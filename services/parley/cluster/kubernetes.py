@@ -140,6 +140,8 @@ class KubernetesDiscovery:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if self._synced is not None:
+            self._synced.set()  # a start() still waiting for a first list returns
         if self._owns_client:
             self._api_client.close()
 
@@ -150,6 +152,7 @@ class KubernetesDiscovery:
         slices: dict[str, dict[str, Any]] = {}
         version: str | None = None
         delay = BACKOFF_MIN
+        gone_in_a_row = 0
         while not self._stopping.is_set():
             try:
                 if version is None:
@@ -157,9 +160,16 @@ class KubernetesDiscovery:
                     self._publish(slices)
                 version = self._watch(slices, version)
                 delay = BACKOFF_MIN
+                gone_in_a_row = 0
             except _Gone:
                 log.info("endpointslice watch expired, relisting", service=self._service)
                 version = None
+                gone_in_a_row += 1
+                if gone_in_a_row > 1:
+                    # Relist at once the first time; back off if 410s keep coming
+                    # rather than hammering the API server with lists.
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, BACKOFF_MAX)
             except Exception as error:  # every API or connection failure: retry
                 if self._stopping.is_set():
                     break
