@@ -119,7 +119,7 @@ async def _ready_url(up: Up) -> str:
 
 
 async def test_up_round_trip_and_clean_ctrl_c(up: Up) -> None:
-    """`parley up` serves chat to wscat and websockets clients and Ctrl-C stops everything."""
+    """`parley up` serves a websockets client a round trip, and Ctrl-C stops everything."""
     url = await _ready_url(up)
     assert re.search(r"wscat -c 'ws://127\.0\.0\.1:\d+/ws\?user=alice'", up.text)
     pids = up.child_pids()
@@ -138,24 +138,6 @@ async def test_up_round_trip_and_clean_ctrl_c(up: Up) -> None:
         )
         assert message["text"] == "hello from websockets" and message["from"] == "alice"
 
-        # The real wscat, as the README shows: bob joins and talks; alice hears him.
-        if require_wscat():
-            frames = await wscat_execute(
-                f"{url}?user=bob",
-                [
-                    {"type": "join", "room": "general", "id": "j"},
-                    {"type": "send", "room": "general", "text": "hi from wscat", "id": "b1"},
-                ],
-            )
-            bob_ack = next(f for f in frames if f.get("type") == "ack")
-            assert bob_ack["id"] == "b1"
-            heard = await alice.next_of(
-                "message", room="general", where=lambda f: f["from"] == "bob"
-            )
-            assert heard["text"] == "hi from wscat" and heard["seq"] == bob_ack["seq"]
-            # bob's wscat also got alice's earlier message in the join backlog
-            assert any(f.get("text") == "hello from websockets" for f in frames), frames
-
     # Ctrl-C: the supervisor stops every child and exits 0.
     os.kill(up.proc.pid, signal.SIGINT)
     async with asyncio.timeout(30):
@@ -166,6 +148,32 @@ async def test_up_round_trip_and_clean_ctrl_c(up: Up) -> None:
     await wait_for(
         lambda: all(port_is_free(p) for p in up.ports), timeout=10, message="ports freed"
     )
+
+
+async def test_up_with_wscat(up: Up) -> None:
+    """The real wscat, as the README shows, chats through `parley up` with a websockets client."""
+    require_wscat()
+    url = await _ready_url(up)
+    async with await ChatClient.connect(url, "alice") as alice:
+        assert (await alice.create("general"))["type"] == "created"
+        assert (await alice.join("general"))["type"] == "joined"
+        first = await alice.send("general", "hello from websockets")
+        frames = await wscat_execute(
+            f"{url}?user=bob",
+            [
+                {"type": "join", "room": "general", "id": "j"},
+                {"type": "send", "room": "general", "text": "hi from wscat", "id": "b1"},
+            ],
+        )
+        bob_ack = next(f for f in frames if f.get("type") == "ack")
+        assert bob_ack["id"] == "b1" and bob_ack["seq"] > first["seq"]
+        heard = await alice.next_of("message", room="general", where=lambda f: f["from"] == "bob")
+        assert heard["text"] == "hi from wscat" and heard["seq"] == bob_ack["seq"]
+        # bob's join backlog held alice's earlier message
+        assert any(f.get("text") == "hello from websockets" for f in frames), frames
+    os.kill(up.proc.pid, signal.SIGINT)
+    async with asyncio.timeout(30):
+        assert await up.proc.wait() == 0, up.text
 
 
 async def test_up_says_when_a_child_dies(up: Up) -> None:
