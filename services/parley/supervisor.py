@@ -280,8 +280,13 @@ class Supervisor:
             index = next((i for i, c in enumerate(self.children) if c.name == name), -1)
             code = "1" if index < 0 else _COLOURS[index % len(_COLOURS)]
             prefix = f"\x1b[{code}m{prefix}\x1b[0m"
-        self.out.write(f"{prefix} {text}\n")
-        self.out.flush()
+        try:
+            self.out.write(f"{prefix} {text}\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            # Output piped into something that quit (`parley up | head`):
+            # keep supervising; losing log lines must not orphan the cluster.
+            pass
 
     async def _relay(self, name: str, stream: asyncio.StreamReader) -> None:
         """Copy a child's output line by line, prefixed, until it closes."""
