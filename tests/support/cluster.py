@@ -42,7 +42,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -135,6 +135,10 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
 
+Probe = Callable[[str, str], Awaitable[bool]]
+"""A readiness probe: (role, address) -> ready? Address is gRPC for nodes, HTTP for gateways."""
+
+
 class ClusterError(RuntimeError):
     """The cluster could not start or a process did not come back; includes log tails."""
 
@@ -154,6 +158,9 @@ class LocalCluster:
         node_args: Sequence[str] = (),
         gateway_args: Sequence[str] = (),
         ready_timeout: float = 30.0,
+        hosts: Mapping[str, str] | None = None,
+        prefixes: Mapping[str, Sequence[str]] | None = None,
+        probe: Probe | None = None,
     ) -> None:
         """Plan the processes; nothing starts until start().
 
@@ -168,6 +175,14 @@ class LocalCluster:
             node_args: extra flags for every node; they override ours.
             gateway_args: extra flags for every gateway; they override ours.
             ready_timeout: seconds start() and restarts wait for readiness.
+            hosts: per process name, the address it listens on instead of
+                127.0.0.1 (e.g. its network namespace's address).
+            prefixes: per process name, a command prefix (e.g.
+                `["ip", "netns", "exec", NS]`); the prefix must exec the
+                program in place, so signals still reach it.
+            probe: how to ask whether a process is ready, for processes the
+                test cannot reach directly (in a namespace); by default the
+                test asks itself (gRPC health for nodes, /readyz for gateways).
         """
         self.tmp_path = Path(tmp_path)
         self.replicas = replicas
@@ -175,20 +190,25 @@ class LocalCluster:
         self.jwt_secret = jwt_secret
         self.ready_timeout = ready_timeout
         self.env = child_env(extra_env)
+        self.probe = probe
+        host_of = dict(hosts or {})
+        prefix_of = {name: list(prefix) for name, prefix in (prefixes or {}).items()}
         ports = free_ports(2 * nodes + 2 * gateways)
         self.node_ids: list[str] = [f"node-{i}" for i in range(nodes)]
         self.gateway_names: list[str] = [f"gateway-{i}" for i in range(gateways)]
-        members = {nid: f"{HOST}:{ports[i]}" for i, nid in enumerate(self.node_ids)}
+        members = {
+            nid: f"{host_of.get(nid, HOST)}:{ports[i]}" for i, nid in enumerate(self.node_ids)
+        }
         self.nodes_spec = format_nodes(members)
         (self.tmp_path / "logs").mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, Proc] = {}
         python = [sys.executable, "-m", "parley"]
         for i, nid in enumerate(self.node_ids):
-            http = f"{HOST}:{ports[nodes + i]}"
+            http = f"{host_of.get(nid, HOST)}:{ports[nodes + i]}"
             data_dir = self.tmp_path / "data" / nid
             data_dir.mkdir(parents=True, exist_ok=True)
             argv = [
-                *python, "node",
+                *prefix_of.get(nid, []), *python, "node",
                 "--id", nid,
                 "--grpc", members[nid],
                 "--http", http,
@@ -202,10 +222,11 @@ class LocalCluster:
             ]  # fmt: skip
             self.procs[nid] = Proc(nid, "node", argv, self.log_path(nid), http, grpc=members[nid])
         for i, name in enumerate(self.gateway_names):
-            ws = f"{HOST}:{ports[2 * nodes + i]}"
-            http = f"{HOST}:{ports[2 * nodes + gateways + i]}"
+            host = host_of.get(name, HOST)
+            ws = f"{host}:{ports[2 * nodes + i]}"
+            http = f"{host}:{ports[2 * nodes + gateways + i]}"
             argv = [
-                *python, "gateway",
+                *prefix_of.get(name, []), *python, "gateway",
                 "--id", name,
                 "--ws", ws,
                 "--http", http,
@@ -301,7 +322,9 @@ class LocalCluster:
                 raise ClusterError(
                     f"{name} is not running (exit status {code})\n{self.dump_logs([name])}"
                 )
-            if proc.role == "node":
+            if self.probe is not None:
+                ok = await self.probe(proc.role, proc.grpc if proc.role == "node" else proc.http)
+            elif proc.role == "node":
                 ok = await grpc_serving(proc.grpc, seconds=1.0)
             else:
                 ok = await http_ready(proc.http, seconds=1.0)
