@@ -45,6 +45,7 @@ class Member(Protocol):
 
     user: str
     closed: bool
+    rooms: set[str]
 
     def deliver(self, data: bytes) -> None:
         """Queue an encoded frame; never blocks and never detaches synchronously."""
@@ -62,7 +63,10 @@ class _Gap(Exception):
 class RoomFeed:
     """The state of one room on this gateway."""
 
-    __slots__ = ("deleted", "joining", "next_seq", "room", "sockets", "tail", "task", "users")
+    __slots__ = (
+        "deleted", "joining", "leave_at", "leaving", "next_seq", "room", "sockets", "tail",
+        "task", "users",
+    )  # fmt: skip
 
     def __init__(self, room: str, next_seq: int) -> None:
         self.room = room
@@ -78,6 +82,10 @@ class RoomFeed:
         """Sockets catching up; they keep the feed alive before they are attached."""
         self.deleted = False
         self.task: asyncio.Task[None] | None = None
+        self.leaving: dict[Member, int] = {}
+        """Sockets of users who left, detached once their leave entry (the seq) is delivered."""
+        self.leave_at: int | None = None
+        """The smallest seq in `leaving`, checked per entry; None when nobody is leaving."""
 
 
 class Fanout:
@@ -119,6 +127,7 @@ class Fanout:
             self._maybe_drop(feed)  # the member may have closed already
             return
         counted = feed.sockets.pop(member, None) is not None  # joined again: start over
+        self._unmark_leaving(feed, member)
         feed.joining += 1
         try:
             await self._catch_up(feed, member, start, counted)
@@ -126,11 +135,26 @@ class Fanout:
             feed.joining -= 1
             self._maybe_drop(feed)
 
+    def detach_after(self, member: Member, room: str, seq: int) -> None:
+        """Detach `member` once it has been delivered entry `seq` (its user's leave entry).
+
+        So the leaver sees every entry up to and including its own leave, no
+        matter whether the node's reply or the feed comes first.
+        """
+        feed = self._feeds.get(room)
+        if feed is None or member not in feed.sockets or feed.next_seq > seq:
+            self.detach(member, room)
+            member.rooms.discard(room)
+            return
+        feed.leaving[member] = seq
+        feed.leave_at = min(feed.leaving.values())
+
     def detach(self, member: Member, room: str) -> None:
         """Stop delivering the room to `member`; the last socket of a user goes offline."""
         feed = self._feeds.get(room)
         if feed is None or feed.sockets.pop(member, None) is None:
             return
+        self._unmark_leaving(feed, member)
         count = feed.users.get(member.user, 0) - 1
         if count <= 0:
             feed.users.pop(member.user, None)
@@ -300,11 +324,24 @@ class Fanout:
                 if seq >= first:
                     member.deliver(data)
             clock.delivered(room, seq)
+            if feed.leave_at is not None and seq >= feed.leave_at:
+                self._finish_leaves(feed, seq)
         for event in batch.presence:
             data = frames.online(room, event.user, event.online).encode()
             for member in feed.sockets:
                 member.deliver(data)
         return False
+
+    def _unmark_leaving(self, feed: RoomFeed, member: Member) -> None:
+        if feed.leaving.pop(member, None) is not None:
+            feed.leave_at = min(feed.leaving.values(), default=None)
+
+    def _finish_leaves(self, feed: RoomFeed, seq: int) -> None:
+        """Detach the leaving sockets whose leave entry (at most `seq`) is delivered."""
+        for member, leave_seq in list(feed.leaving.items()):
+            if leave_seq <= seq:
+                self.detach(member, feed.room)
+                member.rooms.discard(feed.room)
 
     def _room_deleted(self, feed: RoomFeed) -> None:
         """Tell every local member, then drop the room's state."""

@@ -139,7 +139,6 @@ class Handlers:
         else:
             # A since beyond the room's end cannot hide entries still to come.
             start = min(request.since, last_seq) + 1
-        session.deleted_rooms.discard(room)
         session.reply(frames.joined(room, last_seq, response.members, request.id))
         session.rooms.add(room)
         try:
@@ -181,28 +180,31 @@ class Handlers:
 
     async def _leave(self, session: Session, request: LeaveRequest) -> None:
         room = request.room
-        await self._router.unary(
+        response: Any = await self._router.unary(
             room, "LeaveRoom", pb.LeaveRoomRequest(room=room, user=session.user)
         )
-        # The user is no longer a member: none of their sockets here gets the room.
+        # The user is no longer a member: none of their sockets here keeps the
+        # room, each after receiving the leave entry itself.
         for member in self._fanout.members_of(room, session.user):
-            self._fanout.detach(member, room)
-            if isinstance(member, Session):
-                member.rooms.discard(room)
-        self._fanout.detach(session, room)
-        session.rooms.discard(room)
+            self._fanout.detach_after(member, room, response.seq)
         session.reply(frames.left(room, request.id))
 
     async def _delete(self, session: Session, request: DeleteRequest) -> None:
         room = request.room
-        await self._router.unary(
-            room, "DeleteRoom", pb.DeleteRoomRequest(room=room, user=session.user)
-        )
-        if room in session.deleted_rooms:
-            # The fan-out beat the reply and already told this connection.
-            session.deleted_rooms.discard(room)
-            return
-        # Tell the deleter now, with its id; the other members hear it from the feed.
+        # If the fan-out delivers the delete entry before the node's reply, it
+        # answers this connection with the request's id (Session.room_deleted).
+        session.deleting[room] = request.id
+        try:
+            await self._router.unary(
+                room, "DeleteRoom", pb.DeleteRoomRequest(room=room, user=session.user)
+            )
+        except BaseException:
+            session.deleting.pop(room, None)
+            raise
+        if room not in session.deleting:
+            return  # the fan-out has answered already
+        del session.deleting[room]
+        # The other members hear it from their feeds.
         self._fanout.detach(session, room)
         session.rooms.discard(room)
         session.reply(frames.deleted(room, request.id))

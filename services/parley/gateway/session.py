@@ -63,7 +63,7 @@ class Session:
         "_reason",
         "_sends",
         "closed",
-        "deleted_rooms",
+        "deleting",
         "rooms",
         "user",
     )
@@ -92,8 +92,8 @@ class Session:
         self.closed = False
         self.rooms: set[str] = set()
         """Rooms this connection is attached to (joined on this connection)."""
-        self.deleted_rooms: set[str] = set()
-        """Rooms whose `deleted` this connection was sent by the fan-out."""
+        self.deleting: dict[str, str | None] = {}
+        """Rooms this connection asked to delete, and the request's id to echo."""
         self._conn = conn
         self._handle = handle
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
@@ -118,10 +118,13 @@ class Session:
         self.deliver(text.encode())
 
     def room_deleted(self, room: str) -> None:
-        """The fan-out saw the room deleted: tell the client, forget the room."""
+        """The fan-out saw the room deleted: tell the client, forget the room.
+
+        When this connection asked for the deletion, this is also the reply,
+        so it carries the request's id.
+        """
         self.rooms.discard(room)
-        self.deleted_rooms.add(room)
-        self.reply(frames.deleted(room))
+        self.reply(frames.deleted(room, self.deleting.pop(room, None)))
 
     def close(self, code: int, reason: str, metric_reason: str) -> None:
         """Close the connection in the background; nothing more is delivered."""

@@ -105,7 +105,7 @@ async def test_history_members_rooms(gateway: Gateway) -> None:
 
 
 async def test_leave_detaches_and_appends(gateway: Gateway) -> None:
-    """leave -> left; the leaver gets no more entries, others see the leave entry."""
+    """leave -> left; the leaver sees its own leave entry and nothing after it."""
     async with (
         await ChatClient.connect(gateway.url, "alice") as alice,
         await ChatClient.connect(gateway.url, "bob") as bob,
@@ -113,12 +113,16 @@ async def test_leave_detaches_and_appends(gateway: Gateway) -> None:
         await alice.create("r")
         await alice.join("r")
         await bob.join("r")
-        assert await bob.leave("r") == {"type": "left", "id": bob.frames[-1]["id"], "room": "r"}
+        left = await bob.request({"type": "leave", "room": "r", "id": "l"})
+        assert left == {"type": "left", "id": "l", "room": "r"}
         leave = await alice.next_of("presence", room="r", where=lambda f: f.get("event") == "leave")
-        assert leave["user"] == "bob"
+        assert (leave["user"], leave["seq"]) == ("bob", 2)
+        await bob.wait_deliveries("r", 2)
         await alice.send("r", "after")
         await alice.next_of("message", room="r")
-        assert bob.messages("r") == []
+        assert (await bob.ping())["type"] == "pong"
+        assert [f["seq"] for f in bob.deliveries["r"]] == [1, 2]
+        await wait_for(lambda: len(gateway._fanout.feed("r").sockets) == 1, 5, message="detached")
 
 
 async def test_delete_reaches_every_member(gateway: Gateway, node: Any) -> None:
