@@ -1,0 +1,1095 @@
+"""A deterministic simulated cluster for `RoomReplica`, and the invariants it checks.
+
+Two layers, in the spirit of etcd-io/raft's interaction tests and
+hashicorp/raft's `fuzzy/` suite:
+
+* `Cluster` drives real `RoomReplica` objects exactly like a node does —
+  tick, persist every step's `take_write()` to the node's `MemoryLogStore`
+  *before* sending what the step produced, then `on_persisted` — over an
+  in-memory network of `Msg`. Scripted tests use it by hand: messages wait in
+  `inflight` until the test delivers, drops or reorders them; time moves only
+  when the test says so.
+* `Simulation` puts a seeded random scheduler on top: an event heap in
+  abstract milliseconds, random latency (so reordering), drops, duplicates,
+  symmetric and asymmetric partitions, crashes (losing what was not yet
+  persisted), restarts from the store, pauses (SIGSTOP-like), failure
+  detectors that lie, and clients publishing at whoever is administrator.
+
+`Checker` watches every step and raises `InvariantViolation` at the first
+broken rule: one administrator per epoch, one entry per (index, epoch),
+committed prefixes that agree, commit indexes that never go back, no
+truncation of a committed entry, each client message committed once, visible
+seqs rising by exactly 1; `Checker.final` adds that every replica ends with
+the same log and every acknowledged entry.
+
+Nothing here sleeps or opens a socket: a run is a function of its seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from parley._generated import peer_service_pb2 as peer_pb
+from parley.room.entries import EntryKind, LogEntry, RoomWrite
+from parley.room.memory_store import MemoryLogStore
+from parley.room.replica import Role, RoomReplica, Timing
+
+APPEND = "append"
+APPEND_RESULT = "append_result"
+VOTE = "vote"
+VOTE_RESULT = "vote_result"
+
+OWNER = "owner"
+"""The user who creates every room (and whose create entry is seq 0)."""
+
+
+class InvariantViolation(AssertionError):
+    """A safety rule of the replicated log was broken."""
+
+
+@dataclass(eq=False)
+class Msg:
+    """One message on the simulated network (a request or its result)."""
+
+    src: str
+    dst: str
+    kind: str
+    room: str
+    body: Any
+    """The protobuf message: RoomAppend, RoomAppendResult, RoomVote or RoomVoteResult."""
+    request: Any = None
+    """For a result: the request it answers (what the requester sent)."""
+    rpc: int = 0
+    """The RPC this message belongs to; a result carries its request's id."""
+    incarnation: int = 0
+    """The requester's incarnation when it sent the request."""
+    deliver_at: int = 0
+
+    def __repr__(self) -> str:
+        body = self.body
+        detail = ""
+        if self.kind == APPEND:
+            idx = [e.index for e in body.entries]
+            span = f"{idx[0]}..{idx[-1]}" if idx else "-"
+            detail = (
+                f"e{body.epoch} prev={body.prev_index}/{body.prev_epoch} [{span}] "
+                f"c{body.commit_index}"
+            )
+        elif self.kind == APPEND_RESULT:
+            detail = (
+                f"e{body.epoch} ok={body.success} match={body.match_index} retry={body.retry_index}"
+            )
+        elif self.kind == VOTE:
+            detail = f"e{body.epoch} last={body.last_index}/{body.last_epoch}"
+        else:
+            detail = f"e{body.epoch} granted={body.granted}"
+        return f"{self.src}->{self.dst} {self.kind} {self.room} {detail}"
+
+
+@dataclass(eq=False)
+class SimNode:
+    """One simulated node: its durable store and, while running, its replicas."""
+
+    id: str
+    store: MemoryLogStore = field(default_factory=MemoryLogStore)
+    disk: dict[str, list[LogEntry]] = field(default_factory=dict)
+    """A mirror of the store's logs, to check what a write truncates."""
+    replicas: dict[str, RoomReplica] = field(default_factory=dict)
+    incarnation: int = 0
+    crashed: bool = False
+    paused: bool = False
+    inbox: list[Callable[[], None]] = field(default_factory=list)
+    """Work that arrived while paused, run in order on resume."""
+    pending: dict[str, dict[int, tuple[int, str, str]]] = field(default_factory=dict)
+    """Per room: index -> (epoch, user, client_msg_id) of proposals awaiting commit."""
+    last_heartbeat: dict[str, int] = field(default_factory=dict)
+    outstanding: dict[int, Msg] = field(default_factory=dict)
+    """Append requests (by RPC id) that have not been answered or failed yet."""
+
+    @property
+    def running(self) -> bool:
+        """True when the process exists and is not paused."""
+        return not self.crashed and not self.paused
+
+
+class Checker:
+    """Safety invariants, checked on every step of every node."""
+
+    def __init__(self) -> None:
+        """Start with nothing observed."""
+        self.admins: dict[tuple[str, int], str] = {}
+        """(room, epoch) -> the only node ever administrator in it."""
+        self.entries: dict[tuple[str, int, int], LogEntry] = {}
+        """(room, index, epoch) -> the one entry ever written with that position."""
+        self.committed: dict[str, list[LogEntry]] = {}
+        """Per room, the longest committed prefix any replica has reported."""
+        self.client_keys: dict[str, dict[tuple[str, str], int]] = {}
+        """Per room, (user, client_msg_id) -> index of its committed entry."""
+        self.last_seq: dict[str, int] = {}
+        """Per room, the seq of the last committed visible entry."""
+        self.commit_seen: dict[tuple[str, str], int] = {}
+        """(node, room) -> commit index last seen on the current replica object."""
+        self.taken: dict[tuple[str, str], int] = {}
+        """(node, room) -> last index handed out by take_committed."""
+        self.acked: list[tuple[str, LogEntry]] = []
+        """Every entry acknowledged to a client, with its room."""
+        self.elections = 0
+        self.stats: Counter[str] = Counter()
+        """How often interesting things happened, to see that a run did something."""
+
+    def fail(self, what: str) -> None:
+        """Raise an InvariantViolation."""
+        raise InvariantViolation(what)
+
+    def forget(self, node: str) -> None:
+        """A node restarted: its replicas start over from commit index 0."""
+        for key in [k for k in self.commit_seen if k[0] == node]:
+            del self.commit_seen[key]
+        for key in [k for k in self.taken if k[0] == node]:
+            del self.taken[key]
+
+    def before_write(self, node: str, disk: list[LogEntry], write: RoomWrite) -> None:
+        """Check a write before it reaches the store."""
+        room = write.room
+        if write.truncate_from is not None:
+            self.stats["truncated"] += max(0, len(disk) - write.truncate_from + 1)
+            committed = self.committed.get(room, [])
+            for index in range(write.truncate_from, min(len(disk), len(committed)) + 1):
+                if disk[index - 1] == committed[index - 1]:
+                    self.fail(
+                        f"{node}/{room}: truncates committed entry {index} "
+                        f"{committed[index - 1]} (truncate_from={write.truncate_from})"
+                    )
+        for entry in write.entries:
+            key = (room, entry.index, entry.epoch)
+            first = self.entries.setdefault(key, entry)
+            if first != entry:
+                self.fail(f"{node}/{room}: two entries at index/epoch {key[1:]}: {first} {entry}")
+
+    def observe(self, node: str, rep: RoomReplica, taken: list[LogEntry]) -> None:
+        """Check a replica after a step (its write is durable by now)."""
+        room = rep.room
+        key = (node, room)
+        if rep.role is Role.ADMINISTRATOR:
+            if (room, rep.epoch) not in self.admins:
+                self.stats["administrators"] += 1
+            first = self.admins.setdefault((room, rep.epoch), node)
+            if first != node:
+                self.fail(f"{room}: two administrators in epoch {rep.epoch}: {first}, {node}")
+        if rep.commit_index > rep.last_index:
+            self.fail(f"{node}/{room}: commit index {rep.commit_index} > last {rep.last_index}")
+        seen = self.commit_seen.get(key, 0)
+        if rep.commit_index < seen:
+            self.fail(f"{node}/{room}: commit index went back {seen} -> {rep.commit_index}")
+        for index in range(seen + 1, rep.commit_index + 1):
+            self._commit(node, room, rep.entry(index))
+        self.commit_seen[key] = rep.commit_index
+        start = self.taken.get(key, 0)
+        for offset, entry in enumerate(taken, start=start + 1):
+            if entry.index != offset or entry != self.committed[room][offset - 1]:
+                self.fail(f"{node}/{room}: take_committed gave {entry} at {offset}")
+        self.taken[key] = start + len(taken)
+        if self.taken[key] > rep.commit_index:
+            self.fail(f"{node}/{room}: took past the commit index")
+
+    def _commit(self, node: str, room: str, entry: LogEntry) -> None:
+        log = self.committed.setdefault(room, [])
+        index = entry.index
+        if index <= len(log):
+            if log[index - 1] != entry:
+                self.fail(
+                    f"{node}/{room}: committed {entry} but {log[index - 1]} was committed "
+                    f"at {index} before"
+                )
+            return
+        if index != len(log) + 1:
+            self.fail(f"{node}/{room}: commit of {index} skips {len(log) + 1}")
+        last_seq = self.last_seq.get(room, -1)
+        if entry.visible:
+            if entry.seq != last_seq + 1:
+                self.fail(f"{room}: committed seq {entry.seq} after {last_seq}: {entry}")
+            if (entry.kind is EntryKind.CREATE) != (entry.seq == 0):
+                self.fail(f"{room}: seq 0 must be the create entry: {entry}")
+        elif entry.seq != max(last_seq, 0):
+            self.fail(f"{room}: epoch entry seq {entry.seq} after visible {last_seq}")
+        if entry.kind is EntryKind.MESSAGE:
+            keys = self.client_keys.setdefault(room, {})
+            client_key = (entry.user, entry.client_msg_id)
+            if client_key in keys:
+                self.fail(
+                    f"{room}: client message {client_key} committed twice: "
+                    f"at {keys[client_key]} and {index}"
+                )
+            keys[client_key] = index
+        log.append(entry)
+        if entry.visible:
+            self.last_seq[room] = entry.seq
+
+    def ack(self, room: str, entry: LogEntry) -> None:
+        """A client was told its entry is stored."""
+        log = self.committed.get(room, [])
+        if entry.index > len(log) or log[entry.index - 1] != entry:
+            self.fail(f"{room}: acknowledged {entry} which is not committed")
+        self.acked.append((room, entry))
+
+    def final(self, cluster: Cluster) -> None:
+        """Check the end state: every node up, healed and quiet.
+
+        Every replica of a room holds the same committed log (the global
+        committed prefix), logs agree wherever index and epoch agree, the
+        store matches memory, and every acknowledged entry survived.
+        """
+        for room, members in cluster.rooms.items():
+            reps = [(n, cluster.nodes[n].replicas[room]) for n in members]
+            committed = self.committed.get(room, [])
+            commits = {n: r.commit_index for n, r in reps}
+            if len(set(commits.values())) != 1 or commits[members[0]] != len(committed):
+                self.fail(f"{room}: commit indexes differ at the end: {commits}, {len(committed)}")
+            for node, rep in reps:
+                if rep.log[: rep.commit_index] != committed:
+                    self.fail(f"{node}/{room}: committed log differs from the cluster's")
+                stored = cluster.nodes[node].store.load().get(room)
+                if stored is None or stored.entries != rep.log:
+                    self.fail(f"{node}/{room}: store and memory disagree")
+                if (stored.hard.epoch, stored.hard.voted_for) != (rep.epoch, rep.voted_for):
+                    self.fail(f"{node}/{room}: stored hard state {stored.hard} vs {rep.epoch}")
+            for i, (a, ra) in enumerate(reps):
+                for b, rb in reps[i + 1 :]:
+                    check_log_matching(f"{room} {a}/{b}", ra.log, rb.log)
+        for room, entry in self.acked:
+            for node in cluster.rooms[room]:
+                rep = cluster.nodes[node].replicas[room]
+                if entry.index > rep.commit_index or rep.entry(entry.index) != entry:
+                    self.fail(f"{node}/{room}: acknowledged {entry} lost")
+
+
+def check_log_matching(what: str, a: list[LogEntry], b: list[LogEntry]) -> None:
+    """Raft's log matching: same index and epoch means the same prefix."""
+    for index in range(min(len(a), len(b)), 0, -1):
+        if a[index - 1].epoch == b[index - 1].epoch:
+            if a[:index] != b[:index]:
+                raise InvariantViolation(f"{what}: logs match at {index} but differ before it")
+            return
+
+
+def room_replicas(nodes: list[str], rooms: int, replication: int) -> dict[str, list[str]]:
+    """Rooms r0, r1, ... each on `replication` nodes, in a rotating placement order."""
+    result = {}
+    for i in range(rooms):
+        order = nodes[i % len(nodes) :] + nodes[: i % len(nodes)]
+        result[f"r{i}"] = order[:replication]
+    return result
+
+
+class Cluster:
+    """Nodes running real RoomReplicas over an in-memory network.
+
+    By itself it is the manual harness of the scripted tests: sent messages
+    wait in `inflight`; `deliver`, `drop`, `stabilize` move them; `now` moves
+    with `advance`. `Simulation` replaces `schedule` and `up_view` to run it
+    at random.
+
+    Args:
+        nodes: node ids.
+        rooms: room -> its replicas in placement order.
+        timing: protocol timers for every replica.
+        seed: seeds the replicas' election jitter.
+    """
+
+    def __init__(
+        self,
+        nodes: list[str],
+        rooms: dict[str, list[str]],
+        timing: Timing | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.timing = timing or Timing()
+        self.rooms = rooms
+        self.now = 0
+        self.rng = random.Random(seed)
+        self.checker = Checker()
+        self.nodes = {n: SimNode(n) for n in nodes}
+        self.inflight: list[Msg] = []
+        self.blocked: set[tuple[str, str]] = set()
+        """Directed links (src, dst) that lose every message."""
+        self.down: dict[str, set[str]] = {}
+        """Manual failure-detector overrides: node -> peers it believes down."""
+        self.on_ack: Callable[[str, LogEntry], None] | None = None
+        self.crash_mid_step: Callable[[SimNode], bool] = lambda node: False
+        self._rpc = 0
+        for node in self.nodes.values():
+            self._start(node)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _start(self, node: SimNode) -> None:
+        records = node.store.load()
+        node.replicas = {
+            room: RoomReplica(
+                room,
+                node.id,
+                members,
+                records.get(room),
+                self.now,
+                self.timing,
+                random.Random(self.rng.getrandbits(64)),
+            )
+            for room, members in self.rooms.items()
+            if node.id in members
+        }
+        node.pending = {room: {} for room in node.replicas}
+        node.last_heartbeat = {}
+        node.outstanding = {}
+        node.inbox = []
+
+    def crash(self, node_id: str) -> None:
+        """Kill a node: everything not in its store is gone."""
+        node = self.nodes[node_id]
+        if node.crashed:
+            return
+        self.checker.stats["crashes"] += 1
+        node.crashed = True
+        node.paused = False
+        node.incarnation += 1
+        node.replicas = {}
+        node.inbox = []
+        node.outstanding = {}
+        node.pending = {}
+        self.checker.forget(node_id)
+
+    def restart(self, node_id: str) -> None:
+        """Start a crashed node again from its store."""
+        node = self.nodes[node_id]
+        if not node.crashed:
+            return
+        node.crashed = False
+        self._start(node)
+
+    def pause(self, node_id: str) -> None:
+        """Stop a node like SIGSTOP: it processes nothing until resumed."""
+        node = self.nodes[node_id]
+        if not node.crashed:
+            self.checker.stats["pauses"] += 1
+            node.paused = True
+
+    def resume(self, node_id: str) -> None:
+        """Let a paused node go on, first with everything that arrived meanwhile."""
+        node = self.nodes[node_id]
+        if not node.paused:
+            return
+        node.paused = False
+        while node.inbox and node.running:
+            node.inbox.pop(0)()
+
+    def replica(self, node_id: str, room: str = "r0") -> RoomReplica:
+        """The replica of a room on a node (which must be running or paused)."""
+        return self.nodes[node_id].replicas[room]
+
+    def administrators(self, room: str = "r0") -> list[str]:
+        """Running nodes that currently believe they are the room's administrator."""
+        return [
+            n
+            for n in self.rooms[room]
+            if self.nodes[n].running and self.nodes[n].replicas[room].role is Role.ADMINISTRATOR
+        ]
+
+    # ---------------------------------------------------------------- steps
+
+    def _run(self, node: SimNode, fn: Callable[[], None]) -> None:
+        """Run work on a node now, or later if it is paused; drop it if crashed."""
+        if node.crashed:
+            return
+        if node.paused:
+            node.inbox.append(fn)
+            return
+        fn()
+
+    def _flush(self, node: SimNode, rep: RoomReplica, out: Iterable[Msg] = ()) -> bool:
+        """Finish a step: persist, then send; returns False if the node crashed."""
+        if self.crash_mid_step(node):
+            self.crash(node.id)  # the step's state change never reached the disk
+            return False
+        write = rep.take_write()
+        if write is not None:
+            disk = node.disk.setdefault(rep.room, [])
+            self.checker.before_write(node.id, disk, write)
+            node.store.write([write])
+            if write.truncate_from is not None:
+                del disk[write.truncate_from - 1 :]
+            disk.extend(write.entries)
+            rep.on_persisted(rep.last_index)
+        taken = rep.take_committed()
+        self.checker.observe(node.id, rep, taken)
+        self._deliver_commits(node, rep, taken)
+        for msg in out:
+            self.send(msg)
+        self._send_appends(node, rep, sorted(rep.dirty_peers))
+        return True
+
+    def _send_appends(self, node: SimNode, rep: RoomReplica, peers: Iterable[str]) -> None:
+        for peer in peers:
+            for _ in range(4):  # a few batches of a long backlog at once
+                append = rep.append_for(peer, self.now)
+                if append is None:
+                    break
+                self._rpc += 1
+                msg = Msg(
+                    node.id, peer, APPEND, rep.room, append, None, self._rpc, node.incarnation
+                )
+                node.outstanding[self._rpc] = msg
+                self.send(msg)
+                if peer not in rep.dirty_peers:
+                    break
+
+    def _deliver_commits(self, node: SimNode, rep: RoomReplica, taken: list[LogEntry]) -> None:
+        pending = node.pending.setdefault(rep.room, {})
+        for entry in taken:
+            waiting = pending.pop(entry.index, None)
+            if waiting is None:
+                continue
+            epoch, user, client_msg_id = waiting
+            if (entry.epoch, entry.user, entry.client_msg_id) == (epoch, user, client_msg_id):
+                self.checker.ack(rep.room, entry)
+                if self.on_ack is not None:
+                    self.on_ack(rep.room, entry)
+
+    def up_view(self, node_id: str) -> set[str]:
+        """What a node's failure detector says is up (self included).
+
+        Manual harness: every running (or paused) node it is connected to both
+        ways, minus the test's overrides in `down`.
+        """
+        up = {node_id}
+        for other, peer in self.nodes.items():
+            if other == node_id or peer.crashed:
+                continue
+            if (node_id, other) in self.blocked or (other, node_id) in self.blocked:
+                continue
+            if other in self.down.get(node_id, set()):
+                continue
+            up.add(other)
+        return up
+
+    def tick(self, node_id: str, up: set[str] | None = None) -> None:
+        """One tick of a node: timers, heartbeats, and a campaign if one starts."""
+        node = self.nodes[node_id]
+
+        def work() -> None:
+            view = self.up_view(node_id) if up is None else up
+            for room, rep in list(node.replicas.items()):
+                if node.crashed:
+                    return
+                started = rep.tick(self.now, view)
+                out = self._vote_requests(node, rep) if started else []
+                if started:
+                    self.checker.elections += 1
+                if not self._flush(node, rep, out):
+                    return
+                if rep.role is Role.ADMINISTRATOR:
+                    last = node.last_heartbeat.get(room, -(10**9))
+                    if self.now - last >= self.timing.heartbeat_ms:
+                        node.last_heartbeat[room] = self.now
+                        self._send_appends(node, rep, rep.peers)
+
+        self._run(node, work)
+
+    def _vote_requests(self, node: SimNode, rep: RoomReplica) -> list[Msg]:
+        vote = rep.vote_request()
+        out = []
+        for peer in rep.peers:
+            self._rpc += 1
+            out.append(Msg(node.id, peer, VOTE, rep.room, vote, None, self._rpc, node.incarnation))
+        return out
+
+    def campaign(self, node_id: str, room: str = "r0") -> None:
+        """Make a node start an election now (as its timer would)."""
+        node = self.nodes[node_id]
+        rep = node.replicas[room]
+        rep.campaign(self.now)
+        self.checker.elections += 1
+        self._flush(node, rep, self._vote_requests(node, rep))
+
+    def publish(
+        self, node_id: str, room: str, user: str, client_msg_id: str, text: str = ""
+    ) -> LogEntry | None:
+        """A client request at a node, handled as the real node would.
+
+        A create (client_msg_id "create", recording the room's replica group
+        as its text, as the node does) or a message. The
+        node de-duplicates against `tip`: a retry of a request already in the
+        log waits for that entry instead of appending another.
+
+        Returns:
+            The entry the client now waits for, or None when refused (not
+            the administrator, paused, crashed, or no room yet).
+        """
+        node = self.nodes[node_id]
+        rep = node.replicas.get(room)
+        if not node.running or rep is None or rep.role is not Role.ADMINISTRATOR:
+            return None
+        kind = EntryKind.CREATE if client_msg_id == "create" else EntryKind.MESSAGE
+        if kind is EntryKind.CREATE:
+            text = ",".join(self.rooms[room])  # the create entry records the replica group
+        existing: LogEntry | None = None
+        if kind is EntryKind.CREATE:
+            if rep.tip.exists:
+                existing = next(e for e in rep.log if e.kind is EntryKind.CREATE)
+        else:
+            if not rep.tip.exists:
+                return None
+            seq = rep.tip.dedupe.get((user, client_msg_id))
+            if seq is not None:
+                existing = next(e for e in reversed(rep.log) if e.visible and e.seq == seq)
+        if existing is not None and existing.index <= rep.commit_index:
+            # a retry of a committed request: answered at once, as the node would
+            self.checker.ack(room, existing)
+            if self.on_ack is not None:
+                self.on_ack(room, existing)
+            return existing
+        entry = existing or rep.propose(kind, user, text, client_msg_id, self.now)
+        node.pending.setdefault(room, {})[entry.index] = (
+            entry.epoch,
+            entry.user,
+            entry.client_msg_id,
+        )
+        if existing is None:
+            self._flush(node, rep)
+        return entry
+
+    # -------------------------------------------------------------- network
+
+    def send(self, msg: Msg) -> None:
+        """Put a message on the network (the simulation overrides `schedule`)."""
+        self.schedule(msg)
+
+    def schedule(self, msg: Msg) -> None:
+        """Manual harness: the message waits in `inflight` for the test."""
+        self.inflight.append(msg)
+
+    def deliver(self, msg: Msg) -> None:
+        """Hand a message to its destination (lost if the link is cut or it is down)."""
+        if msg in self.inflight:
+            self.inflight.remove(msg)
+        dst = self.nodes[msg.dst]
+        if (msg.src, msg.dst) in self.blocked or dst.crashed:
+            self.lost(msg)
+            return
+        self._run(dst, lambda: self._process(msg))
+
+    def _process(self, msg: Msg) -> None:
+        node = self.nodes[msg.dst]
+        rep = node.replicas[msg.room]
+        if msg.kind == APPEND:
+            result = rep.handle_append(msg.src, msg.body, self.now)
+            self.checker.stats["append_ok" if result.success else "append_rejected"] += 1
+            reply = Msg(msg.dst, msg.src, APPEND_RESULT, msg.room, result, msg.body, msg.rpc,
+                        msg.incarnation)  # fmt: skip
+            self._flush(node, rep, [reply])
+        elif msg.kind == VOTE:
+            vote = rep.handle_vote(msg.src, msg.body, self.now)
+            reply = Msg(msg.dst, msg.src, VOTE_RESULT, msg.room, vote, msg.body, msg.rpc,
+                        msg.incarnation)  # fmt: skip
+            self._flush(node, rep, [reply])
+        else:
+            if node.incarnation != msg.incarnation:
+                return  # the answer to a process that died: its RPC is gone
+            if msg.kind == APPEND_RESULT:
+                node.outstanding.pop(msg.rpc, None)
+                rep.handle_append_result(msg.src, msg.request, msg.body, self.now)
+            else:
+                rep.handle_vote_result(msg.src, msg.request, msg.body, self.now)
+            self._flush(node, rep)
+
+    def lost(self, msg: Msg) -> None:
+        """A message was lost; in the manual harness an append RPC fails at once."""
+        if msg.kind in (APPEND, APPEND_RESULT):
+            requester = msg.src if msg.kind == APPEND else msg.dst
+            self.rpc_failed(requester, msg.incarnation, msg.rpc)
+
+    def rpc_failed(self, node_id: str, incarnation: int, rpc: int) -> None:
+        """An append RPC got no answer: tell the administrator (if still that process)."""
+        node = self.nodes[node_id]
+
+        def work() -> None:
+            if node.incarnation != incarnation:
+                return
+            sent = node.outstanding.pop(rpc, None)
+            if sent is None:
+                return  # answered meanwhile
+            rep = node.replicas[sent.room]
+            rep.append_failed(sent.dst, sent.body)
+            self._flush(node, rep)
+
+        if node.incarnation == incarnation:
+            self._run(node, work)
+
+    def drop(self, pred: Callable[[Msg], bool] | None = None) -> list[Msg]:
+        """Lose in-flight messages matching pred (all when None)."""
+        victims = [m for m in self.inflight if pred is None or pred(m)]
+        for msg in victims:
+            self.inflight.remove(msg)
+            self.lost(msg)
+        return victims
+
+    def deliver_where(self, pred: Callable[[Msg], bool]) -> int:
+        """Deliver the in-flight messages matching pred, oldest first (not new ones)."""
+        batch = [m for m in self.inflight if pred(m)]
+        for msg in batch:
+            self.deliver(msg)
+        return len(batch)
+
+    def stabilize(self, max_rounds: int = 1000) -> None:
+        """Deliver messages (and what they cause) until the network is empty."""
+        for _ in range(max_rounds):
+            if not self.inflight:
+                return
+            self.deliver(self.inflight[0])
+        raise AssertionError("network did not go quiet")
+
+    def isolate(self, node_id: str) -> None:
+        """Cut a node off from every other node, both ways."""
+        for other in self.nodes:
+            if other != node_id:
+                self.blocked |= {(node_id, other), (other, node_id)}
+
+    def heal(self) -> None:
+        """Remove every cut link."""
+        self.blocked.clear()
+
+    def advance(self, ms: int) -> None:
+        """Move the clock (nothing runs by itself in the manual harness)."""
+        self.now += ms
+
+    def heartbeat(self, node_id: str, room: str = "r0") -> None:
+        """Make an administrator send an append to every peer now."""
+        node = self.nodes[node_id]
+        rep = node.replicas[room]
+        node.last_heartbeat[room] = self.now
+        self._send_appends(node, rep, rep.peers)
+
+
+# ------------------------------------------------------------------ random
+
+
+@dataclass
+class SimConfig:
+    """The shape of one randomized run; `for_seed` picks faults from the seed."""
+
+    nodes: int = 3
+    rooms: int = 1
+    replication: int = 3
+    steps: int = 2000
+    tick_ms: int = 50
+    latency_ms: tuple[int, int] = (1, 30)
+    drop: float = 0.05
+    duplicate: float = 0.02
+    crash_mid_step: float = 0.0005
+    fault_every_ms: tuple[int, int] = (200, 2500)
+    rpc_timeout_ms: int = 600
+    detect_ms: int = 300
+    """How long a failure detector takes to see a node go down."""
+    clients: int = 3
+    publish_every_ms: tuple[int, int] = (20, 300)
+    retry_ms: int = 400
+    liveness_ms: int = 60_000
+    """After healing: the bound for a serving administrator and a new commit."""
+    timing: Timing = field(default_factory=Timing)
+
+    @classmethod
+    def for_seed(cls, seed: int, nodes: int, steps: int, **overrides: Any) -> SimConfig:
+        """A config whose network quality and fault rate vary with the seed."""
+        rng = random.Random(f"config-{seed}")
+        config = cls(
+            nodes=nodes,
+            replication=nodes,
+            steps=steps,
+            latency_ms=(rng.choice([0, 1, 5]), rng.choice([10, 40, 150])),
+            drop=rng.choice([0.0, 0.02, 0.1, 0.25]),
+            duplicate=rng.choice([0.0, 0.03, 0.1]),
+            crash_mid_step=rng.choice([0.0, 0.0005, 0.002]),
+            fault_every_ms=rng.choice([(100, 800), (300, 2500), (1000, 5000)]),
+            clients=rng.choice([1, 3, 5]),
+        )
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+
+@dataclass
+class Client:
+    """A user publishing messages, retrying each until acknowledged."""
+
+    user: str
+    count: int = 0
+    current: str | None = None
+    """The client_msg_id being sent, until acknowledged."""
+    next_try: int = 0
+    acked: list[LogEntry] = field(default_factory=list)
+
+
+class Simulation:
+    """A seeded random run of a Cluster with faults, then healing and checks.
+
+    Args:
+        seed: decides everything: schedule, faults, latencies, jitter.
+        config: the shape of the run.
+    """
+
+    def __init__(self, seed: int, config: SimConfig | None = None) -> None:
+        self.seed = seed
+        self.config = config or SimConfig()
+        self.rng = random.Random(seed)
+        names = [f"n{i}" for i in range(self.config.nodes)]
+        rooms = room_replicas(names, self.config.rooms, self.config.replication)
+        self.cluster = Cluster(names, rooms, self.config.timing, seed)
+        self.cluster.schedule = self._schedule  # type: ignore[method-assign]
+        self.cluster.lost = self._lost  # type: ignore[method-assign]
+        self.cluster.up_view = self._up_view  # type: ignore[method-assign]
+        self.cluster.crash_mid_step = self._crash_mid_step
+        self.cluster.on_ack = self._on_ack
+        self.events: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.steps = 0
+        self.chaos = True
+        self.faults: list[tuple[str, Any]] = []
+        """Active faults: ("partition", links), ("lie", (node, peer))."""
+        self.lies: set[tuple[str, str]] = set()
+        self._unreachable_since: dict[tuple[str, str], int] = {}
+        self.clients = {
+            room: [Client(f"u{i}") for i in range(self.config.clients)] for room in rooms
+        }
+        self.log: list[str] = []
+        """Faults injected, for a failure report."""
+        for i, node in enumerate(names):
+            self.at(i * self.config.tick_ms // len(names), lambda n=node: self._tick(n))
+        for room in rooms:
+            for client in self.clients[room]:
+                self.at(self.rng.randrange(1, 200), lambda r=room, c=client: self._client(r, c))
+        self.at(self.rng.randrange(*self.config.fault_every_ms), self._fault)
+
+    # ----------------------------------------------------------- scheduling
+
+    def at(self, when: int, fn: Callable[[], None]) -> None:
+        """Run fn at simulated time `when`."""
+        self._seq += 1
+        heapq.heappush(self.events, (when, self._seq, fn))
+
+    def after(self, delay: int, fn: Callable[[], None]) -> None:
+        """Run fn `delay` ms from now."""
+        self.at(self.cluster.now + delay, fn)
+
+    def step(self) -> None:
+        """Run the next event."""
+        when, _, fn = heapq.heappop(self.events)
+        self.cluster.now = max(self.cluster.now, when)
+        self.steps += 1
+        fn()
+
+    def run_until(self, done: Callable[[], bool], limit_ms: int) -> bool:
+        """Step until done() or `limit_ms` of simulated time pass."""
+        deadline = self.cluster.now + limit_ms
+        while self.events and self.cluster.now <= deadline:
+            if done():
+                return True
+            self.step()
+        return done()
+
+    # --------------------------------------------------------------- network
+
+    def _schedule(self, msg: Msg) -> None:
+        c = self.config
+        if msg.kind == APPEND:
+            inc = msg.incarnation
+            self.after(c.rpc_timeout_ms, lambda: self.cluster.rpc_failed(msg.src, inc, msg.rpc))
+        drop = c.drop if self.chaos else 0.0
+        if self.rng.random() < drop:
+            return
+        copies = 2 if self.chaos and self.rng.random() < c.duplicate else 1
+        for _ in range(copies):
+            self.after(self.rng.randint(*c.latency_ms), lambda: self.cluster.deliver(msg))
+
+    def _lost(self, msg: Msg) -> None:
+        """Lost messages time out on their own (see the RPC deadline in _schedule)."""
+
+    def _up_view(self, node_id: str) -> set[str]:
+        """A failure detector: truthful after `detect_ms`, blind across cut links."""
+        cluster = self.cluster
+        up = {node_id}
+        for other, peer in cluster.nodes.items():
+            if other == node_id:
+                continue
+            reachable = (
+                peer.running
+                and (node_id, other) not in cluster.blocked
+                and (other, node_id) not in cluster.blocked
+            )
+            key = (node_id, other)
+            if reachable:
+                self._unreachable_since.pop(key, None)
+            else:
+                since = self._unreachable_since.setdefault(key, cluster.now)
+                reachable = cluster.now - since < self.config.detect_ms and not peer.crashed
+            if key in self.lies:
+                reachable = not reachable
+            if reachable:
+                up.add(other)
+        return up
+
+    def _crash_mid_step(self, node: SimNode) -> bool:
+        if not self.chaos or self.rng.random() >= self.config.crash_mid_step:
+            return False
+        self.log.append(f"{self.cluster.now} crash mid-step {node.id}")
+        self.after(self.rng.randrange(50, 3000), lambda: self._restart(node.id))
+        return True
+
+    # ------------------------------------------------------------------ nodes
+
+    def _tick(self, node_id: str) -> None:
+        self.cluster.tick(node_id)
+        self.after(self.config.tick_ms, lambda: self._tick(node_id))
+
+    def _restart(self, node_id: str) -> None:
+        if self.cluster.nodes[node_id].crashed:
+            self.log.append(f"{self.cluster.now} restart {node_id}")
+            self.cluster.restart(node_id)
+
+    def _resume(self, node_id: str) -> None:
+        if self.cluster.nodes[node_id].paused:
+            self.log.append(f"{self.cluster.now} resume {node_id}")
+            self.cluster.resume(node_id)
+
+    # ---------------------------------------------------------------- clients
+
+    def _client(self, room: str, client: Client) -> None:
+        c = self.config
+        cluster = self.cluster
+        if client.current is None and (self.chaos or client.count == 0):
+            client.count += 1
+            first = client.user == "u0" and client.count == 1
+            client.current = "create" if first else f"{client.user}-m{client.count}"
+            client.next_try = cluster.now
+        if client.current is not None and cluster.now >= client.next_try:
+            admins = cluster.administrators(room)
+            if admins:
+                node = self.rng.choice(admins)
+                user = OWNER if client.current == "create" else client.user
+                cluster.publish(node, room, user, client.current, f"{client.current}@{node}")
+            client.next_try = cluster.now + c.retry_ms
+        if self.chaos:
+            self.after(self.rng.randrange(*c.publish_every_ms), lambda: self._client(room, client))
+        elif client.current is not None:
+            self.after(c.retry_ms // 4, lambda: self._client(room, client))
+
+    def _on_ack(self, room: str, entry: LogEntry) -> None:
+        for client in self.clients[room]:
+            user = OWNER if client.current == "create" else client.user
+            if client.current == entry.client_msg_id and user == entry.user:
+                client.acked.append(entry)
+                client.current = None
+
+    def pending_clients(self) -> list[tuple[str, str]]:
+        """Client messages not acknowledged yet, as (room, client_msg_id)."""
+        return [
+            (room, c.current)
+            for room, clients in self.clients.items()
+            for c in clients
+            if c.current is not None
+        ]
+
+    # ----------------------------------------------------------------- faults
+
+    def _fault(self) -> None:
+        if not self.chaos:
+            return
+        cluster = self.cluster
+        names = sorted(cluster.nodes)
+        rng = self.rng
+        now = cluster.now
+        action = rng.choice(
+            ["crash", "pause", "isolate", "isolate_admin", "split", "one_way", "lie", "lie",
+             "partition_admin_out", "nothing"]
+        )  # fmt: skip
+        victim = rng.choice(names)
+        admins = [n for room in cluster.rooms for n in cluster.administrators(room)]
+        if action in ("isolate_admin", "partition_admin_out") and admins:
+            victim = rng.choice(admins)
+        heal_after = rng.randrange(100, 6000)
+        if action == "crash":
+            cluster.crash(victim)
+            self.after(rng.randrange(50, 5000), lambda: self._restart(victim))
+        elif action == "pause":
+            cluster.pause(victim)
+            self.after(rng.randrange(50, 8000), lambda: self._resume(victim))
+        elif action in ("isolate", "isolate_admin"):
+            links = {(victim, o) for o in names if o != victim}
+            self._partition(links | {(b, a) for a, b in links}, heal_after)
+        elif action == "split":
+            shuffled = names[:]
+            rng.shuffle(shuffled)
+            cut = rng.randrange(1, len(names)) if len(names) > 1 else 1
+            side = set(shuffled[:cut])
+            links = {(a, b) for a in names for b in names if (a in side) != (b in side)}
+            self._partition(links, heal_after)
+        elif action == "one_way":
+            # asymmetric: the victim's messages to some peers are lost, or theirs to it
+            peers = [o for o in names if o != victim and rng.random() < 0.7]
+            outgoing = rng.random() < 0.5
+            links = {(victim, o) if outgoing else (o, victim) for o in peers}
+            self._partition(links, heal_after)
+        elif action == "partition_admin_out":
+            # the administrator hears everyone, but nobody hears it
+            self._partition({(victim, o) for o in names if o != victim}, heal_after)
+        elif action == "lie" and len(names) > 1:
+            other = rng.choice([o for o in names if o != victim])
+            lie = (victim, other)
+            self.lies.add(lie)
+            self.log.append(f"{now} detector of {victim} lies about {other}")
+            self.after(heal_after, lambda: self.lies.discard(lie))
+        if action in ("crash", "pause"):
+            self.log.append(f"{now} {action} {victim}")
+        self.after(rng.randrange(*self.config.fault_every_ms), self._fault)
+
+    def _partition(self, links: set[tuple[str, str]], heal_after: int) -> None:
+        if not links:
+            return
+        fault = ("partition", frozenset(links))
+        self.faults.append(fault)
+        self._recompute_blocked()
+        self.log.append(f"{self.cluster.now} cut {sorted(links)} for {heal_after}ms")
+
+        def heal() -> None:
+            if fault in self.faults:
+                self.faults.remove(fault)
+                self._recompute_blocked()
+
+        self.after(heal_after, heal)
+
+    def _recompute_blocked(self) -> None:
+        self.cluster.blocked = set().union(*(links for _, links in self.faults))
+
+    def heal(self) -> None:
+        """End the chaos: every node up, links whole, detectors truthful, no loss."""
+        self.chaos = False
+        self.faults.clear()
+        self.lies.clear()
+        self.cluster.blocked = set()
+        for node_id, node in sorted(self.cluster.nodes.items()):
+            if node.crashed:
+                self.cluster.restart(node_id)
+            elif node.paused:
+                self.cluster.resume(node_id)
+        for room, clients in self.clients.items():
+            for client in clients:
+                self.after(1, lambda r=room, c=client: self._client(r, c))
+
+    # ------------------------------------------------------------------- run
+
+    def serving(self, room: str) -> str | None:
+        """The running administrator that serves the room, if there is one."""
+        for node in self.cluster.administrators(room):
+            if self.cluster.nodes[node].replicas[room].serving:
+                return node
+        return None
+
+    def quiet(self) -> bool:
+        """Every room serving, all client messages acknowledged, every replica
+        holding and having committed the administrator's whole log."""
+        if self.pending_clients():
+            return False
+        for room, members in self.cluster.rooms.items():
+            admin = self.serving(room)
+            if admin is None:
+                return False
+            target = self.cluster.nodes[admin].replicas[room]
+            for node in members:
+                rep = self.cluster.nodes[node].replicas[room]
+                if rep.commit_index != target.last_index or rep.last_index != target.last_index:
+                    return False
+        return True
+
+    def run(self) -> Simulation:
+        """Chaos for `steps` events, then heal, check liveness and the final state.
+
+        Raises:
+            InvariantViolation: a safety rule broke, or the room did not
+                recover within `liveness_ms` after healing.
+        """
+        for _ in range(self.config.steps):
+            self.step()
+        self.heal()
+        start = self.cluster.now
+        # liveness: a serving administrator and a new message committed, in bounded time
+        for room, clients in self.clients.items():
+            probe = clients[0]
+            if not self.run_until(
+                lambda r=room: self.serving(r) is not None, self.config.liveness_ms
+            ):
+                self._fail(
+                    f"{room}: no serving administrator {self.config.liveness_ms}ms after healing"
+                )
+            if probe.current is None:
+                probe.count += 1
+                probe.current = f"{probe.user}-probe{probe.count}"
+                probe.next_try = self.cluster.now
+                self.after(0, lambda r=room, c=probe: self._client(r, c))
+        budget = self.config.liveness_ms - (self.cluster.now - start)
+        if not self.run_until(self.quiet, max(budget, 1)):
+            self._fail(
+                f"not quiet {self.config.liveness_ms}ms after healing; pending "
+                f"{self.pending_clients()}"
+            )
+        self.cluster.checker.final(self.cluster)
+        return self
+
+    def _fail(self, what: str) -> None:
+        state = []
+        for node_id, node in sorted(self.cluster.nodes.items()):
+            for room, rep in node.replicas.items():
+                state.append(
+                    f"{node_id}/{room} {rep.role.value} e{rep.epoch} voted={rep.voted_for!r} "
+                    f"last={rep.last_index}/{rep.last_epoch} commit={rep.commit_index} "
+                    f"admin={rep.administrator!r}"
+                )
+        raise InvariantViolation(
+            f"seed {self.seed}: {what}\n"
+            + "\n".join(state)
+            + "\nfaults:\n"
+            + "\n".join(self.log[-30:])
+        )
+
+
+def run_seed(seed: int, nodes: int, steps: int, **overrides: Any) -> Simulation:
+    """Run one randomized simulation and its checks; the seed is in any failure."""
+    sim = Simulation(seed, SimConfig.for_seed(seed, nodes, steps, **overrides))
+    try:
+        return sim.run()
+    except InvariantViolation as exc:
+        if str(exc).startswith(f"seed {seed}:"):
+            raise
+        raise InvariantViolation(
+            f"seed {seed} (nodes={nodes}, steps={steps}, {overrides}) at "
+            f"t={sim.cluster.now}ms step {sim.steps}: {exc}\nfaults:\n" + "\n".join(sim.log[-30:])
+        ) from exc
+
+
+__all__ = [
+    "APPEND",
+    "APPEND_RESULT",
+    "VOTE",
+    "VOTE_RESULT",
+    "Checker",
+    "Cluster",
+    "InvariantViolation",
+    "Msg",
+    "SimConfig",
+    "Simulation",
+    "check_log_matching",
+    "peer_pb",
+    "room_replicas",
+    "run_seed",
+]
