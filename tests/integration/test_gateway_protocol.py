@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from typing import Any
 
 import jwt
@@ -216,3 +217,36 @@ async def test_unavailable_when_no_node_answers(make_cluster: Any) -> None:
         reply = await alice.request({"type": "send", "room": "r", "text": "x"}, timeout=30)
         assert reply["code"] == "unavailable"
         assert (await alice.ping())["type"] == "pong"
+
+
+async def test_sigterm_closes_sockets_with_1001_and_exits_0(cluster: LocalCluster) -> None:
+    """SIGTERM: sockets are closed with 1001 (going away) and the gateway exits 0."""
+    async with await ChatClient.connect(cluster.gateway_url(), "alice") as alice:
+        assert (await alice.ping())["type"] == "pong"
+        cluster.kill_gateway(0, signal.SIGTERM)
+        await asyncio.wait_for(alice.closed.wait(), 10)
+        assert alice.close_code == 1001
+    assert await cluster.wait_exit("gateway-0") == 0
+
+
+async def test_administrator_failover_keeps_every_seq_once(cluster: LocalCluster) -> None:
+    """When the room's administrator dies, sends resume and subscribers miss nothing."""
+    url = cluster.gateway_url()
+    async with (
+        await ChatClient.connect(url, "alice") as alice,
+        await ChatClient.connect(url, "bob") as bob,
+    ):
+        await alice.create("r")
+        await alice.join("r")
+        await bob.join("r")
+        for i in range(20):
+            assert (await alice.send("r", f"before{i}", f"b{i}"))["type"] == "ack"
+        admin = (await alice.rooms())["rooms"][0]["administrator"]
+        cluster.kill_node(admin)
+        acks = [await alice.send("r", f"after{i}", f"a{i}") for i in range(20)]
+        assert [a["type"] for a in acks] == ["ack"] * 20, acks
+        last = acks[-1]["seq"]
+        for client in (alice, bob):
+            await client.wait_deliveries("r", last, timeout=30)
+            assert _seqs(client, "r") == list(range(1, last + 1))
+        assert (await alice.rooms())["rooms"][0]["administrator"] != admin
