@@ -46,7 +46,12 @@ pytestmark = pytest.mark.timeout(240)
 
 def render() -> list[dict[str, Any]]:
     """The chart's objects for release "parley" with default values."""
-    helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
+    try:
+        import helm_python as helm
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("helm-python-sdk is not installed (pip install -e '.[test]')")
     with helm.Chart.load(CHART) as chart:
         texts = chart.render(values={}, name=RELEASE, namespace=NAMESPACE, is_install=True)
     return [

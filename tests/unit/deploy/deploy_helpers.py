@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import json
 import os
 from collections.abc import Iterator
@@ -74,10 +75,17 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def require(module: str, package: str) -> Any:
+    """Import a tool module; skip without it (fail when CI=true)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        need(False, f"{package} is not installed (pip install -e '.[test]')")
+
+
 def _render_texts(values_json: str, namespace: str, release: str) -> dict[str, str]:
     """{template: text} for the chart with these values (JSON-encoded for caching)."""
-    import helm_python as helm
-
+    helm = require("helm_python", "helm-python-sdk")
     with helm.Chart.load(CHART) as chart:
         return chart.render(
             values=json.loads(values_json), name=release, namespace=namespace, is_install=True

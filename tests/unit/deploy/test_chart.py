@@ -27,6 +27,7 @@ from deploy_helpers import (
     pod_templates,
     render,
     render_texts,
+    require,
 )
 from parley.cli import parse_gateway_config, parse_node_config
 from parley.config import GatewayConfig, NodeConfig
@@ -85,8 +86,7 @@ def gateway_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
 @ALL_SETS
 def test_lint_is_clean(values: dict[str, Any]) -> None:
     """`helm lint --strict` for Kubernetes 1.30 reports no error and no warning."""
-    import helm_python as helm
-
+    helm = require("helm_python", "helm-python-sdk")
     report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not report["errors"] and not problems, report
@@ -96,8 +96,7 @@ def test_lint_is_clean(values: dict[str, Any]) -> None:
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_objects_match_kubernetes_schemas(values: dict[str, Any], kube_version: str) -> None:
     """Every built-in object validates (strictly: no unknown fields) against Kubernetes' schemas."""
-    import kubernetes_validate
-
+    kubernetes_validate = require("kubernetes_validate", "kubernetes-validate")
     for obj in render(values):
         if obj["kind"] in CRD_SCHEMAS:
             continue
@@ -110,8 +109,7 @@ def test_objects_match_kubernetes_schemas(values: dict[str, Any], kube_version: 
 
 def test_monitoring_objects_match_operator_schemas() -> None:
     """ServiceMonitor, PodMonitor and PrometheusRule validate against prometheus-operator's CRDs."""
-    import jsonschema
-
+    jsonschema = require("jsonschema", "jsonschema")
     need(SCHEMAS.is_dir(), f"shared CRD schemas not found at {SCHEMAS}")
     objects = render(VALUE_SETS["monitoring-on"])
     checked = set()
@@ -128,8 +126,7 @@ def test_monitoring_objects_match_operator_schemas() -> None:
 
 def test_operator_schemas_catch_mistakes() -> None:
     """The CRD schema check is not vacuous: a malformed interval is rejected."""
-    import jsonschema
-
+    jsonschema = require("jsonschema", "jsonschema")
     need(SCHEMAS.is_dir(), f"shared CRD schemas not found at {SCHEMAS}")
     monitor = one(render(VALUE_SETS["monitoring-on"]), "ServiceMonitor")
     monitor["spec"]["endpoints"][0]["interval"] = "every thirty seconds"
@@ -151,8 +148,7 @@ def test_operator_schemas_catch_mistakes() -> None:
 )
 def test_values_schema_rejects(values: dict[str, Any]) -> None:
     """values.schema.json turns away values the chart cannot honour."""
-    import helm_python as helm
-
+    helm = require("helm_python", "helm-python-sdk")
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
         chart.validate_schema(values)
 
@@ -181,8 +177,7 @@ def test_values_yaml_documents_every_key() -> None:
 
 def test_schema_knows_every_default() -> None:
     """The chart's own defaults pass its schema (and so do the documented examples)."""
-    import helm_python as helm
-
+    helm = require("helm_python", "helm-python-sdk")
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema({})
         for values in VALUE_SETS.values():
@@ -336,8 +331,7 @@ def test_grace_period_outlasts_drain(values: dict[str, Any]) -> None:
 
 def test_grace_not_longer_than_drain_fails() -> None:
     """A grace period that would cut the drain short is refused at render time."""
-    import helm_python as helm
-
+    helm = require("helm_python", "helm-python-sdk")
     with pytest.raises(helm.HelmError, match=r"longer than node\.drainSeconds"):
         render({"node": {"drainSeconds": 40, "terminationGracePeriodSeconds": 30}})
 

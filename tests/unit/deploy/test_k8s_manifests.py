@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import K8S, ROOT, one
+from deploy_helpers import K8S, ROOT, one, require
 
 SCRIPT = ROOT / "scripts" / "render_manifests.py"
 
@@ -61,8 +61,7 @@ def test_plain_manifests_leave_out_hooks_and_namespaces() -> None:
 
 def test_plain_manifests_match_kubernetes_schemas() -> None:
     """Every object in k8s/parley.yaml validates strictly against Kubernetes 1.30."""
-    import kubernetes_validate
-
+    kubernetes_validate = require("kubernetes_validate", "kubernetes-validate")
     for obj in k8s_objects():
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import yaml
-from deploy_helpers import CHART, ROOT, SCHEMAS, need, one, render
+from deploy_helpers import CHART, ROOT, SCHEMAS, need, one, render, require
 
 SKAFFOLD = ROOT / "skaffold.yaml"
 
@@ -24,8 +24,7 @@ def template_key(image: str) -> str:
 
 def test_matches_the_published_schema() -> None:
     """skaffold.yaml validates against the skaffold/v4beta14 JSON schema."""
-    import jsonschema
-
+    jsonschema = require("jsonschema", "jsonschema")
     path = SCHEMAS / "skaffold-v4beta14.json"
     need(path.is_file(), f"skaffold schema not found at {path}")
     data = config()
