@@ -60,6 +60,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "hard-anti-affinity": {"node": {"podAntiAffinityPreset": "hard"}},
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+        }
+    },
     "kind": yaml.safe_load((K8S / "kind-values.yaml").read_text())
     if (K8S / "kind-values.yaml").exists()
     else {"gateway": {"service": {"type": "NodePort", "nodePort": 30080}}},

@@ -385,6 +385,35 @@ def test_hpa_owns_gateway_replicas() -> None:
 # --- identity, RBAC, security ----------------------------------------------------------
 
 
+def test_network_policy_keeps_node_grpc_inside_the_release() -> None:
+    """Node gRPC admits only this release's pods; WebSocket is open; metrics as configured."""
+    objects = render(VALUE_SETS["network-policy"])
+    templates = {o["metadata"]["name"]: t for o, t in pod_templates(objects) if not is_hook(o)}
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    assert set(policies) == {NODE, GATEWAY}
+    for name, spec in policies.items():
+        assert matches(spec["podSelector"]["matchLabels"], templates[name]["metadata"]["labels"])
+        for rule in spec["ingress"]:
+            for port in rule["ports"]:
+                ports = {p["name"] for p in templates[name]["spec"]["containers"][0]["ports"]}
+                assert port["port"] in ports, (name, port)
+    grpc_rule, metrics_rule = policies[NODE]["ingress"]
+    assert [p["port"] for p in grpc_rule["ports"]] == ["grpc"]
+    (peer,) = grpc_rule["from"]
+    allowed = [
+        n
+        for n, t in templates.items()
+        if matches(peer["podSelector"]["matchLabels"], t["metadata"]["labels"])
+    ]
+    assert sorted(allowed) == sorted([NODE, GATEWAY])
+    other_release = {**templates[GATEWAY]["metadata"]["labels"], "app.kubernetes.io/instance": "x"}
+    assert not matches(peer["podSelector"]["matchLabels"], other_release)
+    assert metrics_rule["from"] == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
+    ws_rule, _ = policies[GATEWAY]["ingress"]
+    assert "from" not in ws_rule and [p["port"] for p in ws_rule["ports"]] == ["ws"]
+    assert not by_kind(render(), "NetworkPolicy")
+
+
 @ALL_SETS
 def test_role_allows_only_reading_endpointslices(values: dict[str, Any]) -> None:
     """The one Role grants exactly get/list/watch on discovery.k8s.io endpointslices."""
