@@ -1,0 +1,86 @@
+"""Small gateway parts: token bucket, backoff, delivery clock, auth parsing."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from parley.gateway.auth import HandshakeRefused, authenticate
+from parley.gateway.backoff import INITIAL_SECONDS, MAX_SECONDS, Backoff
+from parley.gateway.latency import MAX_WAITING, DeliveryClock
+from parley.gateway.ratelimit import TokenBucket
+from parley.observability.metrics import DELIVERY_LATENCY
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    """A full bucket allows `burst` frames at once, then `rate` per second."""
+    bucket = TokenBucket(rate=10.0, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert not bucket.take(0.05)
+    assert bucket.take(0.1)
+    assert not bucket.take(0.1)
+    assert bucket.take(10.0)
+    assert bucket.full
+
+
+def test_backoff_doubles_to_a_cap_with_jitter() -> None:
+    """Delays start near 50 ms, double, stay at most 1 s, and reset."""
+    backoff = Backoff()
+    delays = [backoff.next() for _ in range(10)]
+    assert INITIAL_SECONDS * 0.8 <= delays[0] <= INITIAL_SECONDS
+    assert all(d <= MAX_SECONDS for d in delays)
+    assert delays[-1] >= MAX_SECONDS * 0.8
+    backoff.reset()
+    assert backoff.next() <= INITIAL_SECONDS
+
+
+def _observations() -> float:
+    return sum(
+        s.value for m in DELIVERY_LATENCY.collect() for s in m.samples if s.name.endswith("_count")
+    )
+
+
+def test_delivery_clock_observes_once_per_acked_send() -> None:
+    """An acked send is observed when fanned out (or at once if the feed was first)."""
+    clock = DeliveryClock()
+    before = _observations()
+    clock.acked("r", 1, received=0.0, fanned_out=False)
+    clock.delivered("r", 2)
+    assert _observations() == before
+    clock.delivered("r", 1)
+    clock.delivered("r", 1)
+    assert _observations() == before + 1
+    clock.acked("r", 3, received=0.0, fanned_out=True)
+    assert _observations() == before + 2
+
+
+def test_delivery_clock_is_bounded() -> None:
+    """Sends never fanned out here are forgotten beyond MAX_WAITING."""
+    clock = DeliveryClock()
+    for seq in range(MAX_WAITING + 10):
+        clock.acked("r", seq, received=0.0, fanned_out=False)
+    assert len(clock._waiting) == MAX_WAITING
+    clock.forget_room("r")
+    assert not clock._waiting
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [("/ws", 401), ("/ws?user=", 401), ("/x?user=alice", 404), ("/ws/?user=alice", 404),
+     ("/ws?user=alice%0A", 401), ("/ws?user=" + "a" * 33, 401)],
+)  # fmt: skip
+def test_authenticate_refusals(target: str, status: int) -> None:
+    """Wrong paths are 404, missing or invalid users 401."""
+    with pytest.raises(HandshakeRefused) as info:
+        authenticate(target, "")
+    assert info.value.status == status
+
+
+def test_authenticate_user_and_token() -> None:
+    """?user= names the user with auth off; the token's sub with auth on."""
+    assert authenticate("/ws?user=alice&x=1", "") == "alice"
+    secret = "k" * 32
+    token = jwt.encode({"sub": "bob"}, secret, algorithm="HS256")
+    assert authenticate(f"/ws?token={token}&user=alice", secret) == "bob"
+    none_alg = jwt.encode({"sub": "bob"}, None, algorithm="none")
+    with pytest.raises(HandshakeRefused):
+        authenticate(f"/ws?token={none_alg}", secret)
