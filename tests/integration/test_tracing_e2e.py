@@ -95,7 +95,7 @@ def _summary(spans: list[Span]) -> str:
 @pytest.mark.xfail(
     strict=False,
     reason="needs the gateway's gateway.publish span and node.replicate parented by the "
-    "publishes' carriers (tracing.span_from_carrier); see tracing.py's module docstring",
+    "publishes' carriers (tracing.span_for_batch); see tracing.py's module docstring",
 )
 async def test_publish_is_one_trace_across_processes(
     receiver: tuple[Receiver, int], make_cluster: Callable[..., Awaitable[LocalCluster]]

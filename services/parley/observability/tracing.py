@@ -8,9 +8,10 @@ A publish is one trace across processes (DESIGN §6)::
        │                       context.invocation_metadata()); it stores
        │                       current_carrier() with each pending entry
        └─ node.replicate       administrator, once per follower Append:
-          │                    span_from_carrier(name, carrier_of_first_entry,
-          │                    links=carriers_of_the_others), and the Append
-          │                    call gets metadata=inject_metadata()
+          │                    span_for_batch(name, carriers_of_the_entries)
+          │                    (parent: the first carrier, links: the rest),
+          │                    and the Append call gets
+          │                    metadata=inject_metadata()
           └─ peer.append       follower: span_from_metadata(name,
                                context.invocation_metadata())
 
@@ -20,6 +21,10 @@ publish's context, so each pending entry keeps the W3C carrier of the publish
 that made it (``current_carrier()``, a small dict, empty when tracing is off);
 the batch's ``node.replicate`` span is a child of the first entry's publish
 and *links* to the others, and the follower's ``peer.append`` is its child.
+A batch with no traced entry (a heartbeat) gets the no-op span, so it makes
+no trace of its own. The gateway batching publishes into ``PublishBatch``
+does the same: each ``gateway.publish`` keeps its carrier, the batch call
+runs under ``span_for_batch("gateway.publish_batch", carriers)``.
 
 Tracing is on only when ``configure()`` finds ``OTEL_EXPORTER_OTLP_ENDPOINT``
 (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) set, or
@@ -64,6 +69,7 @@ __all__ = [
     "inject_metadata",
     "shutdown",
     "span",
+    "span_for_batch",
     "span_from_carrier",
     "span_from_metadata",
 ]
@@ -327,3 +333,25 @@ def span_from_carrier(
     return _tracer.start_as_current_span(
         name, context=parent, links=linked, attributes=_attributes(attrs)
     )
+
+
+def span_for_batch(
+    name: str, carriers: Iterable[Mapping[str, str] | None], **attrs: Any
+) -> AbstractContextManager[Any]:
+    """A span for one batch serving many traced requests (e.g. ``node.replicate``).
+
+    Its parent is the first non-empty carrier; every later non-empty one
+    becomes a link. With no non-empty carrier (a heartbeat, or tracing off)
+    it is the shared no-op span, so untraced batches cost nothing.
+
+    Args:
+        name: the span name.
+        carriers: the current_carrier() stored with each item of the batch.
+        **attrs: attributes, prefixed ``parley.``.
+    """
+    if not _enabled:
+        return NOOP_SPAN
+    present = [c for c in carriers if c]
+    if not present:
+        return NOOP_SPAN
+    return span_from_carrier(name, present[0], links=present[1:], **attrs)

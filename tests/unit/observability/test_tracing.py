@@ -107,6 +107,24 @@ def test_carrier_parents_a_later_span(exporter: InMemorySpanExporter) -> None:
     assert f"{replicate.context.span_id:016x}" in metadata["traceparent"]
 
 
+def test_batch_span_parents_on_first_traced_item(exporter: InMemorySpanExporter) -> None:
+    """span_for_batch: parent is the first non-empty carrier, the rest are links."""
+    carriers: list[dict[str, str]] = [{}]
+    for _ in range(3):
+        with tracing.span("node.publish"):
+            carriers.append(tracing.current_carrier())
+    with tracing.span_for_batch("node.replicate", carriers, peer="node-1"):
+        pass
+    with tracing.span_for_batch("node.replicate", [{}, {}]) as heartbeat:
+        assert heartbeat is tracing.NOOP_SPAN
+    a, b, c, replicate = exporter.get_finished_spans()
+    assert _parent_id(replicate) == a.context.span_id
+    assert [link.context.span_id for link in replicate.links] == [
+        b.context.span_id,
+        c.context.span_id,
+    ]
+
+
 def test_empty_carrier_records_nothing(exporter: InMemorySpanExporter) -> None:
     """Work no traced request asked for (an empty carrier, no links) makes no span."""
     with tracing.span_from_carrier("node.replicate", {}, links=[{}]) as s:
@@ -144,6 +162,7 @@ async def test_off_creates_nothing(stub: peer_service_pb2_grpc.PeerServiceStub) 
     assert tracing.span("x", a=1) is tracing.NOOP_SPAN
     assert tracing.span_from_metadata("x", (("traceparent", "bogus"),)) is tracing.NOOP_SPAN
     assert tracing.span_from_carrier("x", {"traceparent": "bogus"}) is tracing.NOOP_SPAN
+    assert tracing.span_for_batch("x", [{"traceparent": "bogus"}]) is tracing.NOOP_SPAN
     assert tracing.inject_metadata() == ()
     assert tracing.current_carrier() == {}
     assert tracing.extract_context((("traceparent", "bogus"),)) is None
