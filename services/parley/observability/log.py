@@ -26,13 +26,20 @@ def _identity(role: str, node_id: str) -> Processor:
     """A processor adding role and node id to every event.
 
     A processor, not contextvars, so lines logged from threads and from
-    tasks created before configure() carry them too.
+    tasks created before configure() carry them too. The process's identity
+    wins over a field of the same name passed to one call (say a room's
+    ``role=...``), which is kept as ``event_role`` / ``event_node_id``, so
+    filtering on ``role`` always finds a process's every line.
     """
 
     def add(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
-        event.setdefault("role", role)
-        if node_id:
-            event.setdefault("node_id", node_id)
+        for key, value in (("role", role), ("node_id", node_id)):
+            if not value:
+                continue
+            given = event.get(key)
+            if given is not None and given != value:
+                event[f"event_{key}"] = given
+            event[key] = value
         return event
 
     return add

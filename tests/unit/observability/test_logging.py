@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     log = get_logger()
     log.info("started", port=7001)
     log.debug("hidden")
-    log.bind(room="general", seq=7).info("committed")
+    log.bind(room="general", seq=7).info("committed", role="replica")
     structlog.contextvars.bind_contextvars(room="random")
     log.warning("slow follower", follower="node-2")
     structlog.contextvars.unbind_contextvars("room")
@@ -66,6 +66,7 @@ def test_json_lines_carry_the_agreed_fields() -> None:
     started, committed, slow, failed, stdlib = lines
     assert started["port"] == 7001 and started["level"] == "info"
     assert committed["room"] == "general" and committed["seq"] == 7
+    assert committed["event_role"] == "replica"  # the process's role wins the key
     assert slow["room"] == "random" and slow["level"] == "warning"
     assert "room" not in failed
     assert failed["level"] == "error" and "ZeroDivisionError" in failed["exception"]
