@@ -96,10 +96,19 @@ class MessageLog(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("▲ scroll up or PgUp for older messages", id="top-marker")
 
+    def on_mount(self) -> None:
+        """Stick to the newest line until the user scrolls away (and again once back)."""
+        self.anchor()
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        """Notice arriving at the top (but not the initial position)."""
+        """Notice arriving at the top (not layout settling while everything fits)."""
         super().watch_scroll_y(old_value, new_value)
-        if new_value <= 0 < old_value:
+        if new_value <= 0 < old_value and self.max_scroll_y > 0:
+            self.post_message(self.AtTop())
+
+    def on_mouse_scroll_up(self) -> None:
+        """Scrolling up while already at the top asks for older lines too."""
+        if self.scroll_y <= 0:
             self.post_message(self.AtTop())
 
 
@@ -181,10 +190,6 @@ class RoomView(Horizontal):
         """True while entries older than the oldest shown may exist."""
         return self.oldest is None or self.oldest > 1
 
-    def _at_bottom(self) -> bool:
-        log = self.log_view
-        return log.max_scroll_y == 0 or log.scroll_y >= log.max_scroll_y - 1
-
     def add_entry(self, entry: Entry) -> bool:
         """Append a live entry; False if it was already shown."""
         if entry.seq in self.seqs:
@@ -192,23 +197,17 @@ class RoomView(Horizontal):
         self.seqs.add(entry.seq)
         self.oldest = entry.seq if self.oldest is None else min(self.oldest, entry.seq)
         self.newest = entry.seq if self.newest is None else max(self.newest, entry.seq)
-        follow = self._at_bottom()
         self.log_view.mount(MessageLine(entry, self.me))
         if entry.kind == "presence":
             if entry.event == "join":
                 self.sidebar.add(entry.user)
             elif entry.event == "leave":
                 self.sidebar.remove(entry.user)
-        if follow:
-            self.log_view.call_after_refresh(self.log_view.scroll_end, animate=False)
         return True
 
     def add_system(self, text: str, kind: str = "warning") -> None:
         """Append a client-side notice."""
-        follow = self._at_bottom()
         self.log_view.mount(SystemLine(text, kind))
-        if follow:
-            self.log_view.call_after_refresh(self.log_view.scroll_end, animate=False)
 
     async def prepend(self, entries: list[Entry]) -> int:
         """Insert older entries above what is shown, keeping the view still.
