@@ -315,6 +315,7 @@ class Cluster:
         self.checker = Checker()
         self.nodes = {n: SimNode(n) for n in nodes}
         self.inflight: list[Msg] = []
+        self.lost_msgs: list[Msg] = []
         self.blocked: set[tuple[str, str]] = set()
         """Directed links (src, dst) that lose every message."""
         self.down: dict[str, set[str]] = {}
@@ -606,10 +607,14 @@ class Cluster:
             self._flush(node, rep)
 
     def lost(self, msg: Msg) -> None:
-        """A message was lost; in the manual harness an append RPC fails at once."""
-        if msg.kind in (APPEND, APPEND_RESULT):
-            requester = msg.src if msg.kind == APPEND else msg.dst
-            self.rpc_failed(requester, msg.incarnation, msg.rpc)
+        """A message was lost. Manual harness: kept in `lost_msgs`; a test that
+        wants the administrator to hear of it calls `fail_append`."""
+        self.lost_msgs.append(msg)
+
+    def fail_append(self, msg: Msg) -> None:
+        """Report an append RPC (its request or its result) as failed to its sender."""
+        requester = msg.src if msg.kind == APPEND else msg.dst
+        self.rpc_failed(requester, msg.incarnation, msg.rpc)
 
     def rpc_failed(self, node_id: str, incarnation: int, rpc: int) -> None:
         """An append RPC got no answer: tell the administrator (if still that process)."""
@@ -714,6 +719,9 @@ class SimConfig:
             crash_mid_step=rng.choice([0.0, 0.0005, 0.002]),
             fault_every_ms=rng.choice([(100, 800), (300, 2500), (1000, 5000)]),
             clients=rng.choice([1, 3, 5]),
+            # small batches open the windows where only part of a new
+            # administrator's backlog has reached a majority (Figure 8)
+            timing=Timing(max_batch_entries=rng.choice([1, 2, 3, 1024, 1024])),
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -911,13 +919,15 @@ class Simulation:
         rng = self.rng
         now = cluster.now
         action = rng.choice(
-            ["crash", "pause", "isolate", "isolate_admin", "split", "one_way", "lie", "lie",
-             "partition_admin_out", "nothing"]
+            ["crash", "crash_admin", "pause", "pause_admin", "isolate", "isolate_admin",
+             "split", "one_way", "lie", "lie", "mute_admin", "nothing"]
         )  # fmt: skip
         victim = rng.choice(names)
         admins = [n for room in cluster.rooms for n in cluster.administrators(room)]
-        if action in ("isolate_admin", "partition_admin_out") and admins:
-            victim = rng.choice(admins)
+        if action.endswith("_admin"):
+            action = action.removesuffix("_admin")
+            if admins:
+                victim = rng.choice(admins)
         heal_after = rng.randrange(100, 6000)
         if action == "crash":
             cluster.crash(victim)
@@ -925,7 +935,7 @@ class Simulation:
         elif action == "pause":
             cluster.pause(victim)
             self.after(rng.randrange(50, 8000), lambda: self._resume(victim))
-        elif action in ("isolate", "isolate_admin"):
+        elif action == "isolate":
             links = {(victim, o) for o in names if o != victim}
             self._partition(links | {(b, a) for a, b in links}, heal_after)
         elif action == "split":
@@ -941,7 +951,7 @@ class Simulation:
             outgoing = rng.random() < 0.5
             links = {(victim, o) if outgoing else (o, victim) for o in peers}
             self._partition(links, heal_after)
-        elif action == "partition_admin_out":
+        elif action == "mute":
             # the administrator hears everyone, but nobody hears it
             self._partition({(victim, o) for o in names if o != victim}, heal_after)
         elif action == "lie" and len(names) > 1:
