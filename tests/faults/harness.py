@@ -141,6 +141,8 @@ class Fault:
     label: str
     t: float
     rooms: list[str] | None = None
+    clients: list[str] | None = None
+    """Only these clients' sends count for its recovery (None: everyone's)."""
 
 
 @dataclasses.dataclass
@@ -154,6 +156,8 @@ class Result:
     longest_gap: float
     """The longest time any room went without an ack while load ran."""
     history: History
+    reconnects: dict[str, int] = dataclasses.field(default_factory=dict)
+    """User -> how many times it connected again (to another gateway)."""
 
     def line(self) -> str:
         """The one-line summary printed for the scenario."""
@@ -276,12 +280,22 @@ class FaultLab:
         listing = (await self._agent().call("rooms"))["rooms"]
         return {r["room"]: r["administrator"] for r in listing}
 
-    def mark(self, label: str, rooms: list[str] | None = None) -> Fault:
-        """Record that fault `label` is injected now (call right before injecting it)."""
-        fault = Fault(label, time.monotonic(), rooms)
+    def mark(
+        self, label: str, rooms: list[str] | None = None, clients: list[str] | None = None
+    ) -> Fault:
+        """Record that fault `label` is injected now (call right before injecting it).
+
+        Its recovery is measured over `rooms` (default all) and the sends of
+        `clients` (default everyone's).
+        """
+        fault = Fault(label, time.monotonic(), rooms, clients)
         self.faults.append(fault)
         print(f"[{self.name}] t={fault.t - self.load_started:6.2f}s fault: {label}")
         return fault
+
+    def elapsed_since(self, fault: Fault) -> float:
+        """Seconds since `fault` was injected."""
+        return time.monotonic() - fault.t
 
     async def hold(self, seconds: float) -> None:
         """Let the load run for `seconds` (holding a fault or a steady phase)."""
@@ -293,12 +307,12 @@ class FaultLab:
         self.load_stopped = time.monotonic()
         await agent.call("stop", timeout=settle + 10, settle=settle)
         out = self.tmp_path / "history.json"
-        await agent.call("finish", timeout=drain + 120, out=str(out), drain=drain)
+        done = await agent.call("finish", timeout=drain + 120, out=str(out), drain=drain)
         history = History.load(out)
         report = check(history)
         rec: dict[str, float | None] = {}
         for fault in self.faults:
-            times = recovery(history, fault.t, fault.rooms or self.rooms)
+            times = recovery(history, fault.t, fault.rooms or self.rooms, fault.clients)
             worst = (
                 None
                 if any(v is None for v in times.values())
@@ -306,7 +320,9 @@ class FaultLab:
             )
             rec[fault.label] = worst
         gaps = longest_ack_gap(history, self.load_started + 1.0, self.load_stopped, self.rooms)
-        result = Result(self.name, report, rec, max(gaps.values(), default=0.0), history)
+        result = Result(
+            self.name, report, rec, max(gaps.values(), default=0.0), history, done["reconnects"]
+        )
         print(result.line())
         worst = result.worst_recovery()
         RESULTS.append(

@@ -396,20 +396,26 @@ def _ranges(seqs: Iterable[int]) -> str:
 
 
 def recovery(
-    history: History, t_fault: float, rooms: Iterable[str] | None = None
+    history: History,
+    t_fault: float,
+    rooms: Iterable[str] | None = None,
+    clients: Iterable[str] | None = None,
 ) -> dict[str, float | None]:
     """Per room, seconds from `t_fault` to the first ack of a send started at or after it.
 
-    None for a room where no such send was acknowledged.
+    With `clients`, only their sends count (e.g. the clients of a killed
+    gateway). None for a room where no such send was acknowledged.
     """
     names = list(rooms) if rooms is not None else history.rooms
+    who = set(clients) if clients is not None else None
     out: dict[str, float | None] = {}
     for room in names:
         acks = [
             s.t_end
             for s in history.sends
             if s.room == room and s.outcome == "ok" and s.t_end is not None and s.t_start >= t_fault
-        ]
+            and (who is None or s.client in who)
+        ]  # fmt: skip
         out[room] = (min(acks) - t_fault) if acks else None
     return out
 

@@ -258,5 +258,7 @@ def test_recovery_and_longest_gap() -> None:
     times = recovery(history, t_fault=12.5, rooms=["r0"])
     assert round(times["r0"] or 0, 3) == 0.51  # the send started at 13.0, acked at 13.01
     assert recovery(history, t_fault=99.0) == {"r0": None, "r1": None}
+    only_bob = recovery(history, t_fault=12.5, rooms=["r0"], clients=["bob"])
+    assert round(only_bob["r0"] or 0, 3) == 1.51  # bob's first send after 12.5 started at 14.0
     gaps = longest_ack_gap(history, start=10.0, end=20.0)
     assert round(gaps["r0"], 3) == 4.99  # last ack at 15.01, window ends at 20
