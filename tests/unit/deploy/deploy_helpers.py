@@ -25,7 +25,7 @@ SHARED = (ROOT / ".." / "shared").resolve()
 SCHEMAS = SHARED / "schemas"
 RELEASE = "parley"
 NAMESPACE = "chat"
-KUBE_VERSIONS = ("1.30.0", "1.37.0")
+KUBE_VERSIONS = ("1.27.0", "1.30.0", "1.37.0")
 
 IN_CI = os.environ.get("CI") == "true"
 
