@@ -177,6 +177,8 @@ class RoomView(Horizontal):
         self.oldest: int | None = None
         self.newest: int | None = None
         self.loading_older = False
+        self.at_beginning = False
+        """Set when a history page came back empty: nothing older to ask for."""
         self.deleted = False
         self.log_view = MessageLog()
         self.sidebar = MemberList()
@@ -188,7 +190,7 @@ class RoomView(Horizontal):
     @property
     def has_older(self) -> bool:
         """True while entries older than the oldest shown may exist."""
-        return self.oldest is None or self.oldest > 1
+        return not self.at_beginning and (self.oldest is None or self.oldest > 1)
 
     def add_entry(self, entry: Entry) -> bool:
         """Append a live entry; False if it was already shown."""
@@ -198,6 +200,8 @@ class RoomView(Horizontal):
         self.oldest = entry.seq if self.oldest is None else min(self.oldest, entry.seq)
         self.newest = entry.seq if self.newest is None else max(self.newest, entry.seq)
         self.log_view.mount(MessageLine(entry, self.me))
+        if entry.seq == 1:
+            self.mark_top(f"— the beginning of #{self.room} —")
         if entry.kind == "presence":
             if entry.event == "join":
                 self.sidebar.add(entry.user)
@@ -221,6 +225,8 @@ class RoomView(Horizontal):
         for entry in fresh:
             self.seqs.add(entry.seq)
         self.oldest = min(self.seqs)
+        if self.oldest <= 1:
+            self.mark_top(f"— the beginning of #{self.room} —")
         log = self.log_view
         before_height = log.virtual_size.height
         before_y = log.scroll_y

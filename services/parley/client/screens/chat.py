@@ -227,9 +227,10 @@ class ChatScreen(Screen[None]):
             return
         finally:
             view.loading_older = False
-        added = await view.prepend(entries)
-        if not view.has_older or (added == 0 and not entries):
-            view.mark_top(f"— beginning of #{room} —")
+        await view.prepend(entries)
+        if not entries:
+            view.at_beginning = True
+            view.mark_top(f"— the beginning of #{room} —")
 
     # ------------------------------------------------------------------ input
 
