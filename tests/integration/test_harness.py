@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -75,3 +76,21 @@ async def test_kill_restart_pause_and_stop(make_cluster: MakeCluster) -> None:
         if a
     ]
     await wait_for(lambda: all(port_is_free(p) for p in ports), timeout=10, message="ports freed")
+
+
+async def test_start_retries_when_a_chosen_port_is_taken(tmp_path: Path) -> None:
+    """A port taken between choosing and binding makes start() retry on fresh ports."""
+    cluster = LocalCluster(tmp_path, nodes=3, gateways=1)
+    taken = int(cluster.node_addr("node-1").rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            await cluster.start()
+            assert cluster.node_addr("node-1") != f"127.0.0.1:{taken}"
+            assert await grpc_serving(cluster.node_addr("node-1"))
+            log = cluster.log_path("node-1").read_text().lower()
+            assert any(sign in log for sign in ("address already in use", "failed to bind"))
+        finally:
+            await cluster.stop()

@@ -55,6 +55,12 @@ HOST = "127.0.0.1"
 STOP_TIMEOUT = 10.0
 """Seconds between SIGTERM and SIGKILL in stop(); longer than the drain time we pass."""
 
+START_ATTEMPTS = 3
+"""start() tries again with fresh ports when one it picked was taken meanwhile."""
+
+_BIND_FAILURES = ("address already in use", "failed to bind", "errno 98")
+"""How gRPC and asyncio servers say a port was taken, in lower case."""
+
 _LIVE: set[LocalCluster] = set()
 """Clusters with processes that may still run, for the atexit safety net."""
 
@@ -191,17 +197,30 @@ class LocalCluster:
         self.ready_timeout = ready_timeout
         self.env = child_env(extra_env)
         self.probe = probe
-        host_of = dict(hosts or {})
-        prefix_of = {name: list(prefix) for name, prefix in (prefixes or {}).items()}
-        ports = free_ports(2 * nodes + 2 * gateways)
+        self._hosts = dict(hosts or {})
+        self._prefixes = {name: list(prefix) for name, prefix in (prefixes or {}).items()}
+        self._node_args = list(node_args)
+        self._gateway_args = list(gateway_args)
         self.node_ids: list[str] = [f"node-{i}" for i in range(nodes)]
         self.gateway_names: list[str] = [f"gateway-{i}" for i in range(gateways)]
+        (self.tmp_path / "logs").mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, Proc] = {}
+        self._plan()
+
+    def _plan(self) -> None:
+        """Choose free ports and build every process's command line.
+
+        Called again by start() when a port it chose was taken meanwhile.
+        """
+        nodes, gateways = len(self.node_ids), len(self.gateway_names)
+        store, replicas, jwt_secret = self.store, self.replicas, self.jwt_secret
+        node_args, gateway_args = self._node_args, self._gateway_args
+        host_of, prefix_of = self._hosts, self._prefixes
+        ports = free_ports(2 * nodes + 2 * gateways)
         members = {
             nid: f"{host_of.get(nid, HOST)}:{ports[i]}" for i, nid in enumerate(self.node_ids)
         }
         self.nodes_spec = format_nodes(members)
-        (self.tmp_path / "logs").mkdir(parents=True, exist_ok=True)
-        self.procs: dict[str, Proc] = {}
         python = [sys.executable, "-m", "parley"]
         for i, nid in enumerate(self.node_ids):
             http = f"{host_of.get(nid, HOST)}:{ports[nodes + i]}"
@@ -304,12 +323,52 @@ class LocalCluster:
                 the message carries the log tails. Call stop() afterwards
                 either way (the fixtures do).
         """
-        for name in [*self.node_ids, *self.gateway_names]:
-            self._spawn(self.procs[name])
-        await asyncio.gather(
-            *(self.wait_node_healthy(nid) for nid in self.node_ids),
-            *(self.wait_gateway_ready(i) for i in range(len(self.gateway_names))),
-        )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            for name in [*self.node_ids, *self.gateway_names]:
+                self._spawn(self.procs[name])
+            try:
+                await self._wait_all_ready()
+                return
+            except ClusterError:
+                # A port chosen by free_ports() can be taken by someone else
+                # (another test run on this machine, an outgoing connection)
+                # before our process binds it. Only that is worth a retry.
+                if attempt == START_ATTEMPTS or not self._lost_a_port():
+                    raise
+            await self.stop()
+            self._plan()
+
+    async def _wait_all_ready(self) -> None:
+        """Wait for every process; on the first failure cancel the other waits and raise it."""
+        tasks = [
+            *(asyncio.create_task(self.wait_node_healthy(nid)) for nid in self.node_ids),
+            *(
+                asyncio.create_task(self.wait_gateway_ready(i))
+                for i in range(len(self.gateway_names))
+            ),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # raises the first failure
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _lost_a_port(self) -> bool:
+        """True when a process exited because its address was already in use."""
+        for name, proc in self.procs.items():
+            if proc.running:
+                continue
+            try:
+                text = self.log_path(name).read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            last_run = text.rsplit("=== ", 1)[-1].lower()
+            if any(sign in last_run for sign in _BIND_FAILURES):
+                return True
+        return False
 
     async def _wait_ready(self, name: str, timeout: float | None) -> None:
         """Poll `name`'s readiness until it is ready, it exits, or the deadline passes."""
