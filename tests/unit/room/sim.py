@@ -701,7 +701,7 @@ class SimConfig:
     clients: int = 3
     publish_every_ms: tuple[int, int] = (20, 300)
     retry_ms: int = 400
-    liveness_ms: int = 60_000
+    liveness_ms: int = 20_000
     """After healing: the bound for a serving administrator and a new commit."""
     timing: Timing = field(default_factory=Timing)
 
@@ -771,6 +771,10 @@ class Simulation:
         self.clients = {
             room: [Client(f"u{i}") for i in range(self.config.clients)] for room in rooms
         }
+        self.recovery_ms = 0
+        """After healing: how long until every room had a serving administrator."""
+        self.quiet_ms = 0
+        """After healing: how long until everything was acknowledged and replicated."""
         self.log: list[str] = []
         """Faults injected, for a failure report."""
         for i, node in enumerate(names):
@@ -1047,12 +1051,14 @@ class Simulation:
                 probe.current = f"{probe.user}-probe{probe.count}"
                 probe.next_try = self.cluster.now
                 self.after(0, lambda r=room, c=probe: self._client(r, c))
+        self.recovery_ms = self.cluster.now - start
         budget = self.config.liveness_ms - (self.cluster.now - start)
         if not self.run_until(self.quiet, max(budget, 1)):
             self._fail(
                 f"not quiet {self.config.liveness_ms}ms after healing; pending "
                 f"{self.pending_clients()}"
             )
+        self.quiet_ms = self.cluster.now - start
         self.cluster.checker.final(self.cluster)
         return self
 
