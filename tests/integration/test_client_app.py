@@ -55,7 +55,10 @@ async def type_text(pilot: Pilot[int], text: str) -> None:
 
 
 async def open_room_via_table(app: ParleyApp, pilot: Pilot[int], room: str) -> None:
-    """Refresh the rooms table, select `room` and press enter."""
+    """Go to the rooms screen, refresh, select `room` and press enter."""
+    if app.screen is not app.rooms:
+        await pilot.press("ctrl+r")
+        await wait_for(lambda: app.screen is app.rooms, DEADLINE)
     app.rooms.action_refresh()
     await wait_for(lambda: any(r["room"] == room for r in app.rooms.listing), DEADLINE)
     await wait_for(lambda: app.rooms.table.row_count == len(app.rooms.listing), DEADLINE)
