@@ -25,6 +25,7 @@ from parley.gateway.errors import (
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.presence import PresenceReporter
 from parley.gateway.router import Router
+from parley.gateway.session import FRAMES_OUT
 from parley.observability.log import get_logger
 from parley.protocol import frames
 from parley.protocol.errors import ErrorCode
@@ -187,9 +188,12 @@ class Fanout:
                 return
             tail_first = feed.tail[0][0] if feed.tail else None
             if tail_first is not None and tail_first <= next_seq:
+                sent = 0
                 for seq, data in feed.tail:
                     if seq >= next_seq and data is not None:
                         member.deliver(data)
+                        sent += 1
+                FRAMES_OUT.inc(sent)
                 self._add(feed, member, feed.next_seq, counted)
                 return
             upper = tail_first if tail_first is not None else feed.next_seq
@@ -205,6 +209,7 @@ class Fanout:
                     data = frames.encode_entry(feed.room, entry)
                     if data is not None:
                         member.deliver(data.encode())
+                        FRAMES_OUT.inc()
                     next_seq = entry.seq + 1
             # Entries the node did not return cannot be served; never loop on them.
             next_seq = max(next_seq, before)
@@ -320,9 +325,12 @@ class Fanout:
             feed.tail.append((seq, data))
             if data is None:
                 continue
+            sent = 0
             for member, first in feed.sockets.items():
                 if seq >= first:
                     member.deliver(data)
+                    sent += 1
+            FRAMES_OUT.inc(sent)
             clock.delivered(room, seq)
             if feed.leave_at is not None and seq >= feed.leave_at:
                 self._finish_leaves(feed, seq)
@@ -330,6 +338,7 @@ class Fanout:
             data = frames.online(room, event.user, event.online).encode()
             for member in feed.sockets:
                 member.deliver(data)
+            FRAMES_OUT.inc(len(feed.sockets))
         return False
 
     def _unmark_leaving(self, feed: RoomFeed, member: Member) -> None:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
@@ -30,6 +30,14 @@ log = get_logger(__name__)
 
 FRAMES_IN = WS_FRAMES.labels(direction="in")
 FRAMES_OUT = WS_FRAMES.labels(direction="out")
+"""Frames handed to sockets; the fan-out counts once per entry, not per socket."""
+DIRECT_WRITE_LIMIT = 32 * 1024
+"""Bytes a socket's transport may buffer and still be written to directly.
+
+Below it (the usual case) a frame goes straight into the transport with no
+task switch, as websockets' broadcast() does; above it, frames wait in the
+bounded queue and the writer task waits for the socket to drain.
+"""
 ABUSE_FACTOR = 3
 """Frames dropped by the rate limit, in bursts, before the connection is closed."""
 MAX_INFLIGHT_SENDS = 256
@@ -58,10 +66,12 @@ class Session:
         "_conn",
         "_dropped",
         "_handle",
+        "_idle",
         "_max_dropped",
         "_queue",
         "_reason",
         "_sends",
+        "_transport",
         "closed",
         "deleting",
         "rooms",
@@ -97,6 +107,9 @@ class Session:
         self._conn = conn
         self._handle = handle
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+        self._idle = True
+        """True while nothing is queued or being written: direct writes keep the order."""
+        self._transport = conn.transport
         self._bucket = TokenBucket(rate, burst, asyncio.get_running_loop().time())
         self._dropped = 0
         self._max_dropped = ABUSE_FACTOR * max(burst, 1)
@@ -105,16 +118,25 @@ class Session:
         self._reason: str | None = None
 
     def deliver(self, data: bytes) -> None:
-        """Queue one encoded frame; a full queue disconnects the client (1013)."""
+        """Send one encoded frame without blocking; a full queue disconnects (1013).
+
+        The frame is written to the socket at once when nothing is waiting
+        before it and the socket keeps up, else queued for the writer task.
+        """
         if self.closed:
             return
+        if self._idle and self._transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT:
+            broadcast((self._conn,), data, text=True)
+            return
+        self._idle = False
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
             self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer", "slow_consumer")
 
     def reply(self, text: str) -> None:
-        """Queue one frame made for this connection only."""
+        """Send one frame made for this connection only."""
+        FRAMES_OUT.inc()
         self.deliver(text.encode())
 
     def room_deleted(self, room: str) -> None:
@@ -214,18 +236,16 @@ class Session:
             self.reply(frames.error(ErrorCode.INTERNAL, "internal error", request.id))
 
     async def _write(self) -> None:
-        """Drain the outbound queue into the socket, in order."""
+        """Drain the outbound queue into the socket, in order, waiting for it to drain."""
         queue = self._queue
         send = self._conn.send
         try:
             while True:
                 data = await queue.get()
                 await send(data, text=True)
-                sent = 1
                 while not queue.empty():
                     await send(queue.get_nowait(), text=True)
-                    sent += 1
-                FRAMES_OUT.inc(sent)
+                self._idle = True
         except ConnectionClosed:
             return
         except Exception:

@@ -124,7 +124,9 @@ async def test_feed_resumes_after_stream_failure(gateway: Gateway, node: Any) ->
         await alice.wait_deliveries("r", last + 1)
         assert _seqs(alice, "r") == list(range(1, last + 2))
         assert len(service.subscribes) >= 2
-        assert service.subscribes[1].from_seq == 6
+        # Resumed after what the first stream delivered (its backlog may have
+        # carried more than five entries in one batch).
+        assert 6 <= service.subscribes[1].from_seq <= last
         assert service.subscribes[1].online_users == ["alice"]
 
 

@@ -82,10 +82,18 @@ async def test_sustained_flood_closes_with_1008(node: Any, start_gateway: Any) -
         assert alice.close_code == 1008
 
 
+class _FullTransport:
+    """A transport whose buffer is over every limit."""
+
+    def get_write_buffer_size(self) -> int:
+        return 10**9
+
+
 class _StuckConnection:
     """A connection whose client never reads: send() never returns."""
 
     def __init__(self) -> None:
+        self.transport = _FullTransport()
         self.closed_with: tuple[int, str] | None = None
         self.close_code: int | None = None
         self.sent = 0
