@@ -25,13 +25,14 @@ import dataclasses
 import itertools
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import IO, Any
 
-from support.checker import History, Report, check, longest_ack_gap, recovery
+from support.checker import HistEntry, History, Report, check, longest_ack_gap, recovery
 from support.cluster import LocalCluster
 from support.netns import NetLab
 
@@ -40,6 +41,12 @@ AGENT = Path(__file__).with_name("agent.py")
 
 RECOVERY_LIMIT = 10.0
 """Seconds within which a room must accept messages again after a fault (DESIGN §8 (4))."""
+
+REPLICA_TIMEOUT = 15.0
+"""Seconds replicas get to catch up with the administrator's log after the load stops."""
+
+_KINDS = {2: "message", 3: "join", 4: "leave"}
+"""parley.room.entries.EntryKind values of the entries clients see (create is seq 0)."""
 
 RESULTS: list[str] = []
 """One markdown table row per finished scenario, printed at the end of the session."""
@@ -166,7 +173,8 @@ class Result:
             for label, t in self.recovery.items()
         )
         return (
-            f"[{self.name}] {self.report.summary()} longest_ack_gap={self.longest_gap:.2f}s "
+            f"[{self.name}] {self.report.summary()} sources={len(self.history.histories)} "
+            f"longest_ack_gap={self.longest_gap:.2f}s "
             f"recovery=({rec or 'no fault'})"
         )
 
@@ -201,6 +209,7 @@ class FaultLab:
         self.users: list[str] = []
         self.load_started = 0.0
         self.load_stopped = 0.0
+        self.store = "memory"
 
     async def start(
         self,
@@ -229,6 +238,7 @@ class FaultLab:
             probe=self.agent.probe,
         )
         await self.cluster.start()
+        self.store = store
         self.rooms = [f"r{i}" for i in range(rooms)]
         self.users = [f"u{i}" for i in range(users)]
         await self.agent.call(
@@ -288,6 +298,11 @@ class FaultLab:
         Its recovery is measured over `rooms` (default all) and the sends of
         `clients` (default everyone's).
         """
+        taken = {f.label for f in self.faults}
+        if label in taken:  # labels key the recovery table: make repeats unique
+            label = next(
+                f"{label} #{n}" for n in itertools.count(2) if f"{label} #{n}" not in taken
+            )
         fault = Fault(label, time.monotonic(), rooms, clients)
         self.faults.append(fault)
         print(f"[{self.name}] t={fault.t - self.load_started:6.2f}s fault: {label}")
@@ -309,6 +324,9 @@ class FaultLab:
         out = self.tmp_path / "history.json"
         done = await agent.call("finish", timeout=drain + 120, out=str(out), drain=drain)
         history = History.load(out)
+        if self.store == "sqlite":
+            # Every replica's own log, read from its database, must match the final history.
+            history.histories.update(await self.replica_histories(history))
         report = check(history)
         rec: dict[str, float | None] = {}
         for fault in self.faults:
@@ -331,6 +349,42 @@ class FaultLab:
             f"{'ok' if report.ok else 'FAIL ' + str(report.counts())} |"
         )
         return result
+
+    def read_replica(self, node_id: str) -> dict[str, list[HistEntry]]:
+        """The visible entries (seq >= 1) in `node_id`'s sqlite log, per room, in log order."""
+        assert self.cluster is not None
+        path = self.cluster.tmp_path / "data" / node_id / f"{node_id}.db"
+        rooms: dict[str, list[HistEntry]] = {room: [] for room in self.rooms}
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT room, seq, kind, user, text FROM entries WHERE kind IN (2, 3, 4) "
+                "ORDER BY room, idx"
+            ).fetchall()
+        for room, seq, kind, user, text in rows:
+            if room in rooms:
+                rooms[room].append(HistEntry(seq, _KINDS[kind], user, text))
+        return rooms
+
+    async def replica_histories(self, history: History) -> dict[str, dict[str, list[HistEntry]]]:
+        """Each node's log as a history source "replica-<node>", once it caught up (or timed out).
+
+        Waits up to REPLICA_TIMEOUT for every replica to hold exactly the entries
+        of the final history read through the gateway; what it holds then is
+        returned either way, so the checker reports any disagreement.
+        """
+        assert self.cluster is not None
+        target = next(iter(history.histories.values()))
+        deadline = time.monotonic() + REPLICA_TIMEOUT
+        while True:
+            views = {f"replica-{n}": self.read_replica(n) for n in self.cluster.node_ids}
+            behind = [name for name, view in views.items() if view != target]
+            if not behind or time.monotonic() > deadline:
+                if behind:
+                    print(
+                        f"[{self.name}] replicas still differ after {REPLICA_TIMEOUT:g} s: {behind}"
+                    )
+                return views
+            await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         """Stop the agent and the cluster; the fixture deletes the NetLab."""
