@@ -514,12 +514,13 @@ class RoomReplica:
                 return True
             return False
         quiet_ms = now_ms - self._heard_ms
-        # fast path: health says the administrator is gone (or none is known
-        # after a few heartbeats' silence) and this node is next in line
-        leaderless = (
-            self.administrator not in up
-            if self.administrator
-            else quiet_ms >= 2 * self.timing.heartbeat_ms
+        # fast path: health says the administrator is gone (or none is known)
+        # and this node is next in line. Only after a few heartbeats' silence
+        # either way: a detector that wrongly reports a live administrator
+        # down while its appends still arrive must not make this node depose
+        # it again and again (each campaign's higher epoch ends its reign)
+        leaderless = quiet_ms >= 2 * self.timing.heartbeat_ms and (
+            not self.administrator or self.administrator not in up
         )
         if (leaderless and self._preferred(up)) or now_ms >= self._election_due_ms:
             self.campaign(now_ms)
