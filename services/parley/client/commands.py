@@ -157,7 +157,11 @@ def tail(
                         _say(event.message)
                     elif event.state == "closed":
                         _say(event.message)
-                        return EXIT_UNAUTHORIZED if "401" in event.message else EXIT_UNREACHABLE
+                        return (
+                            EXIT_UNAUTHORIZED
+                            if event.reason == "unauthorized"
+                            else EXIT_UNREACHABLE
+                        )
             return EXIT_OK
         finally:
             await conn.close()

@@ -171,6 +171,8 @@ class Connection:
         self._supervisor: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._ended = asyncio.Event()
+        """Set when no further reconnect will happen (closed, refused, or not reconnecting)."""
         self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], str, str | None]] = {}
         self._cursors: dict[str, RoomCursor] = {}
         self._joined: set[str] = set()
@@ -238,14 +240,20 @@ class Connection:
         self._listeners.clear()
 
     async def wait_connected(self, within: float | None = None) -> bool:
-        """Wait until a socket is open; False after `within` seconds or once closed."""
-        if self._closing:
-            return False
+        """Wait until a socket is open; False after `within` seconds or once it
+        is clear none will open again (closed, or reconnecting gave up)."""
+        if self._closing or self._ended.is_set():
+            return self.connected and not self._closing
+        waiters = [
+            asyncio.ensure_future(self._connected.wait()),
+            asyncio.ensure_future(self._ended.wait()),
+        ]
         try:
-            await asyncio.wait_for(self._connected.wait(), within)
-        except TimeoutError:
-            return False
-        return not self._closing
+            await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self.connected and not self._closing
 
     def events(self, room: str | None = None) -> EventStream:
         """Subscribe to events: every room's, or only `room`'s (plus global status)."""
@@ -488,11 +496,13 @@ class Connection:
             if self._closing:
                 return
             if not self.reconnect:
+                self._ended.set()
                 self._emit(Status("closed", "disconnected from the gateway"))
                 return
             self._emit(Status("reconnecting", "connection lost; reconnecting…"))
             ws = await self._reconnect_loop()
             if ws is None:
+                self._ended.set()
                 return
             self.reconnects += 1
             self._attach(ws)
@@ -509,7 +519,7 @@ class Connection:
             try:
                 return await self._open()
             except Unauthorized as exc:
-                self._emit(Status("closed", str(exc)))
+                self._emit(Status("closed", str(exc), reason="unauthorized"))
                 return None
             except GatewayUnreachable:
                 if attempt in (3, 10) or attempt % 30 == 0:
@@ -612,6 +622,10 @@ class Connection:
         room = str(frame.get("room", ""))
         entry = self._to_entry(room, frame)
         if entry is None:
+            return
+        if room not in self._joined:
+            # A room this connection stopped following (a closed tab) is still
+            # subscribed at the gateway; its entries are not wanted any more.
             return
         cursor = self._cursors.setdefault(room, RoomCursor())
         verdict = cursor.classify(entry.seq)

@@ -69,6 +69,8 @@ class Status:
     state: Literal["connected", "reconnecting", "resumed", "gap", "error", "closed"]
     message: str
     room: str | None = None
+    reason: str = ""
+    """Why a `closed` happened: "unauthorized" when a reconnect was refused (HTTP 401)."""
 
 
 Event = Entry | Online | Deleted | Status

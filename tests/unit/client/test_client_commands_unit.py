@@ -130,3 +130,12 @@ async def test_tail_json_since(gateway: GatewayDouble, capsys: pytest.CaptureFix
     frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [f["seq"] for f in frames] == [2]
     assert frames[0] == {**frames[0], "type": "presence", "user": "bob", "event": "join"}
+
+
+async def test_tail_of_missing_room_exits_one(
+    gateway: GatewayDouble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tail on a room that does not exist exits 1 and says so."""
+    code = await asyncio.to_thread(commands.tail, gateway.url, "bob", "", "nowhere", None, False)
+    assert code == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from client_gateway_double import GatewayDouble
 from parley.client.connection import Connection, EventStream, build_url
-from parley.client.errors import GatewayUnreachable, ServerError, Unauthorized
+from parley.client.errors import ConnectionLost, GatewayUnreachable, ServerError, Unauthorized
 from parley.client.events import Deleted, Entry, Event, Status
 from support.wait import wait_for
 
@@ -283,3 +283,54 @@ async def test_close_ends_event_streams(alice: Connection) -> None:
     stream = alice.events()
     await alice.close()
     assert [e async for e in stream] == []
+
+
+async def test_without_reconnect_requests_fail_fast_after_a_drop(gateway: GatewayDouble) -> None:
+    """reconnect=False: a drop emits a closed Status and later requests fail at once."""
+    conn = Connection(gateway.url, "alice", reconnect=False, request_timeout=30)
+    await conn.connect()
+    try:
+        stream = conn.events()
+        await gateway.cut_connections()
+        status = await next_of(stream, Status)
+        assert isinstance(status, Status) and status.state == "closed"
+        with pytest.raises(ConnectionLost):
+            await asyncio.wait_for(conn.rooms(), 2)
+    finally:
+        await conn.close()
+
+
+async def test_refused_reconnect_ends_with_unauthorized_status(gateway: GatewayDouble) -> None:
+    """A token refused on reconnect (e.g. expired) ends the session with reason unauthorized."""
+    conn = Connection(gateway.url, "alice", token="good", backoff_initial=0.05)
+    await conn.connect()
+    try:
+        stream = conn.events()
+        gateway.refuse_token = "good"
+        await gateway.cut_connections()
+        while True:
+            status = await next_of(stream, Status)
+            assert isinstance(status, Status)
+            if status.state == "closed":
+                break
+        assert status.reason == "unauthorized" and "401" in status.message
+        assert not await conn.wait_connected(1)
+    finally:
+        await conn.close()
+
+
+async def test_entries_of_a_forgotten_room_are_dropped(
+    gateway: GatewayDouble, alice: Connection
+) -> None:
+    """After forget(room), its pushes are ignored; joining again starts afresh."""
+    stream = alice.events("general")
+    await alice.create("general")
+    await alice.join("general")
+    await drain(stream, 1)
+    alice.forget("general")
+    await alice.send("general", "unseen")
+    await alice.ping()  # the push precedes the pong on the socket
+    assert alice.last_seq("general") is None
+    await alice.join("general")
+    got = await drain(stream, 2)
+    assert seqs(got) == [1, 2]
