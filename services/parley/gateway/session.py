@@ -40,6 +40,8 @@ bounded queue and the writer task waits for the socket to drain.
 """
 ABUSE_FACTOR = 3
 """Frames dropped by the rate limit, in bursts, before the connection is closed."""
+CLOSE_GRACE = 2.0
+"""Seconds a client we disconnect gets to take the close frame before the TCP abort."""
 MAX_INFLIGHT_SENDS = 256
 """Sends of one connection awaiting their ack; the reader waits beyond that."""
 
@@ -154,7 +156,19 @@ class Session:
             return
         self.closed = True
         self._reason = metric_reason
-        self._close_task = asyncio.get_running_loop().create_task(self._conn.close(code, reason))
+        self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close, but abort the TCP connection if the close frame cannot get out.
+
+        websockets' close() first waits for the socket to drain, without a
+        deadline, and the clients we close are mostly those that do not read.
+        """
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self._conn.close(code, reason)
+        except TimeoutError:
+            self._transport.abort()
 
     async def run(self) -> None:
         """Serve the connection until it closes, then count the disconnect by reason."""

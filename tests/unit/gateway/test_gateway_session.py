@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 from typing import Any
 
 import pytest
 from parley.gateway.app import Gateway
 from parley.gateway.session import Session
 from parley.protocol import frames
+from prometheus_client import REGISTRY
 from support.client import ChatClient
 from support.wait import wait_for
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 BAD_FRAMES = [
     "", "nope", "[]", "42", '{"type":"fly"}', '{"type":"join"}', '{"type":"join","room":"A"}',
@@ -136,3 +141,52 @@ async def test_full_outbound_queue_closes_with_1013() -> None:
     await asyncio.wait_for(runner, 5)
     assert conn.closed_with == (1013, "slow consumer")
     session.deliver(data)  # after the close, deliveries are dropped quietly
+
+
+def _slow_consumer_disconnects() -> float:
+    return (
+        REGISTRY.get_sample_value("parley_ws_disconnects_total", {"reason": "slow_consumer"}) or 0.0
+    )
+
+
+async def _raw_client(url: str, first_frame: str) -> asyncio.StreamWriter:
+    """A hand-made WebSocket client with a tiny receive buffer that never reads."""
+    host, port = url.removeprefix("ws://").split("/")[0].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws?user=bob HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    writer.write(Frame(Opcode.TEXT, first_frame.encode()).serialize(mask=True, extensions=[]))
+    writer.transport.pause_reading()  # type: ignore[attr-defined]
+    return writer
+
+
+async def test_client_that_stops_reading_is_disconnected(node: Any, start_gateway: Any) -> None:
+    """Over a real socket: a member that never reads is dropped, the others are served."""
+    gateway = await start_gateway(
+        {"node-0": node[1]}, outbound_queue=4, rate_limit=1e6, rate_burst=100_000
+    )
+    before = _slow_consumer_disconnects()
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("r")
+        await alice.join("r")
+        bob = await _raw_client(gateway.url, json.dumps({"type": "join", "room": "r"}))
+        await wait_for(lambda: len(gateway._fanout.feed("r").sockets) == 2, 5, message="bob in")
+        text = "x" * 4000
+        sent = 0
+        while len(gateway._fanout.feed("r").sockets) == 2 and sent < 20_000:
+            await asyncio.gather(*(alice.send("r", text) for _ in range(100)))
+            sent += 100
+        await wait_for(lambda: _slow_consumer_disconnects() == before + 1, 10, message="counted")
+        await alice.wait_deliveries("r", sent + 1, timeout=30)
+        assert (await alice.ping())["type"] == "pong"
+        bob.close()
