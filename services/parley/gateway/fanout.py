@@ -134,6 +134,8 @@ class Fanout:
             await self._catch_up(feed, member, start, counted)
         finally:
             feed.joining -= 1
+            if counted and member not in feed.sockets and not feed.deleted:
+                self._uncount(feed, member.user)  # a re-join that failed or was closed
             self._maybe_drop(feed)
 
     def detach_after(self, member: Member, room: str, seq: int) -> None:
@@ -156,13 +158,17 @@ class Fanout:
         if feed is None or feed.sockets.pop(member, None) is None:
             return
         self._unmark_leaving(feed, member)
-        count = feed.users.get(member.user, 0) - 1
-        if count <= 0:
-            feed.users.pop(member.user, None)
-            self._presence.report(room, member.user, False)
-        else:
-            feed.users[member.user] = count
+        self._uncount(feed, member.user)
         self._maybe_drop(feed)
+
+    def _uncount(self, feed: RoomFeed, user: str) -> None:
+        """One socket of `user` fewer; the last one takes the user offline."""
+        count = feed.users.get(user, 0) - 1
+        if count <= 0:
+            feed.users.pop(user, None)
+            self._presence.report(feed.room, user, False)
+        else:
+            feed.users[user] = count
 
     def members_of(self, room: str, user: str) -> list[Member]:
         """The attached sockets of `user` in `room`."""

@@ -139,3 +139,25 @@ async def test_publishes_are_batched(gateway: Gateway, node: Any) -> None:
         assert sum(service.batch_sizes) == 200
         assert len(service.batch_sizes) < 200
         assert max(service.batch_sizes) <= 256
+
+
+async def test_joining_again_on_a_connection_restarts_its_backlog(
+    gateway: Gateway, node: Any
+) -> None:
+    """A second join on the same connection replays from its since, with no presence churn."""
+    service: FakeRoomService = node[0]
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("r")
+        await alice.join("r")
+        last = await _fill(alice, "r", 5)
+        await alice.wait_deliveries("r", last)
+        await alice.join("r", since=2)
+        await alice.wait_deliveries("r", last + last - 2)
+        await alice.send("r", "live")
+        await alice.wait_deliveries("r", 2 * last - 1)
+        assert _seqs(alice, "r") == [*range(1, last + 1), *range(3, last + 2)]
+        feed = gateway._fanout.feed("r")
+        assert feed is not None
+        assert feed.users == {"alice": 1}
+        changes = [(c.user, c.online) for u in service.presence_updates for c in u.changes]
+        assert changes == [("alice", True)]
