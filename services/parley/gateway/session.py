@@ -71,9 +71,11 @@ class Session:
         "_idle",
         "_max_dropped",
         "_queue",
+        "_queue_size",
         "_reason",
         "_sends",
         "_transport",
+        "_writer",
         "closed",
         "deleting",
         "rooms",
@@ -108,7 +110,11 @@ class Session:
         """Rooms this connection asked to delete, and the request's id to echo."""
         self._conn = conn
         self._handle = handle
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+        # The queue and its writer task are made when first needed: most
+        # sockets keep up and never use them, and idle connections stay small.
+        self._queue: asyncio.Queue[bytes] | None = None
+        self._queue_size = queue_size
+        self._writer: asyncio.Task[None] | None = None
         self._idle = True
         """True while nothing is queued or being written: direct writes keep the order."""
         self._transport = conn.transport
@@ -131,6 +137,9 @@ class Session:
             broadcast((self._conn,), data, text=True)
             return
         self._idle = False
+        if self._queue is None:
+            self._queue = asyncio.Queue(self._queue_size)
+            self._writer = asyncio.get_running_loop().create_task(self._write(self._queue))
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
@@ -172,17 +181,18 @@ class Session:
 
     async def run(self) -> None:
         """Serve the connection until it closes, then count the disconnect by reason."""
-        writer = asyncio.get_running_loop().create_task(self._write())
         try:
             await self._read()
         except ConnectionClosed:
             pass
         finally:
             self.closed = True
-            writer.cancel()
-            for task in list(self._sends):
+            tasks = list(self._sends)
+            if self._writer is not None:
+                tasks.append(self._writer)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(writer, *self._sends, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             if self._close_task is not None:
                 await asyncio.gather(self._close_task, return_exceptions=True)
             WS_DISCONNECTS.labels(reason=self._disconnect_reason()).inc()
@@ -249,9 +259,8 @@ class Session:
             log.exception("request failed", user=self.user, request=type(request).__name__)
             self.reply(frames.error(ErrorCode.INTERNAL, "internal error", request.id))
 
-    async def _write(self) -> None:
+    async def _write(self, queue: asyncio.Queue[bytes]) -> None:
         """Drain the outbound queue into the socket, in order, waiting for it to drain."""
-        queue = self._queue
         send = self._conn.send
         try:
             while True:
