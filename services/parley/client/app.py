@@ -14,6 +14,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 
 from parley.client.connection import Connection
 from parley.client.errors import ParleyError
@@ -88,8 +89,10 @@ class ParleyApp(App[int]):
         self.title = f"parley · {user}"
         self.sub_title = url
         self._pump(conn)
+        if self.chat.views:
+            self._rejoin(conn)
         # Not awaited: this runs in a worker of the connect screen being replaced.
-        self.switch_screen("rooms")
+        self.switch_screen("chat" if self.chat.views else "rooms")
 
     @work(group="pump", exclusive=True)
     async def _pump(self, conn: Connection) -> None:
@@ -104,6 +107,15 @@ class ParleyApp(App[int]):
             elif isinstance(event, Status):
                 self._on_status(event)
 
+    @work(group="rejoin")
+    async def _rejoin(self, conn: Connection) -> None:
+        """After signing in again, follow the open rooms from where each tab stopped."""
+        for room, view in list(self.chat.views.items()):
+            try:
+                await conn.join(room, since=view.newest)
+            except ParleyError as exc:
+                view.add_system(f"could not rejoin {room}: {exc}", "error")
+
     def _on_status(self, status: Status) -> None:
         if status.state == "reconnecting":
             self.chat.system_all(status.message)
@@ -116,7 +128,11 @@ class ParleyApp(App[int]):
         elif status.state == "closed":
             self.chat.system_all(status.message, "error")
             self.sub_title = "disconnected"
-            self.notify(status.message, severity="error", title="Disconnected", timeout=30)
+            # Reconnecting gave up (e.g. the token expired): back to the form,
+            # keeping the open tabs so they resume after signing in again.
+            while isinstance(self.screen, ModalScreen):
+                self.pop_screen()
+            self.switch_screen(ConnectScreen(self.url, self.user, self.token, error=status.message))
         else:
             self.chat.system(status.room, status.message, "error")
 

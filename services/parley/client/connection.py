@@ -470,6 +470,9 @@ class Connection:
         for future, _, _ in list(self._pending.values()):
             if not future.done():
                 future.set_exception(exc)
+                # Mark it retrieved: a request that failed while sending never
+                # awaits its future, and asyncio would log the error as lost.
+                future.exception()
         # The waiters pop their own entries; a failed future is never re-used.
 
     async def _read(self, ws: ClientConnection) -> None:

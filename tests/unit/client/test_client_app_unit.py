@@ -124,3 +124,25 @@ async def test_connect_screen_reports_errors_and_remembers(
         await pilot.click("#connect")
         await wait_for(lambda: app.screen is app.rooms, DEADLINE)
     assert Settings.load(path) == Settings(url=gateway.url, user="alice")
+
+
+async def test_refused_reconnect_returns_to_connect_and_resumes_tabs(
+    gateway: GatewayDouble, bob: Connection, tmp_path: Path
+) -> None:
+    """A token refused on reconnect shows the form; signing in again resumes the open tab."""
+    app = ParleyApp(gateway.url, "", "alice", autoconnect=True, settings_path=tmp_path / "c.json")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(app, pilot, "general")
+        view = app.chat.views["general"]
+        await bob.send("general", "before")
+        await wait_for(lambda: len(view.seqs) == 3, DEADLINE)
+        gateway.refuse_token = "alice"
+        await gateway.cut_connections()
+        await wait_for(lambda: isinstance(app.screen, ConnectScreen), DEADLINE)
+        await wait_for(lambda: "401" in str(app.screen.query_one("#status").render()), DEADLINE)
+        await bob.send("general", "while away")
+        gateway.refuse_token = "bad"
+        await pilot.click("#connect")
+        await wait_for(lambda: app.screen is app.chat, DEADLINE)
+        await wait_for(lambda: len(view.seqs) == 4, DEADLINE)
+        assert sorted(view.seqs) == [1, 2, 3, 4]

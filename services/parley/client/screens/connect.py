@@ -35,12 +35,16 @@ class ConnectScreen(Screen[None]):
     """
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit")]
 
-    def __init__(self, url: str, user: str, token: str, autoconnect: bool = False) -> None:
+    def __init__(
+        self, url: str, user: str, token: str, autoconnect: bool = False, error: str = ""
+    ) -> None:
         super().__init__()
         self.url = url
         self.user = user
         self.token = token
         self.autoconnect = autoconnect
+        self.error = error
+        """Shown under the form on arrival (why we are back here)."""
 
     @property
     def parley(self) -> ParleyApp:
@@ -62,6 +66,8 @@ class ConnectScreen(Screen[None]):
 
     def on_mount(self) -> None:
         """Focus Connect when everything is filled in, else the first empty field."""
+        if self.error:
+            self.call_after_refresh(self.show, self.error, True)
         if self.autoconnect:
             self.start_connect()
             return
@@ -100,6 +106,9 @@ class ConnectScreen(Screen[None]):
 
     def show(self, text: str, error: bool = False) -> None:
         """Show a status or error line under the form."""
-        status = self.query_one("#status", Static)
+        found = self.query("#status")
+        if not found:
+            return  # the screen is going away
+        status = found.first(Static)
         status.update(text)
         status.set_class(error, "error")
