@@ -14,6 +14,7 @@ Requests run concurrently. Operations:
 * `start {rate, seconds}`: every user sends `rate` messages/s in total, over
   its rooms in turn, until stopped (at most `seconds`); a send that fails or
   gets no answer is retried with the same id (idempotent) until acknowledged;
+  every few sends it also re-sends an acked id, which must get its seq back;
   a closed connection is replaced by one to the next gateway, rejoining each
   room with `since` = the last seq seen;
 * `stats {}` -> acks so far and the time of the last ack per room;
@@ -54,6 +55,9 @@ RETRY_PAUSE = 0.2
 
 RETRYABLE = {"unavailable", "internal", "rate_limited"}
 """Error codes after which a send is retried with the same id."""
+
+RESEND_EVERY = 5
+"""Every this many sends, a user also re-sends one of its acked ids (the seq must match)."""
 
 
 def log(*parts: Any) -> None:
@@ -158,6 +162,22 @@ class User:
                 return record
             await asyncio.sleep(RETRY_PAUSE)
 
+    async def resend(self, record: Send) -> None:
+        """Send an acked message again with its id; record the seq of the ack, if one comes."""
+        if record.outcome != "ok":
+            return
+        try:
+            conn = await self.connection(time.monotonic() + ATTEMPT_TIMEOUT)
+            reply = await conn.request(
+                {"type": "send", "room": record.room, "text": record.text, "id": record.msg_id},
+                timeout=ATTEMPT_TIMEOUT,
+            )
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            log(self.name, "re-send of", record.msg_id, "got no answer:", repr(exc))
+            return
+        if reply.get("type") == "ack":
+            record.reacks.append(int(reply["seq"]))
+
     def deliveries(self) -> list[Delivery]:
         """Every entry this user received, per connection in order."""
         out: list[Delivery] = []
@@ -223,6 +243,8 @@ class Agent:
             # Retry until acknowledged; stop() bounds this with its settle time.
             await user.send(room, f"{user.name}-{k}", f"{user.name}/{room}/{k}", give_up=1e18)
             k += 1
+            if k % RESEND_EVERY == 0:
+                await user.resend(user.sends[(k * 7919) % len(user.sends)])
             next_at = max(next_at + 1.0 / rate, time.monotonic() - 1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), max(0.0, next_at - time.monotonic()))

@@ -150,6 +150,8 @@ class Fault:
     rooms: list[str] | None = None
     clients: list[str] | None = None
     """Only these clients' sends count for its recovery (None: everyone's)."""
+    bound: bool = True
+    """Whether its recovery must be under RECOVERY_LIMIT (False: measured and printed only)."""
 
 
 @dataclasses.dataclass
@@ -160,6 +162,8 @@ class Result:
     report: Report
     recovery: dict[str, float | None]
     """Fault label -> worst seconds to the first new ack over its rooms (None: never)."""
+    bound: set[str]
+    """The labels of faults whose recovery must be under the limit."""
     longest_gap: float
     """The longest time any room went without an ack while load ran."""
     history: History
@@ -179,8 +183,8 @@ class Result:
         )
 
     def worst_recovery(self) -> float | None:
-        """The worst recovery over all faults (0 when there was no fault; None if one never)."""
-        values = list(self.recovery.values())
+        """The worst recovery over bound faults (0 when there was none; None if one never)."""
+        values = [t for label, t in self.recovery.items() if label in self.bound]
         if any(v is None for v in values):
             return None
         return max((v for v in values if v is not None), default=0.0)
@@ -190,6 +194,8 @@ class Result:
         assert self.report.ok, self.report.details()
         assert self.report.acked > 0, "nothing was acknowledged"
         for label, seconds in self.recovery.items():
+            if label not in self.bound:
+                continue
             assert seconds is not None, f"no ack after fault {label!r}"
             assert seconds < recovery_limit, f"recovery after {label!r} took {seconds:.2f} s"
 
@@ -291,19 +297,24 @@ class FaultLab:
         return {r["room"]: r["administrator"] for r in listing}
 
     def mark(
-        self, label: str, rooms: list[str] | None = None, clients: list[str] | None = None
+        self,
+        label: str,
+        rooms: list[str] | None = None,
+        clients: list[str] | None = None,
+        bound: bool = True,
     ) -> Fault:
         """Record that fault `label` is injected now (call right before injecting it).
 
         Its recovery is measured over `rooms` (default all) and the sends of
-        `clients` (default everyone's).
+        `clients` (default everyone's); with `bound` it must be under
+        RECOVERY_LIMIT for assert_ok().
         """
         taken = {f.label for f in self.faults}
         if label in taken:  # labels key the recovery table: make repeats unique
             label = next(
                 f"{label} #{n}" for n in itertools.count(2) if f"{label} #{n}" not in taken
             )
-        fault = Fault(label, time.monotonic(), rooms, clients)
+        fault = Fault(label, time.monotonic(), rooms, clients, bound)
         self.faults.append(fault)
         print(f"[{self.name}] t={fault.t - self.load_started:6.2f}s fault: {label}")
         return fault
@@ -339,7 +350,13 @@ class FaultLab:
             rec[fault.label] = worst
         gaps = longest_ack_gap(history, self.load_started + 1.0, self.load_stopped, self.rooms)
         result = Result(
-            self.name, report, rec, max(gaps.values(), default=0.0), history, done["reconnects"]
+            self.name,
+            report,
+            rec,
+            {f.label for f in self.faults if f.bound},
+            max(gaps.values(), default=0.0),
+            history,
+            done["reconnects"],
         )
         print(result.line())
         worst = result.worst_recovery()

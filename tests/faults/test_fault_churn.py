@@ -36,7 +36,8 @@ async def test_churn(fault_lab: FaultLab) -> None:
         node = rng.choice(cluster.node_ids)
         current = None if action == "none" else (action, node)
         if current is not None:
-            fault_lab.mark(f"{action} {node}")
+            # Faults overlap (a new one every second): only the final heal is bound to 10 s.
+            fault_lab.mark(f"{action} {node}", bound=False)
             if action == "kill":
                 cluster.kill_node(node)
             elif action == "pause":
@@ -53,9 +54,6 @@ async def test_churn(fault_lab: FaultLab) -> None:
     churn = {label: t for label, t in result.recovery.items() if label != "heal all"}
     slowest = max((t for t in churn.values() if t is not None), default=0.0)
     print(f"[churn] {steps} steps, {len(churn)} faults, slowest recovery {slowest:.2f}s")
-    # Single faults overlap here (a new one every second), so only the final heal has to
-    # meet the 10 s recovery bound; the invariants must hold for everything.
-    result.recovery = {"heal all": result.recovery["heal all"]}
     result.assert_ok()
 
 

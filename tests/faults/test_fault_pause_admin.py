@@ -11,7 +11,7 @@ PAUSE_SECONDS = 9.0
 
 async def test_pause_administrator(fault_lab: FaultLab) -> None:
     """A paused administrator is replaced; after SIGCONT it acks and delivers nothing stale."""
-    cluster = await fault_lab.start()
+    cluster = await fault_lab.start(store="sqlite")  # so every replica's log is checked too
     await fault_lab.start_load()
     await fault_lab.wait_acks(count=40)
     admins = await fault_lab.administrators()

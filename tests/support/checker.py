@@ -20,8 +20,9 @@ unit tests), plain data that round-trips through JSON:
   seq other than the acknowledged one, or never delivered to a subscriber
   that was subscribed throughout;
 * **unexpected**: a message delivered or stored that nobody sent;
-* **duplicated**: the same entry delivered twice to one subscriber, or one
-  message stored under two seqs;
+* **duplicated**: the same entry delivered twice to one subscriber, one
+  message stored under two seqs, or a re-send of an acknowledged id
+  acknowledged with another seq;
 * **out_of_order**: a subscriber saw a seq lower than one it had seen;
 * **gaps**: a subscriber's seqs did not rise by exactly 1 (from the first it
   asked for to the room's final last seq), or a history has a hole;
@@ -67,6 +68,8 @@ class Send:
     attempts: int = 1
     errors: list[str] = dataclasses.field(default_factory=list)
     """Error codes / exception names of failed attempts, in order."""
+    reacks: list[int] = dataclasses.field(default_factory=list)
+    """Seqs acknowledged to deliberate re-sends of this (already acked) id, later on."""
 
     @property
     def key(self) -> EntryKey:
@@ -180,6 +183,8 @@ class Report:
     errors: int = 0
     unknown: int = 0
     retried: int = 0
+    resent: int = 0
+    """Deliberate re-sends of acked ids that were acknowledged (each must repeat the seq)."""
     delivered: int = 0
     stored: int = 0
     """Entries in the longest final history (all rooms)."""
@@ -200,7 +205,8 @@ class Report:
         anomalies = " ".join(f"{k}={v}" for k, v in self.counts().items())
         return (
             f"sent={self.sent} acked={self.acked} errors={self.errors} unknown={self.unknown} "
-            f"retried={self.retried} delivered={self.delivered} stored={self.stored} {anomalies}"
+            f"retried={self.retried} resent={self.resent} delivered={self.delivered} "
+            f"stored={self.stored} {anomalies}"
         )
 
     def details(self, limit: int = 20) -> str:
@@ -229,6 +235,7 @@ def check(history: History) -> Report:
     report.errors = sum(1 for s in sends if s.outcome == "error")
     report.unknown = sum(1 for s in sends if s.outcome == "unknown")
     report.retried = sum(1 for s in sends if s.attempts > 1)
+    report.resent = sum(len(s.reacks) for s in sends)
     report.delivered = len(history.deliveries)
     sent_keys: dict[tuple[str, EntryKey], Send] = {(s.room, s.key): s for s in sends}
 
@@ -283,6 +290,14 @@ def check(history: History) -> Report:
         report.duplicated.append(
             f"{room}: {_describe(key)} at seqs {list(seqs)} in {', '.join(sources)}"
         )
+    # A re-send of an acknowledged id must get the first seq back (DESIGN §5, §8 (3)).
+    for send in sends:
+        for seq in send.reacks:
+            if seq != send.seq:
+                report.duplicated.append(
+                    f"{send.room}: {send.client}'s {send.msg_id} acked as seq {send.seq}, "
+                    f"re-sent and acked as seq {seq}"
+                )
     # Messages nobody sent.
     for room, entries in canonical.items():
         where: dict[EntryKey, list[int]] = defaultdict(list)

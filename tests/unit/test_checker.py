@@ -161,6 +161,19 @@ def test_message_stored_twice_is_caught() -> None:
     )
 
 
+def test_resend_with_another_seq_is_caught() -> None:
+    """A re-sent acked id answered with a different seq is duplicated; the same seq is fine."""
+    history = clean_history()
+    history.sends[0].reacks.append(history.sends[0].seq or 0)
+    assert check(history).ok
+    history.sends[1].reacks.append(99)
+    report = check(history)
+    assert report.duplicated == [
+        f"r0: {history.sends[1].client}'s m1 acked as seq {history.sends[1].seq}, "
+        "re-sent and acked as seq 99"
+    ]
+
+
 def test_swapped_deliveries_are_out_of_order() -> None:
     """Two entries swapped in one subscriber's stream are out of order (and a gap)."""
     history = clean_history()
