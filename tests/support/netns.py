@@ -248,9 +248,10 @@ class NetLab:
             match = ""
             if peers:
                 match = "ip saddr { " + ", ".join(sorted(self.addrs[p] for p in peers)) + " } "
-            lines.append(
-                f"add rule inet {TABLE} input {match}numgen random mod 100 < {percent} drop"
-            )
+            # numgen ... mod 100 is 0..99, so "< 100" is out of range: all is a plain drop.
+            share = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
+            if percent > 0:
+                lines.append(f"add rule inet {TABLE} input {match}{share}drop")
         run(["ip", "netns", "exec", self.hosts[host], "nft", "-f", "-"], stdin="\n".join(lines))
 
     # -- teardown --------------------------------------------------------------
