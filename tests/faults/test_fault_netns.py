@@ -111,6 +111,17 @@ def test_partial_loss_rule(lab: NetLab) -> None:
     assert "numgen" not in lab.ruleset("b")
 
 
+def test_throttle_and_clear(lab: NetLab) -> None:
+    """throttle() puts a tbf qdisc on the host's eth0; clear() removes it; traffic still flows."""
+    lab.throttle("b", 512)
+    shown = run(["ip", "netns", "exec", lab.hosts["b"], "tc", "qdisc", "show", "dev", "eth0"])
+    assert "tbf" in shown and "512Kbit" in shown
+    assert reaches(lab, "a", "b")
+    lab.clear("b")
+    shown = run(["ip", "netns", "exec", lab.hosts["b"], "tc", "qdisc", "show", "dev", "eth0"])
+    assert "tbf" not in shown
+
+
 def test_close_deletes_every_namespace() -> None:
     """close() leaves no namespace of the lab behind, and is idempotent."""
     require_netns()

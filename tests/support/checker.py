@@ -188,6 +188,10 @@ class Report:
     delivered: int = 0
     stored: int = 0
     """Entries in the longest final history (all rooms)."""
+    ack_p50: float = 0.0
+    """Median seconds from a send's first attempt to its ack."""
+    ack_p99: float = 0.0
+    """99th percentile of the same."""
 
     ANOMALIES = ("lost", "unexpected", "duplicated", "out_of_order", "gaps", "divergence")
 
@@ -206,7 +210,8 @@ class Report:
         return (
             f"sent={self.sent} acked={self.acked} errors={self.errors} unknown={self.unknown} "
             f"retried={self.retried} resent={self.resent} delivered={self.delivered} "
-            f"stored={self.stored} {anomalies}"
+            f"stored={self.stored} ack_p50={self.ack_p50 * 1000:.0f}ms "
+            f"ack_p99={self.ack_p99 * 1000:.0f}ms {anomalies}"
         )
 
     def details(self, limit: int = 20) -> str:
@@ -236,6 +241,10 @@ def check(history: History) -> Report:
     report.unknown = sum(1 for s in sends if s.outcome == "unknown")
     report.retried = sum(1 for s in sends if s.attempts > 1)
     report.resent = sum(len(s.reacks) for s in sends)
+    latencies = sorted(s.t_end - s.t_start for s in sends if s.outcome == "ok" and s.t_end)
+    if latencies:
+        report.ack_p50 = latencies[len(latencies) // 2]
+        report.ack_p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     report.delivered = len(history.deliveries)
     sent_keys: dict[tuple[str, EntryKey], Send] = {(s.room, s.key): s for s in sends}
 

@@ -18,9 +18,13 @@ Faults:
 * `loss(host, percent, peers)`: nft drops a random `percent` share of the
   packets `host` receives (from `peers`, or from anyone) with
   `numgen random mod 100 < N drop`;
-* `clear(host)` / `heal_all()` undo the nft rules (and bridge ports).
+* `throttle(host, kbit)`: a `tc tbf` token bucket on the host's `eth0`
+  egress: a slow link whose queue adds delay under load (up to
+  `latency_ms`, then drops);
+* `clear(host)` / `heal_all()` undo the nft rules, the throttle (and bridge ports).
 
-There is no `tc netem` on this kernel, so there is no delay fault.
+There is no `tc netem` on this kernel, so there is no fixed-delay fault; a
+throttled link is the closest we have.
 
 Run a process on a host with `lab.prefix(host) + argv` (`ip netns exec NS`).
 `close()` deletes every namespace (which deletes their links too); it runs on
@@ -140,6 +144,7 @@ class NetLab:
         self._created: list[str] = []
         self._blocked: dict[str, set[str]] = {}
         self._loss: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._throttled: set[str] = set()
 
     # -- building --------------------------------------------------------------
 
@@ -212,10 +217,25 @@ class NetLab:
         self._loss[host] = (percent, tuple(peers))
         self._apply(host)
 
+    def throttle(self, host: str, kbit: int, latency_ms: int = 300, burst_kb: int = 16) -> None:
+        """Limit `host`'s outgoing traffic to `kbit` kbit/s with a tbf queue of `latency_ms`.
+
+        Raises:
+            NetnsError: when tc or the tbf qdisc is unavailable.
+        """
+        run(["ip", "netns", "exec", self.hosts[host], "tc", "qdisc", "replace", "dev", "eth0",
+             "root", "tbf", "rate", f"{kbit}kbit", "burst", f"{burst_kb}kb",
+             "latency", f"{latency_ms}ms"])  # fmt: skip
+        self._throttled.add(host)
+
     def clear(self, host: str) -> None:
-        """Remove every nft fault rule from `host`'s namespace."""
+        """Remove every nft fault rule and any throttle from `host`'s namespace."""
         self._blocked.pop(host, None)
         self._loss.pop(host, None)
+        if host in self._throttled:
+            self._throttled.discard(host)
+            run(["ip", "netns", "exec", self.hosts[host], "tc", "qdisc", "del", "dev", "eth0",
+                 "root"], check=False)  # fmt: skip
         run(["ip", "netns", "exec", self.hosts[host], "nft", "delete", "table", "inet", TABLE],
             check=False)  # fmt: skip
 
