@@ -139,7 +139,10 @@ async def test_refused_reconnect_returns_to_connect_and_resumes_tabs(
         gateway.refuse_token = "alice"
         await gateway.cut_connections()
         await wait_for(lambda: isinstance(app.screen, ConnectScreen), DEADLINE)
-        await wait_for(lambda: "401" in str(app.screen.query_one("#status").render()), DEADLINE)
+        await wait_for(
+            lambda: any("401" in str(w.render()) for w in app.screen.query("#status")),
+            DEADLINE,
+        )
         await bob.send("general", "while away")
         gateway.refuse_token = "bad"
         await pilot.click("#connect")
