@@ -26,6 +26,7 @@ from parley.gateway.latency import DeliveryClock
 from parley.gateway.presence import PresenceReporter
 from parley.gateway.router import Router
 from parley.gateway.session import FRAMES_OUT
+from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
 from parley.protocol import frames
 from parley.protocol.errors import ErrorCode
@@ -48,13 +49,18 @@ class Member(Protocol):
     closed: bool
     rooms: set[str]
 
-    def deliver(self, data: bytes) -> None:
-        """Queue an encoded frame; never blocks and never detaches synchronously."""
+    def send_frames(self, payloads: list[bytes], wire: bytes) -> None:
+        """Send frames (JSON payloads, and the same as WebSocket bytes); never blocks
+        and never detaches synchronously."""
         ...
 
     def room_deleted(self, room: str) -> None:
         """The room was deleted: send `deleted` and forget the room."""
         ...
+
+
+Item = tuple[int, bytes, bytes]
+"""One encoded entry: (seq, JSON payload, WebSocket frame bytes)."""
 
 
 class _Gap(Exception):
@@ -77,8 +83,9 @@ class RoomFeed:
         """Attached sockets and the first seq each wants (later ones skip older entries)."""
         self.users: dict[str, int] = {}
         """Local sockets per user, for online/offline."""
-        self.tail: deque[tuple[int, bytes | None]] = deque(maxlen=TAIL_SIZE)
-        """(seq, encoded frame or None when invisible) of the newest entries, contiguous."""
+        self.tail: deque[Item] = deque(maxlen=TAIL_SIZE)
+        """The newest entries, encoded: every seq from tail[0] to next_seq - 1 (all
+        entries after the create entry are visible, and Subscribe sends no others)."""
         self.joining = 0
         """Sockets catching up; they keep the feed alive before they are attached."""
         self.deleted = False
@@ -194,12 +201,10 @@ class Fanout:
                 return
             tail_first = feed.tail[0][0] if feed.tail else None
             if tail_first is not None and tail_first <= next_seq:
-                sent = 0
-                for seq, data in feed.tail:
-                    if seq >= next_seq and data is not None:
-                        member.deliver(data)
-                        sent += 1
-                FRAMES_OUT.inc(sent)
+                wanted = [item for item in feed.tail if item[0] >= next_seq]
+                if wanted:
+                    member.send_frames([p for _, p, _ in wanted], b"".join(w for _, _, w in wanted))
+                    FRAMES_OUT.inc(len(wanted))
                 self._add(feed, member, feed.next_seq, counted)
                 return
             upper = tail_first if tail_first is not None else feed.next_seq
@@ -210,13 +215,16 @@ class Fanout:
             response = await self._router.unary(feed.room, "History", request)
             if member.closed:
                 return
+            payloads = []
             for entry in response.entries:  # type: ignore[attr-defined]
                 if next_seq <= entry.seq < before:
-                    data = frames.encode_entry(feed.room, entry)
-                    if data is not None:
-                        member.deliver(data.encode())
-                        FRAMES_OUT.inc()
+                    text = frames.encode_entry(feed.room, entry)
+                    if text is not None:
+                        payloads.append(text.encode())
                     next_seq = entry.seq + 1
+            if payloads:
+                member.send_frames(payloads, b"".join(text_frame(p) for p in payloads))
+                FRAMES_OUT.inc(len(payloads))
             # Entries the node did not return cannot be served; never loop on them.
             next_seq = max(next_seq, before)
 
@@ -315,37 +323,67 @@ class Fanout:
     def _deliver(self, feed: RoomFeed, batch: pb.SubscribeResponse) -> bool:
         """Fan one batch out; True when it held the delete entry."""
         room = feed.room
-        clock = self._clock
-        for entry in batch.entries:
-            seq = entry.seq
-            if seq < feed.next_seq:
-                continue  # already delivered before a resume
-            if seq > feed.next_seq:
-                raise _Gap(f"expected seq {feed.next_seq}, got {seq}")
-            feed.next_seq = seq + 1
-            if entry.kind == EntryKind.DELETE:
-                self._room_deleted(feed)
-                return True
-            text = frames.encode_entry(room, entry)
-            data = None if text is None else text.encode()
-            feed.tail.append((seq, data))
-            if data is None:
-                continue
-            sent = 0
-            for member, first in feed.sockets.items():
-                if seq >= first:
-                    member.deliver(data)
-                    sent += 1
-            FRAMES_OUT.inc(sent)
-            clock.delivered(room, seq)
-            if feed.leave_at is not None and seq >= feed.leave_at:
-                self._finish_leaves(feed, seq)
-        for event in batch.presence:
-            data = frames.online(room, event.user, event.online).encode()
+        items: list[Item] = []
+        try:
+            for entry in batch.entries:
+                seq = entry.seq
+                if seq < feed.next_seq:
+                    continue  # already delivered before a resume
+                if seq > feed.next_seq:
+                    raise _Gap(f"expected seq {feed.next_seq}, got {seq}")
+                feed.next_seq = seq + 1
+                if entry.kind == EntryKind.DELETE:
+                    self._fan(feed, items)
+                    items = []
+                    self._room_deleted(feed)
+                    return True
+                text = frames.encode_entry(room, entry)
+                if text is None:
+                    continue
+                payload = text.encode()
+                item = (seq, payload, text_frame(payload))
+                feed.tail.append(item)
+                items.append(item)
+        finally:
+            # Also before a _Gap: what arrived in order is delivered.
+            self._fan(feed, items)
+        if batch.presence:
+            payloads = [frames.online(room, e.user, e.online).encode() for e in batch.presence]
+            wire = b"".join(text_frame(p) for p in payloads)
             for member in feed.sockets:
-                member.deliver(data)
-            FRAMES_OUT.inc(len(feed.sockets))
+                member.send_frames(payloads, wire)
+            FRAMES_OUT.inc(len(feed.sockets) * len(payloads))
         return False
+
+    def _fan(self, feed: RoomFeed, items: list[Item]) -> None:
+        """Send consecutive entries to every attached socket that wants them.
+
+        Each socket gets them in one write; almost always it wants all of
+        them and the same joined bytes go to every socket.
+        """
+        if not items:
+            return
+        low, high = items[0][0], items[-1][0]
+        payloads = [payload for _, payload, _ in items]
+        wire = items[0][2] if len(items) == 1 else b"".join(w for _, _, w in items)
+        leaving = feed.leaving
+        sent = 0
+        for member, first in feed.sockets.items():
+            last = leaving.get(member, high) if leaving else high
+            if first <= low and last >= high:
+                member.send_frames(payloads, wire)
+                sent += len(items)
+                continue
+            # A socket that joined with a later since, or is leaving mid-batch.
+            chosen = [item for item in items if first <= item[0] <= last]
+            if chosen:
+                member.send_frames([p for _, p, _ in chosen], b"".join(w for _, _, w in chosen))
+                sent += len(chosen)
+        FRAMES_OUT.inc(sent)
+        for seq, _, _ in items:
+            self._clock.delivered(feed.room, seq)
+        if feed.leave_at is not None and high >= feed.leave_at:
+            self._finish_leaves(feed, high)
 
     def _unmark_leaving(self, feed: RoomFeed, member: Member) -> None:
         if feed.leaving.pop(member, None) is not None:

@@ -12,12 +12,14 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+from websockets.protocol import State
 
 from parley.gateway.errors import GatewayError
 from parley.gateway.ratelimit import TokenBucket
+from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
 from parley.observability.metrics import WS_DISCONNECTS, WS_FRAMES
 from parley.protocol import ProtocolError, SendRequest, frames, parse_request
@@ -34,9 +36,9 @@ FRAMES_OUT = WS_FRAMES.labels(direction="out")
 DIRECT_WRITE_LIMIT = 32 * 1024
 """Bytes a socket's transport may buffer and still be written to directly.
 
-Below it (the usual case) a frame goes straight into the transport with no
-task switch, as websockets' broadcast() does; above it, frames wait in the
-bounded queue and the writer task waits for the socket to drain.
+Below it (the usual case) frames go straight into the transport, already
+framed (see wire.py), with no task switch; above it, they wait in the bounded
+queue and the writer task waits for the socket to drain.
 """
 ABUSE_FACTOR = 3
 """Frames dropped by the rate limit, in bursts, before the connection is closed."""
@@ -125,30 +127,46 @@ class Session:
         self._close_task: asyncio.Task[None] | None = None
         self._reason: str | None = None
 
-    def deliver(self, data: bytes) -> None:
-        """Send one encoded frame without blocking; a full queue disconnects (1013).
+    def send_frames(self, payloads: list[bytes], wire: bytes) -> None:
+        """Send frames without blocking; a full queue disconnects the client (1013).
 
-        The frame is written to the socket at once when nothing is waiting
-        before it and the socket keeps up, else queued for the writer task.
+        Args:
+            payloads: the frames' JSON texts, UTF-8 encoded, in order.
+            wire: the same frames as WebSocket bytes (wire.text_frame of each,
+                concatenated), shared by every socket they go to.
+
+        When nothing is waiting before them and the socket keeps up, the
+        frames are written at once in one write; otherwise they are queued
+        for the writer task.
         """
         if self.closed:
             return
-        if self._idle and self._transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT:
-            broadcast((self._conn,), data, text=True)
+        transport = self._transport
+        if (
+            self._idle
+            and transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT
+            and self._conn.protocol.state is State.OPEN
+        ):
+            # Safe beside websockets' own writes: we never fragment messages
+            # and compression is off, so a frame is complete in itself.
+            transport.write(wire)
             return
         self._idle = False
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_size)
             self._writer = asyncio.get_running_loop().create_task(self._write(self._queue))
-        try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
-            self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer", "slow_consumer")
+        for payload in payloads:
+            try:
+                self._queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer", "slow_consumer")
+                return
 
     def reply(self, text: str) -> None:
         """Send one frame made for this connection only."""
         FRAMES_OUT.inc()
-        self.deliver(text.encode())
+        payload = text.encode()
+        self.send_frames([payload], text_frame(payload))
 
     def room_deleted(self, room: str) -> None:
         """The fan-out saw the room deleted: tell the client, forget the room.

@@ -1,4 +1,4 @@
-"""Small gateway parts: token bucket, backoff, delivery clock, auth parsing."""
+"""Small gateway parts: token bucket, backoff, delivery clock, auth, frame bytes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from parley.gateway.auth import HandshakeRefused, authenticate
 from parley.gateway.backoff import INITIAL_SECONDS, MAX_SECONDS, Backoff
 from parley.gateway.latency import MAX_WAITING, DeliveryClock
 from parley.gateway.ratelimit import TokenBucket
+from parley.gateway.wire import text_frame
 from parley.observability.metrics import DELIVERY_LATENCY
+from websockets.frames import Frame, Opcode
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -84,3 +86,11 @@ def test_authenticate_user_and_token() -> None:
     none_alg = jwt.encode({"sub": "bob"}, None, algorithm="none")
     with pytest.raises(HandshakeRefused):
         authenticate(f"/ws?token={none_alg}", secret)
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_text_frame_matches_websockets(size: int) -> None:
+    """Our prebuilt frames are byte for byte what websockets would send."""
+    payload = b"x" * size
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert text_frame(payload) == expected

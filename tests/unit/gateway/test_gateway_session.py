@@ -130,17 +130,17 @@ async def test_full_outbound_queue_closes_with_1013() -> None:
 
     session = Session(conn, "alice", handle, queue_size=8, rate=10.0, burst=10)  # type: ignore[arg-type]
     runner = asyncio.create_task(session.run())
-    data = frames.pong().encode()
-    session.deliver(data)
+    pong = frames.pong()
+    session.reply(pong)
     await wait_for(lambda: conn.sent == 1, 5, message="writer blocked in send")
     for _ in range(8):
-        session.deliver(data)
+        session.reply(pong)
     assert conn.closed_with is None
-    session.deliver(data)  # the ninth frame does not fit
+    session.reply(pong)  # the ninth frame does not fit
     assert session.closed
     await asyncio.wait_for(runner, 5)
     assert conn.closed_with == (1013, "slow consumer")
-    session.deliver(data)  # after the close, deliveries are dropped quietly
+    session.reply(pong)  # after the close, frames are dropped quietly
 
 
 def _slow_consumer_disconnects() -> float:
