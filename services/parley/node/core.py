@@ -355,13 +355,25 @@ class NodeCore:
                     sub.wakeup.set()
 
     def propose(
-        self, replica: RoomReplica, kind: EntryKind, user: str, text: str = "", msg_id: str = ""
+        self,
+        replica: RoomReplica,
+        kind: EntryKind,
+        user: str,
+        text: str = "",
+        msg_id: str = "",
+        *,
+        notify: bool = True,
     ) -> asyncio.Future[LogEntry]:
-        """Append an entry as administrator; the future resolves on commit."""
+        """Append an entry as administrator; the future resolves on commit.
+
+        With notify=False the caller batches several proposals and calls
+        after(replica) once for all of them.
+        """
         entry = replica.propose(kind, user, text, msg_id, now_ms())
         self._proposed_at[(replica.room, entry.index)] = time.perf_counter()
         future = self.wait_commit(replica, entry.index)
-        self.after(replica)
+        if notify:
+            self.after(replica)
         return future
 
     def wait_commit(self, replica: RoomReplica, index: int) -> asyncio.Future[LogEntry]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
@@ -20,6 +20,7 @@ from .core import NodeCore, Subscriber
 from .errors import (
     BadRequest,
     Forbidden,
+    NotAdministrator,
     NotFound,
     NotMember,
     RoomError,
@@ -144,24 +145,84 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         entry = await self._commit(replica, EntryKind.LEAVE, request.user)
         return pb.LeaveRoomResponse(seq=entry.seq)
 
-    async def _publish(self, request: pb.PublishRequest) -> pb.PublishResponse:
-        received = time.perf_counter()
-        replica = await self.core.serving_replica(request.room)
+    def _order(
+        self, replica: RoomReplica, request: pb.PublishRequest
+    ) -> tuple[asyncio.Future[LogEntry], int | None] | pb.PublishResponse:
+        """Validate and append one publish without waiting.
+
+        Returns:
+            The answer at once (a committed duplicate), or a future that
+            resolves on commit with, for an uncommitted duplicate, its seq.
+
+        Raises:
+            RoomError: the publish is refused.
+        """
+        if not replica.serving:
+            raise NotAdministrator(replica.room, replica.administrator)
         if not request.text:
             raise BadRequest("text must not be empty")
         if request.client_msg_id:
             seq = replica.tip.dedupe.get((request.user, request.client_msg_id))
             if seq is not None:
-                if seq > replica.committed_seq:
-                    await self._barrier(replica)
-                return pb.PublishResponse(seq=seq, duplicate=True)
+                if seq <= replica.committed_seq:
+                    return pb.PublishResponse(seq=seq, duplicate=True)
+                return self.core.wait_commit(replica, replica.last_index), seq
         self._member(replica, request.user)
         future = self.core.propose(
-            replica, EntryKind.MESSAGE, request.user, request.text, request.client_msg_id
+            replica,
+            EntryKind.MESSAGE,
+            request.user,
+            request.text,
+            request.client_msg_id,
+            notify=False,
         )
-        metrics.ORDER_LATENCY.observe(time.perf_counter() - received)
-        entry = await future
-        return pb.PublishResponse(seq=entry.seq)
+        return future, None
+
+    async def _publish_all(
+        self, publishes: Sequence[pb.PublishRequest]
+    ) -> list[pb.PublishResponse | RoomError]:
+        """Order a batch: one append per message, one replication step per room."""
+        received = time.perf_counter()
+        replicas: dict[str, RoomReplica | RoomError] = {}
+        for room in {p.room for p in publishes}:
+            try:
+                replicas[room] = await self.core.serving_replica(room)
+            except RoomError as err:
+                replicas[room] = err
+        outcomes: list[pb.PublishResponse | RoomError | None] = []
+        waits: list[tuple[int, asyncio.Future[LogEntry], int | None]] = []
+        touched: set[RoomReplica] = set()
+        for request in publishes:
+            replica = replicas[request.room]
+            try:
+                if isinstance(replica, RoomError):
+                    raise replica
+                ordered = self._order(replica, request)
+            except RoomError as err:
+                outcomes.append(err)
+                continue
+            if isinstance(ordered, pb.PublishResponse):
+                outcomes.append(ordered)
+                continue
+            touched.add(replica)
+            waits.append((len(outcomes), *ordered))
+            outcomes.append(None)
+        ordered_at = time.perf_counter()
+        for replica in touched:
+            self.core.after(replica)
+        for _ in waits:
+            metrics.ORDER_LATENCY.observe(ordered_at - received)
+        for i, future, duplicate_seq in waits:
+            try:
+                entry = await future
+            except RoomError as err:
+                outcomes[i] = err
+                continue
+            if duplicate_seq is not None:
+                outcomes[i] = pb.PublishResponse(seq=duplicate_seq, duplicate=True)
+            else:
+                outcomes[i] = pb.PublishResponse(seq=entry.seq)
+        return [o for o in outcomes if o is not None]
 
     @rpc_boundary
     async def Publish(
@@ -170,7 +231,10 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         with tracing.span_from_metadata(
             "node.publish", context.invocation_metadata(), room=request.room
         ):
-            return await self._publish(request)
+            (outcome,) = await self._publish_all([request])
+        if isinstance(outcome, RoomError):
+            raise outcome
+        return outcome
 
     @rpc_boundary
     async def PublishBatch(
@@ -179,14 +243,10 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         with tracing.span_from_metadata(
             "node.publish", context.invocation_metadata(), messages=len(request.publishes)
         ):
-            outcomes = await asyncio.gather(
-                *(self._publish(p) for p in request.publishes), return_exceptions=True
-            )
+            outcomes = await self._publish_all(request.publishes)
         results = []
         for outcome in outcomes:
-            if isinstance(outcome, pb.PublishResponse):
-                results.append(pb.PublishResult(seq=outcome.seq, duplicate=outcome.duplicate))
-            elif isinstance(outcome, RoomError):
+            if isinstance(outcome, RoomError):
                 results.append(
                     pb.PublishResult(
                         error_code=outcome.code,
@@ -195,7 +255,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                     )
                 )
             else:
-                raise outcome
+                results.append(pb.PublishResult(seq=outcome.seq, duplicate=outcome.duplicate))
         return pb.PublishBatchResponse(results=results)
 
     @rpc_boundary
