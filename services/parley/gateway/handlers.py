@@ -18,6 +18,7 @@ from parley.gateway.latency import DeliveryClock
 from parley.gateway.publisher import Publisher
 from parley.gateway.router import ATTEMPT_TIMEOUT, Router
 from parley.gateway.session import Session
+from parley.observability import tracing
 from parley.observability.log import get_logger
 from parley.protocol import (
     CreateRequest,
@@ -153,7 +154,8 @@ class Handlers:
         received = time.perf_counter()
         # Without a client id the gateway makes one, so its own retries stay idempotent.
         msg_id = request.id if request.id else f"gw-{uuid.uuid4().hex}"
-        result = await self._publisher.publish(request.room, session.user, msg_id, request.text)
+        with tracing.span("gateway.publish", room=request.room):
+            result = await self._publisher.publish(request.room, session.user, msg_id, request.text)
         session.reply(frames.ack(request.room, result.seq, request.id))
         if self._fanout.feed(request.room) is not None:
             fanned_out = self._fanout.fanned_out(request.room, result.seq)

@@ -15,6 +15,7 @@ import grpc
 from parley._generated import room_service_pb2 as pb
 from parley.gateway.errors import classify
 from parley.gateway.router import DEFAULT_DEADLINE, Router
+from parley.observability import tracing
 from parley.observability.log import get_logger
 
 log = get_logger(__name__)
@@ -25,19 +26,24 @@ BATCH_TIMEOUT = 3.0
 """Seconds one PublishBatch call may take before its items are retried."""
 
 
+_Pending = tuple[pb.PublishRequest, "asyncio.Future[pb.PublishResult]", dict[str, str]]
+"""A queued publish: the request, its caller's future, and its caller's trace carrier."""
+
+
 class NodeBatcher:
     """Ships the publishes queued for one node in batches, one call in flight at a time."""
 
     def __init__(self, router: Router, node_id: str) -> None:
         self._router = router
         self._node_id = node_id
-        self._pending: list[tuple[pb.PublishRequest, asyncio.Future[pb.PublishResult]]] = []
+        self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, request: pb.PublishRequest) -> asyncio.Future[pb.PublishResult]:
         """Queue one publish; the future gets its PublishResult or the call's AioRpcError."""
         future: asyncio.Future[pb.PublishResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
+        # The caller's span, so the batch call can continue its trace.
+        self._pending.append((request, future, tracing.current_carrier()))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"publish-{self._node_id}"
@@ -49,7 +55,7 @@ class NodeBatcher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for _, future in self._pending:
+        for _, future, _ in self._pending:
             future.cancel()
         self._pending.clear()
 
@@ -62,16 +68,22 @@ class NodeBatcher:
         finally:
             self._task = None
 
-    async def _ship(
-        self, batch: list[tuple[pb.PublishRequest, asyncio.Future[pb.PublishResult]]]
-    ) -> None:
+    async def _ship(self, batch: list[_Pending]) -> None:
         """One PublishBatch call; every future of the batch is resolved afterwards."""
-        request = pb.PublishBatchRequest(publishes=[item for item, _ in batch])
+        request = pb.PublishBatchRequest(publishes=[item for item, _, _ in batch])
         try:
             stub = self._router.stub(self._node_id)
-            response = await stub.PublishBatch(request, timeout=BATCH_TIMEOUT)
+            with tracing.span_for_batch(
+                "gateway.publish_batch",
+                (carrier for _, _, carrier in batch),
+                node=self._node_id,
+                messages=len(batch),
+            ):
+                response = await stub.PublishBatch(
+                    request, timeout=BATCH_TIMEOUT, metadata=tracing.inject_metadata()
+                )
         except (grpc.aio.AioRpcError, KeyError) as error:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
             return
@@ -85,7 +97,7 @@ class NodeBatcher:
             )
             missing = pb.PublishResult(error_code="unavailable", error_message="no result")
             results += [missing] * (len(batch) - len(results))
-        for (_, future), result in zip(batch, results, strict=False):
+        for (_, future, _), result in zip(batch, results, strict=False):
             if not future.done():
                 future.set_result(result)
 
