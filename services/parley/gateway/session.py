@@ -22,7 +22,7 @@ from parley.gateway.ratelimit import TokenBucket
 from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
 from parley.observability.metrics import WS_DISCONNECTS, WS_FRAMES
-from parley.protocol import ProtocolError, SendRequest, frames, parse_request
+from parley.protocol import PingRequest, ProtocolError, SendRequest, frames, parse_request
 from parley.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -244,6 +244,10 @@ class Session:
                 continue
             if isinstance(request, SendRequest):
                 await self._start_send(request)
+                continue
+            if isinstance(request, PingRequest):
+                # Liveness must not wait behind sends stuck in a failover.
+                self.reply(frames.pong(request.id))
                 continue
             if self._sends:
                 # Keep this connection's requests in order: a leave must not
