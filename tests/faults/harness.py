@@ -52,6 +52,10 @@ RESULTS: list[str] = []
 """One markdown table row per finished scenario, printed at the end of the session."""
 
 
+class RecoveryError(AssertionError):
+    """A room took too long to accept messages again after a fault (liveness, not safety)."""
+
+
 class AgentError(RuntimeError):
     """The agent answered a request with an error, or not at all."""
 
@@ -196,8 +200,10 @@ class Result:
         for label, seconds in self.recovery.items():
             if label not in self.bound:
                 continue
-            assert seconds is not None, f"no ack after fault {label!r}"
-            assert seconds < recovery_limit, f"recovery after {label!r} took {seconds:.2f} s"
+            if seconds is None:
+                raise RecoveryError(f"no ack after fault {label!r}")
+            if seconds >= recovery_limit:
+                raise RecoveryError(f"recovery after {label!r} took {seconds:.2f} s")
 
 
 class FaultLab:
