@@ -322,6 +322,10 @@ class Cluster:
         """Manual failure-detector overrides: node -> peers it believes down."""
         self.on_ack: Callable[[str, LogEntry], None] | None = None
         self.crash_mid_step: Callable[[SimNode], bool] = lambda node: False
+        self.window: int | None = None
+        """Most append RPCs in flight per (room, peer); None: no limit (the
+        manual harness, where lost messages never time out). The real node
+        sends one at a time; more pipelines, as append_for allows."""
         self._rpc = 0
         for node in self.nodes.values():
             self._start(node)
@@ -435,6 +439,8 @@ class Cluster:
     def _send_appends(self, node: SimNode, rep: RoomReplica, peers: Iterable[str]) -> None:
         for peer in peers:
             for _ in range(4):  # a few batches of a long backlog at once
+                if self.window is not None and self._in_flight(node, rep.room, peer) >= self.window:
+                    break  # sent again when an answer or a failure frees a slot
                 append = rep.append_for(peer, self.now)
                 if append is None:
                     break
@@ -446,6 +452,10 @@ class Cluster:
                 self.send(msg)
                 if peer not in rep.dirty_peers:
                     break
+
+    @staticmethod
+    def _in_flight(node: SimNode, room: str, peer: str) -> int:
+        return sum(1 for m in node.outstanding.values() if m.dst == peer and m.room == room)
 
     def _deliver_commits(self, node: SimNode, rep: RoomReplica, taken: list[LogEntry]) -> None:
         pending = node.pending.setdefault(rep.room, {})
@@ -696,6 +706,8 @@ class SimConfig:
     crash_mid_step: float = 0.0005
     fault_every_ms: tuple[int, int] = (200, 2500)
     rpc_timeout_ms: int = 600
+    window: int = 1
+    """Append RPCs in flight per room and peer (the node sends one at a time)."""
     detect_ms: int = 300
     """How long a failure detector takes to see a node go down."""
     clients: int = 3
@@ -722,6 +734,8 @@ class SimConfig:
             # small batches open the windows where only part of a new
             # administrator's backlog has reached a majority (Figure 8)
             timing=Timing(max_batch_entries=rng.choice([1, 2, 3, 1024, 1024])),
+            # pipelining reorders a follower's appends among themselves
+            window=rng.choice([1, 1, 2, 4]),
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -759,11 +773,15 @@ class Simulation:
         self.cluster.lost = self._lost  # type: ignore[method-assign]
         self.cluster.up_view = self._up_view  # type: ignore[method-assign]
         self.cluster.crash_mid_step = self._crash_mid_step
+        self.cluster.window = self.config.window
         self.cluster.on_ack = self._on_ack
         self.events: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
         self.steps = 0
         self.chaos = True
+        """Faults, loss and duplicates are being injected."""
+        self.publishing = True
+        """Clients start new messages (otherwise they only finish the current one)."""
         self.faults: list[tuple[str, Any]] = []
         """Active faults: ("partition", links), ("lie", (node, peer))."""
         self.lies: set[tuple[str, str]] = set()
@@ -880,7 +898,7 @@ class Simulation:
     def _client(self, room: str, client: Client) -> None:
         c = self.config
         cluster = self.cluster
-        if client.current is None and (self.chaos or client.count == 0):
+        if client.current is None and (self.publishing or client.count == 0):
             client.count += 1
             first = client.user == "u0" and client.count == 1
             client.current = "create" if first else f"{client.user}-m{client.count}"
@@ -892,7 +910,7 @@ class Simulation:
                 user = OWNER if client.current == "create" else client.user
                 cluster.publish(node, room, user, client.current, f"{client.current}@{node}")
             client.next_try = cluster.now + c.retry_ms
-        if self.chaos:
+        if self.publishing:
             self.after(self.rng.randrange(*c.publish_every_ms), lambda: self._client(room, client))
         elif client.current is not None:
             self.after(c.retry_ms // 4, lambda: self._client(room, client))
@@ -989,6 +1007,7 @@ class Simulation:
     def heal(self) -> None:
         """End the chaos: every node up, links whole, detectors truthful, no loss."""
         self.chaos = False
+        self.publishing = False
         self.faults.clear()
         self.lies.clear()
         self.cluster.blocked = set()
@@ -1000,6 +1019,19 @@ class Simulation:
         for room, clients in self.clients.items():
             for client in clients:
                 self.after(1, lambda r=room, c=client: self._client(r, c))
+
+    def steady(self, ms: int) -> int:
+        """Run for ms with clients publishing and no new faults (those set up
+        by hand, like `lies`, stay). Returns how many messages were acknowledged."""
+        self.chaos = False
+        self.publishing = True
+        before = len(self.cluster.checker.acked)
+        for room, clients in self.clients.items():
+            for client in clients:
+                self.after(1, lambda r=room, c=client: self._client(r, c))
+        self.run_until(lambda: False, ms)
+        self.publishing = False
+        return len(self.cluster.checker.acked) - before
 
     # ------------------------------------------------------------------- run
 

@@ -107,3 +107,38 @@ def test_liveness_bound_is_enforced() -> None:
     sim.cluster.schedule = no_votes  # type: ignore[method-assign]
     with pytest.raises(InvariantViolation, match="no serving administrator"):
         sim.run()
+
+
+def settled(seed: int, nodes: int = 3) -> tuple[Simulation, str]:
+    """A short faulty run, healed and checked; returns it and its administrator."""
+    sim = run_seed(seed, nodes, 500)
+    admin = sim.serving("r0")
+    assert admin is not None
+    return sim, admin
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lying_failure_detector_causes_no_churn(seed: int) -> None:
+    """A follower that wrongly sees the administrator down (its appends still
+    arrive) neither deposes it again and again nor stops the room."""
+    sim, admin = settled(40_000 + seed)
+    liar = next(n for n in sim.cluster.rooms["r0"] if n != admin)
+    sim.lies.add((liar, admin))
+    elected = sim.cluster.checker.stats["administrators"]
+    assert sim.steady(30_000) > 100
+    assert sim.cluster.checker.stats["administrators"] - elected <= 1
+
+
+@pytest.mark.parametrize(("seed", "nodes"), [(s, n) for s in range(3) for n in (3, 5)])
+def test_minority_down_for_good_keeps_serving(seed: int, nodes: int) -> None:
+    """With a minority crashed for good (the administrator among them), the rest
+    elect once and go on committing."""
+    sim, admin = settled(41_000 + seed, nodes)
+    members = sim.cluster.rooms["r0"]
+    down = [admin, *[n for n in members if n != admin][: (nodes - 1) // 2 - 1]]
+    for node in down:
+        sim.cluster.crash(node)
+    elected = sim.cluster.checker.stats["administrators"]
+    assert sim.steady(30_000) > 100
+    assert sim.cluster.checker.stats["administrators"] - elected == 1
+    assert not set(sim.cluster.administrators("r0")) & set(down)
