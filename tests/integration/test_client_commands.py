@@ -52,7 +52,10 @@ async def parley(*args: str) -> tuple[int, str, str]:
 
 @asynccontextmanager
 async def tail_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m parley tail ARGS` running in the background, killed afterwards."""
+    """`python -m parley tail ARGS` running in the background, killed afterwards.
+
+    If the test fails inside, the tail's stderr is printed (pytest shows it).
+    """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -65,6 +68,13 @@ async def tail_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
     )
     try:
         yield proc
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+        if proc.stderr is not None:
+            err = await asyncio.wait_for(proc.stderr.read(), DEADLINE)
+            print(f"tail stderr:\n{err.decode(errors='replace')}")
+        raise
     finally:
         if proc.returncode is None:
             proc.kill()
