@@ -819,6 +819,20 @@ class Simulation:
         self.cluster.now = max(self.cluster.now, when)
         self.steps += 1
         fn()
+        if self.steps % 250 == 0:
+            self.check_logs_match()
+
+    def check_logs_match(self) -> None:
+        """Log matching across every pair of live replicas, mid-run."""
+        for room, members in self.cluster.rooms.items():
+            logs = [
+                (n, self.cluster.nodes[n].replicas[room].log)
+                for n in members
+                if not self.cluster.nodes[n].crashed
+            ]
+            for i, (a, log_a) in enumerate(logs):
+                for b, log_b in logs[i + 1 :]:
+                    check_log_matching(f"{room} {a}/{b}", log_a, log_b)
 
     def run_until(self, done: Callable[[], bool], limit_ms: int) -> bool:
         """Step until done() or `limit_ms` of simulated time pass."""
