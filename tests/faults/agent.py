@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from parley.supervisor import grpc_serving, http_ready
 from support.checker import Delivery, HistEntry, History, Send, Subscription
 from support.client import ChatClient
+from websockets.exceptions import WebSocketException
 
 ATTEMPT_TIMEOUT = 4.0
 """Seconds one send attempt waits for its ack before it is retried."""
@@ -55,6 +56,15 @@ RETRY_PAUSE = 0.2
 
 RETRYABLE = {"unavailable", "internal", "rate_limited"}
 """Error codes after which a send is retried with the same id."""
+
+CONNECT_TIMEOUT = 15.0
+"""Seconds one (re)connection may take: the handshake plus joining every room."""
+
+CONNECT_ERRORS = (OSError, TimeoutError, ConnectionError, RuntimeError, WebSocketException)
+"""What a failed connection attempt raises; the next gateway is tried after any of them."""
+
+REQUEST_ERRORS = (TimeoutError, ConnectionError, OSError, WebSocketException)
+"""What a request on a connection that died raises; the request is retried."""
 
 RESEND_EVERY = 5
 """Every this many sends, a user also re-sends one of its acked ids (the seq must match)."""
@@ -103,8 +113,9 @@ class User:
             while True:
                 url = self.gateways[self.gw % len(self.gateways)]
                 try:
-                    return await self._connect(url)
-                except (OSError, TimeoutError, ConnectionError, RuntimeError) as exc:
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        return await self._connect(url)
+                except CONNECT_ERRORS as exc:
                     log(self.name, "connect failed", url, repr(exc))
                     self.gw += 1
                     if time.monotonic() > deadline:
@@ -114,6 +125,7 @@ class User:
     async def _connect(self, url: str) -> ChatClient:
         """Connect to `url` and join every room from after the last seq seen."""
         since = {room: self.last_seq(room) for room in self.rooms}
+        log(self.name, "connecting to", url)
         conn = await ChatClient.connect(url, self.name, open_timeout=3.0)
         try:
             for room in self.rooms:
@@ -145,7 +157,11 @@ class User:
                     {"type": "send", "room": room, "text": text, "id": msg_id},
                     timeout=ATTEMPT_TIMEOUT,
                 )
-            except (TimeoutError, ConnectionError, OSError) as exc:
+            except REQUEST_ERRORS as exc:
+                record.outcome = "unknown"
+                record.errors.append(type(exc).__name__)
+            except Exception as exc:  # never let one send end the load: log, retry
+                log(self.name, "unexpected error sending", msg_id, repr(exc))
                 record.outcome = "unknown"
                 record.errors.append(type(exc).__name__)
             else:
@@ -172,7 +188,7 @@ class User:
                 {"type": "send", "room": record.room, "text": record.text, "id": record.msg_id},
                 timeout=ATTEMPT_TIMEOUT,
             )
-        except (TimeoutError, ConnectionError, OSError) as exc:
+        except (*REQUEST_ERRORS, RuntimeError) as exc:
             log(self.name, "re-send of", record.msg_id, "got no answer:", repr(exc))
             return
         if reply.get("type") == "ack":
