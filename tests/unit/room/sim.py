@@ -322,6 +322,9 @@ class Cluster:
         """Manual failure-detector overrides: node -> peers it believes down."""
         self.on_ack: Callable[[str, LogEntry], None] | None = None
         self.crash_mid_step: Callable[[SimNode], bool] = lambda node: False
+        self.recorded = {room: list(members) for room, members in rooms.items()}
+        """The replica group each room's create entry records (the order may
+        differ from placement's: replicas then follow the recorded one)."""
         self.window: int | None = None
         """Most append RPCs in flight per (room, peer); None: no limit (the
         manual harness, where lost messages never time out). The real node
@@ -545,7 +548,7 @@ class Cluster:
             return None
         kind = EntryKind.CREATE if client_msg_id == "create" else EntryKind.MESSAGE
         if kind is EntryKind.CREATE:
-            text = ",".join(self.rooms[room])  # the create entry records the replica group
+            text = ",".join(self.recorded[room])  # the create entry records the replica group
         existing: LogEntry | None = None
         if kind is EntryKind.CREATE:
             if rep.tip.exists:
@@ -707,6 +710,8 @@ class SimConfig:
     fault_every_ms: tuple[int, int] = (200, 2500)
     rpc_timeout_ms: int = 600
     window: int = 1
+    reversed_group: bool = False
+    """The create entry records the replica group in reverse placement order."""
     """Append RPCs in flight per room and peer (the node sends one at a time)."""
     detect_ms: int = 300
     """How long a failure detector takes to see a node go down."""
@@ -736,6 +741,7 @@ class SimConfig:
             timing=Timing(max_batch_entries=rng.choice([1, 2, 3, 1024, 1024])),
             # pipelining reorders a follower's appends among themselves
             window=rng.choice([1, 1, 2, 4]),
+            reversed_group=rng.random() < 0.25,
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -774,6 +780,8 @@ class Simulation:
         self.cluster.up_view = self._up_view  # type: ignore[method-assign]
         self.cluster.crash_mid_step = self._crash_mid_step
         self.cluster.window = self.config.window
+        if self.config.reversed_group:
+            self.cluster.recorded = {r: m[::-1] for r, m in rooms.items()}
         self.cluster.on_ack = self._on_ack
         self.events: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
