@@ -94,8 +94,7 @@ def test_late_append_from_a_deposed_administrator_is_refused() -> None:
 
 
 def test_follower_does_not_commit_its_divergent_tail() -> None:
-    """A follower learns the commit index only up to what it has shown to match,
-    never over stale entries of an old epoch that follow."""
+    """A follower commits only up to what it has shown to match, not its stale tail."""
     c = make("abcde", Timing(max_batch_entries=1))
     start(c, "a")  # indexes 1 (epoch entry) and 2 (create) everywhere
     c.publish("a", ROOM, "u", "x1", "x1")  # index 3: reaches b and c only
@@ -180,8 +179,7 @@ def test_lost_append_is_sent_again() -> None:
 
 
 def test_vote_request_from_a_stale_candidate_does_not_bump_a_live_group() -> None:
-    """Followers that hear from a live administrator refuse a vote without
-    adopting the candidate's epoch."""
+    """Followers of a live administrator refuse a vote and keep their epoch."""
     c = make()
     start(c, "a")
     c.isolate("c")
@@ -196,8 +194,7 @@ def test_vote_request_from_a_stale_candidate_does_not_bump_a_live_group() -> Non
 
 
 def test_wrong_failure_detector_does_not_depose_a_live_administrator() -> None:
-    """A follower whose detector says the administrator is down, while its
-    appends still arrive, must not keep deposing it (no election churn)."""
+    """A detector wrongly reporting a live administrator down causes no election churn."""
     c = make()
     start(c, "a")
     c.down["b"] = {"a"}  # b's health watch on a is broken; the links are fine

@@ -182,8 +182,7 @@ def figure_8() -> Cluster:
 
 
 def test_figure_8_old_epoch_entry_is_not_committed_by_counting() -> None:
-    """An epoch-2 entry on a majority is not committed by an epoch-4 administrator
-    until an entry of epoch 4 is too, because epoch 5 may still overwrite it."""
+    """An epoch-2 entry on a majority stays uncommitted in epoch 4; epoch 5 replaces it."""
     c = figure_8()
     assert c.replica("1").commit_index < 3  # index 3 is on 4 of 5, yet not committed
 
@@ -206,8 +205,7 @@ def test_figure_8_old_epoch_entry_is_not_committed_by_counting() -> None:
 
 
 def test_figure_8_entry_of_the_current_epoch_commits_the_old_one() -> None:
-    """Once its epoch-4 entry is on a majority, 1 commits it and the epoch-2
-    entry before it, and 5 can no longer win an election."""
+    """An epoch-4 entry on a majority commits the epoch-2 one before it; 5 cannot win."""
     c = figure_8()
     c.heartbeat("1")
     c.stabilize()
@@ -251,8 +249,7 @@ def test_follower_restart_catches_up() -> None:
 
 
 def test_paused_administrator_resumes_and_cannot_commit() -> None:
-    """A paused administrator that missed an election appends on resume, commits
-    nothing and steps down at the first answer from the new epoch."""
+    """A paused administrator that missed an election commits nothing and steps down."""
     c = make()
     start(c, "a")
     send(c, "a", "m1")
@@ -283,8 +280,7 @@ def test_paused_administrator_resumes_and_cannot_commit() -> None:
 
 
 def test_paused_administrator_steps_down_on_its_first_tick() -> None:
-    """Back from a long pause with no recent answers, an administrator stops
-    claiming the room before it hears anything."""
+    """Back from a long pause, an administrator steps down on its first tick."""
     c = make()
     start(c, "a")
     c.pause("a")
