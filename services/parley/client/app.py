@@ -124,7 +124,10 @@ class ParleyApp(App[int]):
             self.chat.system_all(status.message, "info")
             self.sub_title = self.url
         elif status.state == "resumed":
-            pass  # "connected" already told the user; per-room resumes are noise
+            # "connected" already told the user; refresh who is online, which
+            # may have changed while we were away.
+            if status.room is not None and status.room in self.chat.views:
+                self.chat.load_members(status.room)
         elif status.state == "closed":
             self.chat.system_all(status.message, "error")
             self.sub_title = "disconnected"

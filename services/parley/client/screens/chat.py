@@ -130,10 +130,11 @@ class ChatScreen(Screen[None]):
                 self._relabel(room)
             return
         view.sidebar.set_members(joined.get("members") or [])
-        self._load_members(room)
+        self.load_members(room)
 
     @work(group="members")
-    async def _load_members(self, room: str) -> None:
+    async def load_members(self, room: str) -> None:
+        """Refresh the member sidebar (with online dots) of `room`."""
         conn = self.parley.conn
         view = self.views.get(room)
         if conn is None or view is None:
