@@ -124,11 +124,11 @@ def test_lying_failure_detector_causes_no_churn(seed: int) -> None:
     liar = next(n for n in sim.cluster.rooms["r0"] if n != admin)
     sim.lies.add((liar, admin))
     elected = sim.cluster.checker.stats["administrators"]
-    assert sim.steady(30_000) > 100
+    assert sim.steady(20_000) > 100
     assert sim.cluster.checker.stats["administrators"] - elected <= 1
 
 
-@pytest.mark.parametrize(("seed", "nodes"), [(s, n) for s in range(3) for n in (3, 5)])
+@pytest.mark.parametrize(("seed", "nodes"), [(s, n) for s in range(2) for n in (3, 5)])
 def test_minority_down_for_good_keeps_serving(seed: int, nodes: int) -> None:
     """With a minority down for good (administrator included) the rest elect once, go on."""
     sim, admin = settled(41_000 + seed, nodes)
@@ -137,6 +137,6 @@ def test_minority_down_for_good_keeps_serving(seed: int, nodes: int) -> None:
     for node in down:
         sim.cluster.crash(node)
     elected = sim.cluster.checker.stats["administrators"]
-    assert sim.steady(30_000) > 100
+    assert sim.steady(20_000) > 100
     assert sim.cluster.checker.stats["administrators"] - elected == 1
     assert not set(sim.cluster.administrators("r0")) & set(down)
