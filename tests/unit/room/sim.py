@@ -878,7 +878,8 @@ class Simulation:
         """Lost messages time out on their own (see the RPC deadline in _schedule)."""
 
     def _up_view(self, node_id: str) -> set[str]:
-        """A failure detector: truthful after `detect_ms`, blind across cut links."""
+        """A failure detector: a crash is seen at once (the kernel resets the
+        connections), a pause or a cut link after `detect_ms`; `lies` invert it."""
         cluster = self.cluster
         up = {node_id}
         for other, peer in cluster.nodes.items():
