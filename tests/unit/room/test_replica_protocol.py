@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from parley.room.entries import EntryKind
 from parley.room.replica import Role, Timing
-from sim import APPEND, OWNER, Cluster
+from sim import APPEND, OWNER, Cluster, SimNode
 
 ROOM = "r0"
 QUIET_MS = 3000
@@ -216,3 +216,28 @@ def test_administrator_cut_off_from_a_majority_steps_down() -> None:
     assert c.publish("a", ROOM, "u", "late", "late") is None
     new = [n for n in "bc" if c.replica(n).serving]
     assert len(new) == 1  # the majority side elected one meanwhile
+
+
+def test_crash_before_the_write_loses_the_step_and_its_answer() -> None:
+    """A follower dying before it persists an append neither answers nor keeps it."""
+    c = make()
+    start(c, "a")
+    c.publish("a", ROOM, "u", "m1", "m1")
+    armed = {"b"}
+
+    def crash_once(node: SimNode) -> bool:
+        if node.id in armed:
+            armed.discard(node.id)
+            return True
+        return False
+
+    c.crash_mid_step = crash_once
+    c.deliver_where(lambda m: m.kind == APPEND and m.dst == "b")
+    assert c.nodes["b"].crashed
+    assert not [m for m in c.inflight if m.src == "b"]
+    c.restart("b")
+    assert ids(c, "b") == []  # the append never reached b's disk
+    c.stabilize()  # c's answer commits m1 with a
+    settle(c, "a")
+    assert ids(c, "b") == ["m1"]
+    c.checker.final(c)
