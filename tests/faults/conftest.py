@@ -16,7 +16,7 @@ async def fault_lab(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     require_netns()
     sweep_stale()
     net = NetLab()
-    lab = FaultLab(tmp_path, net, request.node.name.removeprefix("test_"))
+    lab = FaultLab(tmp_path, net, request.node.name.removeprefix("test_"), request.node.nodeid)
     try:
         yield lab
     finally:
@@ -43,8 +43,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("fault scenarios")
     terminalreporter.write_line(
-        "| scenario | sent | acked | delivered | recovery (s) | longest ack gap (s) | invariants |"
+        "| scenario | sent | acked | delivered | recovery (s) | longest ack gap (s) "
+        "| ack p99 (ms) | invariants | command |"
     )
-    terminalreporter.write_line("|---|---|---|---|---|---|---|")
+    terminalreporter.write_line("|---|---|---|---|---|---|---|---|---|")
     for row in RESULTS:
         terminalreporter.write_line(row)

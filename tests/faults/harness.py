@@ -209,11 +209,19 @@ class Result:
 class FaultLab:
     """A cluster on namespaced hosts with a load-generating client; see the module docstring."""
 
-    def __init__(self, tmp_path: Path, net: NetLab, name: str) -> None:
-        """Plan; start() builds the hosts and starts everything."""
+    def __init__(self, tmp_path: Path, net: NetLab, name: str, nodeid: str = "") -> None:
+        """Plan; start() builds the hosts and starts everything.
+
+        Args:
+            tmp_path: where logs, data and the recorded history go.
+            net: the namespaces to run on (closed by the caller).
+            name: the scenario's name in summaries.
+            nodeid: the pytest node id, for the command in the results table.
+        """
         self.tmp_path = tmp_path
         self.net = net
         self.name = name
+        self.nodeid = nodeid
         self.faults: list[Fault] = []
         self.agent: AgentProc | None = None
         self.cluster: LocalCluster | None = None
@@ -369,7 +377,9 @@ class FaultLab:
         RESULTS.append(
             f"| {self.name} | {report.sent} | {report.acked} | {report.delivered} | "
             f"{'never' if worst is None else f'{worst:.2f}'} | {result.longest_gap:.2f} | "
-            f"{'ok' if report.ok else 'FAIL ' + str(report.counts())} |"
+            f"{report.ack_p99 * 1000:.0f} | "
+            f"{'ok' if report.ok else 'FAIL ' + str(report.counts())} | "
+            f"`.venv/bin/pytest {self.nodeid} -s` |"
         )
         return result
 

@@ -22,7 +22,7 @@ SEED = int(os.environ.get("PARLEY_FAULT_SEED", "7"))
 """Seed of the fault schedules; set PARLEY_FAULT_SEED to replay another one."""
 
 CHURN_SECONDS = float(os.environ.get("PARLEY_CHURN_SECONDS", "60"))
-"""How long test_churn's churn lasts (test_churn_overlapping: half of it)."""
+"""How long test_churn's churn lasts (test_churn_overlapping: a third of it)."""
 
 STEP_SECONDS = 1.0
 """A new fault about this often (a killed node's restart makes a step longer)."""
@@ -37,7 +37,7 @@ async def test_churn(fault_lab: FaultLab) -> None:
 
 async def test_churn_overlapping(fault_lab: FaultLab) -> None:
     """With up to two of three nodes faulty at once, nothing acked is lost, nothing diverges."""
-    await churn(fault_lab, random.Random(SEED + 1), CHURN_SECONDS / 2, max_faulty=2)
+    await churn(fault_lab, random.Random(SEED + 1), CHURN_SECONDS / 3, max_faulty=2)
 
 
 async def churn(lab: FaultLab, rng: random.Random, seconds: float, max_faulty: int) -> None:
