@@ -18,7 +18,8 @@ unit tests), plain data that round-trips through JSON:
 
 * **lost**: an acknowledged message missing from a final history, stored at a
   seq other than the acknowledged one, or never delivered to a subscriber
-  that was subscribed throughout;
+  that was subscribed throughout; or an entry delivered at a seq past the end
+  of a final history (delivered, then gone);
 * **unexpected**: a message delivered or stored that nobody sent;
 * **duplicated**: the same entry delivered twice to one subscriber, one
   message stored under two seqs, or a re-send of an acknowledged id
@@ -347,6 +348,17 @@ def check(history: History) -> Report:
                     f"never delivered to {sub.subscriber}"
                 )
 
+    # Delivered entries past the end of a final history were delivered, then lost.
+    for source, rooms in sorted(history.histories.items()):
+        for room, entries in sorted(rooms.items()):
+            last = entries[-1].seq if entries else 0
+            past = sorted({(d.seq, d.key) for d in history.deliveries
+                           if d.room == room and d.seq > last})  # fmt: skip
+            for seq, key in past:
+                report.lost.append(
+                    f"{room} seq {seq} ({_describe(key)}) was delivered but history {source} "
+                    f"ends at seq {last}"
+                )
     # Full subscribers must have reached the end of the room.
     for sub in history.subscriptions:
         last = final_last.get(sub.room)

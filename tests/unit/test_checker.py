@@ -113,6 +113,21 @@ def test_message_missing_only_at_one_subscriber_is_lost() -> None:
     ]
 
 
+def test_delivered_entry_missing_from_history_is_lost() -> None:
+    """An entry delivered past the end of the final history (delivered, then gone) is lost."""
+    history = clean_history()
+    history.sends.append(Send(room="r0", client="bob", msg_id="ghost", text="ghost", t_start=30.0))
+    seq = len(history.histories["fresh"]["r0"]) + 1
+    history.deliveries.append(
+        Delivery(subscriber="alice", room="r0", seq=seq, kind="message", sender="bob", text="ghost")
+    )
+    report = check(history)
+    assert report.lost == [
+        f"r0 seq {seq} (message from bob 'ghost') was delivered but history fresh ends at seq "
+        f"{seq - 1}"
+    ]
+
+
 def test_incomplete_subscriber_is_not_owed_later_messages() -> None:
     """A subscriber that left early (complete=False) missing the tail is fine."""
     history = clean_history()
