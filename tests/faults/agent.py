@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,8 @@ class User:
         self.rooms = rooms
         self.conns: list[ChatClient] = []
         self.sends: list[Send] = []
+        self.rng = random.Random(name)
+        """Picks which acked message to re-send; seeded by the name, so runs repeat."""
         self._lock = asyncio.Lock()
 
     @property
@@ -260,7 +263,7 @@ class Agent:
             await user.send(room, f"{user.name}-{k}", f"{user.name}/{room}/{k}", give_up=1e18)
             k += 1
             if k % RESEND_EVERY == 0:
-                await user.resend(user.sends[(k * 7919) % len(user.sends)])
+                await user.resend(user.rng.choice(user.sends))
             next_at = max(next_at + 1.0 / rate, time.monotonic() - 1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), max(0.0, next_at - time.monotonic()))
