@@ -44,6 +44,10 @@ SEND_RETRY_SECONDS = 15.0
 """How long `send` keeps retrying (same id, stored once) through a reconnect."""
 
 
+JOIN_RETRY_SECONDS = 15.0
+"""How long `tail` retries a join the gateway says is `unavailable`."""
+
+
 class UsageError(Exception):
     """Bad arguments detected before anything was sent."""
 
@@ -120,6 +124,22 @@ def send(url: str, user: str, token: str | None, room: str, text: str) -> int:
     return _run(main)
 
 
+async def _join_patiently(conn: Connection, room: str, since: int | None) -> None:
+    """Join, retrying while the room is briefly `unavailable` (e.g. mid-election)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JOIN_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            await conn.join(room, since=since)
+            return
+        except ServerError as exc:
+            if exc.code != "unavailable" or loop.time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 def tail(
     url: str, user: str, token: str | None, room: str, since: int | None, as_json: bool
 ) -> int:
@@ -140,7 +160,7 @@ def tail(
         await conn.connect()
         try:
             stream = conn.events(room)
-            await conn.join(room, since=since)
+            await _join_patiently(conn, room, since)
             async for event in stream:
                 if isinstance(event, Entry):
                     line = (

@@ -531,24 +531,58 @@ class Connection:
         return None
 
     async def _resume(self) -> None:
-        """Re-join every joined room after the last seq delivered."""
-        for room in sorted(self._joined):
-            last = self.last_seq(room)
-            frame: dict[str, Any] = {"type": "join", "room": room}
-            if last is not None:
-                frame["since"] = last
-            try:
-                await self.request(frame)
-            except ServerError as exc:
-                if exc.code == "not_found":
-                    self._forget(room)
-                    self._emit(Deleted(room))
-                else:
-                    self._emit(Status("error", f"could not resume {room}: {exc}", room))
-            except (ConnectionLost, RequestTimeout):
-                return  # the supervisor reconnects and tries again
-            else:
-                self._emit(Status("resumed", f"resumed after #{last}", room))
+        """Re-join every joined room after the last seq delivered.
+
+        A room the gateway cannot serve yet (`unavailable` right after a
+        restart, a timeout while its administrator is being elected) is
+        retried with backoff: giving up would leave it silently stale.
+        """
+        pending = sorted(self._joined)
+        delay = self.backoff_initial
+        warned: set[str] = set()
+        while pending and not self._closing:
+            retry: list[str] = []
+            for room in pending:
+                if room not in self._joined:
+                    continue  # left or deleted meanwhile
+                if not self.connected:
+                    return  # the supervisor reconnects and resumes again
+                outcome = await self._resume_room(room, warn=room not in warned)
+                if outcome == "lost":
+                    return
+                if outcome == "retry":
+                    warned.add(room)
+                    retry.append(room)
+            pending = retry
+            if pending:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.backoff_max)
+
+    async def _resume_room(self, room: str, warn: bool) -> str:
+        """One re-join attempt: "ok", "gone", "failed", "retry" or "lost"."""
+        last = self.last_seq(room)
+        frame: dict[str, Any] = {"type": "join", "room": room}
+        if last is not None:
+            frame["since"] = last
+        try:
+            await self.request(frame)
+        except ServerError as exc:
+            if exc.code == "not_found":
+                self._forget(room)
+                self._emit(Deleted(room))
+                return "gone"
+            if exc.code in ("unavailable", "internal", "rate_limited"):
+                if warn:
+                    self._emit(Status("error", f"{room}: {exc}; retrying", room))
+                return "retry"
+            self._emit(Status("error", f"could not resume {room}: {exc}", room))
+            return "failed"
+        except RequestTimeout:
+            return "retry" if self.connected else "lost"
+        except ConnectionLost:
+            return "lost"
+        self._emit(Status("resumed", f"resumed after #{last}", room))
+        return "ok"
 
     # ------------------------------------------------------------------ inbound
 

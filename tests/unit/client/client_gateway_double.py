@@ -44,6 +44,8 @@ class GatewayDouble:
         """Push every live entry twice."""
         self.history_works = True
         """When False, `history` returns no messages (an unfillable gap)."""
+        self.fail_joins = 0
+        """Answer this many of the next joins with `unavailable`."""
         self.refuse_token = "bad"
         """Handshakes with this token get HTTP 401."""
         self.frames_in: list[dict[str, Any]] = []
@@ -68,6 +70,10 @@ class GatewayDouble:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
+
+    def subscribed(self, room: str, user: str) -> bool:
+        """True once a connection of `user` receives `room`'s live entries."""
+        return any(self.users.get(ws) == user for ws in self.subscribers.get(room, ()))
 
     async def cut_connections(self) -> None:
         """Drop every client socket abruptly but keep listening."""
@@ -171,6 +177,9 @@ class GatewayDouble:
         if state is None:
             return self._error("not_found", f"no room named {room}")
         if kind == "join":
+            if self.fail_joins > 0:
+                self.fail_joins -= 1
+                return self._error("unavailable", "the room is electing an administrator")
             if user not in state.members:
                 state.members.add(user)
                 self.add_entry(room, {"type": "presence", "user": user, "event": "join"})

@@ -97,7 +97,7 @@ async def test_tail_prints_lines_and_exits_when_room_deleted(
         task = asyncio.create_task(
             asyncio.to_thread(commands.tail, gateway.url, "bob", "", "general", None, False)
         )
-        await wait_for(lambda: "bob" in gateway.rooms["general"].members, 5)
+        await wait_for(lambda: gateway.subscribed("general", "bob"), 5)
         await alice.send("general", "live")
         await wait_for(lambda: len(gateway.rooms["general"].log) >= 4, 5)
         await alice.delete("general")
@@ -122,7 +122,7 @@ async def test_tail_json_since(gateway: GatewayDouble, capsys: pytest.CaptureFix
         task = asyncio.create_task(
             asyncio.to_thread(commands.tail, gateway.url, "bob", "", "general", 1, True)
         )
-        await wait_for(lambda: len(gateway.subscribers.get("general", ())) >= 1, 5)
+        await wait_for(lambda: gateway.subscribed("general", "bob"), 5)
         await owner.delete("general")
         assert await asyncio.wait_for(task, 10) == 0
     finally:
@@ -139,3 +139,24 @@ async def test_tail_of_missing_room_exits_one(
     code = await asyncio.to_thread(commands.tail, gateway.url, "bob", "", "nowhere", None, False)
     assert code == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+async def test_tail_retries_an_unavailable_join(
+    gateway: GatewayDouble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tail keeps trying while the room is briefly unavailable."""
+    await setup_room(gateway)
+    gateway.fail_joins = 2
+    owner = Connection(gateway.url, "alice")
+    await owner.connect()
+    try:
+        task = asyncio.create_task(
+            asyncio.to_thread(commands.tail, gateway.url, "bob", "", "general", None, True)
+        )
+        await wait_for(lambda: gateway.subscribed("general", "bob"), 10)
+        await owner.delete("general")
+        assert await asyncio.wait_for(task, 10) == 0
+    finally:
+        await owner.close()
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert frames[-1]["user"] == "bob" and frames[-1]["event"] == "join"

@@ -334,3 +334,21 @@ async def test_entries_of_a_forgotten_room_are_dropped(
     await alice.join("general")
     got = await drain(stream, 2)
     assert seqs(got) == [1, 2]
+
+
+async def test_resume_retries_while_the_room_is_unavailable(
+    gateway: GatewayDouble, alice: Connection
+) -> None:
+    """A re-join answered `unavailable` is retried until it succeeds; nothing is lost."""
+    stream = alice.events("general")
+    await alice.create("general")
+    await alice.join("general")
+    await drain(stream, 1)
+    gateway.fail_joins = 2
+    await gateway.cut_connections()
+    await wait_for(lambda: alice.reconnects == 1 and gateway.fail_joins == 0, 5)
+    await wait_for(lambda: gateway.subscribed("general", "alice"), 5)
+    seq = await alice.send("general", "after", retry_for=5)
+    got = await drain(stream, seq)
+    assert seqs(got) == [2]
+    assert "general" in alice.joined_rooms
