@@ -145,3 +145,16 @@ def test_sweep_stale_removes_dead_runs_only() -> None:
         removed = sweep_stale()
         assert stale in removed
         assert net.hosts["mine"] in run(["ip", "netns", "list"])
+
+
+def test_require_netns_skips_without_root_but_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without root the fault tests skip with the reason; with CI=true they fail instead."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="need root"):
+        require_netns()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"cannot run under CI: .*need root"):
+        require_netns()
