@@ -92,11 +92,6 @@ def _summary(spans: list[Span]) -> str:
     return "\n".join(" ".join(sorted(names)) for names in traces.values())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the gateway's gateway.publish span and node.replicate parented by the "
-    "publishes' carriers (tracing.span_for_batch); see tracing.py's module docstring",
-)
 async def test_publish_is_one_trace_across_processes(
     receiver: tuple[Receiver, int], make_cluster: Callable[..., Awaitable[LocalCluster]]
 ) -> None:

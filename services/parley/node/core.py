@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from parley._generated.peer_service_pb2 import LocateRoomResponse
 from parley.cluster.placement import replicas_for
-from parley.observability import metrics
+from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
 from parley.room.entries import EntryKind, LogEntry, RoomRecord
 from parley.room.replica import Role, RoomReplica, Timing
@@ -117,6 +117,8 @@ class NodeCore:
         self._flush_wakeup = asyncio.Event()
         self._commit_waiters: dict[str, deque[_CommitWaiter]] = {}
         self._proposed_at: dict[tuple[str, int], float] = {}
+        # (room, index) -> trace carrier of the request that proposed it
+        self.carriers: dict[tuple[str, int], dict[str, str]] = {}
         self._room_watchers: dict[str, list[asyncio.Future[None]]] = {}
         self.subscribers: dict[str, set[Subscriber]] = {}
         self.presence: dict[str, Presence] = {}
@@ -330,6 +332,8 @@ class NodeCore:
         metrics.MESSAGES_COMMITTED.inc(len(committed))
         now = time.perf_counter()
         for entry in committed:
+            if self.carriers:
+                self.carriers.pop((room, entry.index), None)
             proposed = self._proposed_at.pop((room, entry.index), None)
             if proposed is not None:
                 metrics.COMMIT_LATENCY.observe(now - proposed)
@@ -371,6 +375,9 @@ class NodeCore:
         """
         entry = replica.propose(kind, user, text, msg_id, now_ms())
         self._proposed_at[(replica.room, entry.index)] = time.perf_counter()
+        if tracing.enabled():
+            # the replication of this entry continues the publish's trace
+            self.carriers[(replica.room, entry.index)] = tracing.current_carrier()
         future = self.wait_commit(replica, entry.index)
         if notify:
             self.after(replica)

@@ -139,8 +139,13 @@ class PeerSender:
         if not sent:
             return
         request = peer_pb.AppendRequest(sender=core.node_id, rooms=[m for _, m in sent])
+        carriers = (
+            [core.carriers.get((m.room, e.index)) for _, m in sent for e in m.entries]
+            if core.carriers
+            else []
+        )
         try:
-            with tracing.span("node.replicate", peer=self.peer, rooms=len(sent)):
+            with tracing.span_for_batch("node.replicate", carriers, peer=self.peer):
                 response = await self._stub().Append(
                     request, timeout=RPC_TIMEOUT, metadata=tracing.inject_metadata()
                 )
