@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from parley.cluster.discovery import Discovery
 from parley.cluster.static import StaticDiscovery
+from parley.config import GatewayConfig, NodeConfig
 
 KINDS = ("static", "kubernetes")
 """The accepted values of `--discovery`."""
@@ -44,3 +45,15 @@ def make_discovery(
 
         return KubernetesDiscovery(namespace, service, port, grace_seconds)
     raise ValueError(f"unknown discovery {kind!r}: want one of {', '.join(KINDS)}")
+
+
+def discovery_from_config(cfg: NodeConfig | GatewayConfig) -> Discovery:
+    """make_discovery() with the settings of a node's or gateway's config."""
+    return make_discovery(
+        cfg.discovery,
+        nodes=cfg.nodes,
+        namespace=cfg.k8s_namespace,
+        service=cfg.k8s_service,
+        port=cfg.k8s_port,
+        grace_seconds=cfg.member_grace,
+    )

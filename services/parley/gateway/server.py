@@ -8,7 +8,7 @@ from websockets.asyncio.server import Server
 
 from parley.cluster.channels import ChannelPool
 from parley.cluster.discovery import Discovery
-from parley.cluster.factory import make_discovery
+from parley.cluster.factory import discovery_from_config
 from parley.cluster.health import HealthMonitor
 from parley.config import GatewayConfig
 from parley.gateway.app import Gateway
@@ -41,14 +41,7 @@ async def serve(cfg: GatewayConfig) -> RunningGateway:
     Returns:
         The running gateway; `await close()` it to stop.
     """
-    discovery = make_discovery(
-        cfg.discovery,
-        nodes=cfg.nodes,
-        namespace=cfg.k8s_namespace,
-        service=cfg.k8s_service,
-        port=cfg.k8s_port,
-        grace_seconds=cfg.member_grace,
-    )
+    discovery = discovery_from_config(cfg)
     await discovery.start()
     pool = ChannelPool(discovery)
     health = HealthMonitor(discovery, pool)

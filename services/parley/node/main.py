@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from parley._generated import peer_service_pb2, peer_service_pb2_grpc, room_service_pb2
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.cluster.channels import SERVER_OPTIONS, ChannelPool
-from parley.cluster.factory import make_discovery
+from parley.cluster.factory import discovery_from_config
 from parley.cluster.health import HealthMonitor
 from parley.config import NodeConfig
 from parley.observability import tracing
@@ -37,14 +37,7 @@ SERVICE_NAMES = (
 
 async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     """Run a node until `stop` is set, then drain and shut down."""
-    discovery = make_discovery(
-        cfg.discovery,
-        nodes=cfg.nodes,
-        namespace=cfg.k8s_namespace,
-        service=cfg.k8s_service,
-        port=cfg.k8s_port,
-        grace_seconds=cfg.member_grace,
-    )
+    discovery = discovery_from_config(cfg)
     await discovery.start()
     pool = ChannelPool(discovery)
     monitor = HealthMonitor(discovery, pool, self_id=cfg.id)
