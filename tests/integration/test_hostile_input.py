@@ -181,6 +181,19 @@ async def _all_up(cluster: LocalCluster) -> bool:
     return all([await http_ready(cluster.gateway_http(i), seconds=5) for i in gateways])
 
 
+def _logged_failures(cluster: LocalCluster) -> list[str]:
+    """Log lines of every process that report an error or a traceback."""
+    found: list[str] = []
+    for name in cluster.procs:
+        text = cluster.log_path(name).read_text(errors="replace")
+        found += [
+            f"{name}: {line[:300]}"
+            for line in text.splitlines()
+            if '"level": "error"' in line or '"level": "critical"' in line or "Traceback" in line
+        ]
+    return found
+
+
 async def test_hostile_client_beside_chatters(cluster: LocalCluster) -> None:
     """Bad frames get errors, abuse closes only the abuser, chatters see no error and no gap."""
     url = cluster.gateway_url()
@@ -262,6 +275,7 @@ async def test_hostile_client_beside_chatters(cluster: LocalCluster) -> None:
         stored = [(m["seq"], m["type"], m.get("text")) for m in history["messages"]]
         assert stored == reference[-len(stored) :]
         assert await _all_up(cluster)
+        assert not _logged_failures(cluster)
     finally:
         for task in chatting:
             task.cancel()
@@ -295,3 +309,4 @@ async def test_hostile_user_names_are_refused_with_401(cluster: LocalCluster) ->
     async with await ChatClient.connect(url, "x" * 32) as client:
         assert (await client.ping())["type"] == "pong"
     assert await _all_up(cluster)
+    assert not _logged_failures(cluster)
