@@ -384,11 +384,17 @@ class FaultLab:
         return result
 
     def read_replica(self, node_id: str) -> dict[str, list[HistEntry]]:
-        """The visible entries (seq >= 1) in `node_id`'s sqlite log, per room, in log order."""
+        """The visible entries (seq >= 1) in `node_id`'s sqlite log, per room, in log order.
+
+        Only rooms the node is a replica of (it holds any entry of, at least
+        the create entry) are included: with more nodes than replicas a
+        node holds only some rooms.
+        """
         assert self.cluster is not None
         path = self.cluster.tmp_path / "data" / node_id / f"{node_id}.db"
-        rooms: dict[str, list[HistEntry]] = {room: [] for room in self.rooms}
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            held = {room for (room,) in db.execute("SELECT DISTINCT room FROM entries")}
+            rooms: dict[str, list[HistEntry]] = {r: [] for r in self.rooms if r in held}
             rows = db.execute(
                 "SELECT room, seq, kind, user, text FROM entries WHERE kind IN (2, 3, 4) "
                 "ORDER BY room, idx"
@@ -410,7 +416,11 @@ class FaultLab:
         deadline = time.monotonic() + REPLICA_TIMEOUT
         while True:
             views = {f"replica-{n}": self.read_replica(n) for n in self.cluster.node_ids}
-            behind = [name for name, view in views.items() if view != target]
+            behind = [
+                name
+                for name, view in views.items()
+                if any(entries != target[room] for room, entries in view.items())
+            ]
             if not behind or time.monotonic() > deadline:
                 if behind:
                     print(
