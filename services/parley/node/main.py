@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -83,14 +84,29 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     while core.administered and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     http.close()
-    await server.stop(grace=min(1.0, cfg.drain_seconds))
-    await transport.stop()
-    await monitor.stop()
-    await core.stop()
-    await pool.close()
-    await discovery.stop()
+    grace = min(1.0, cfg.drain_seconds)
+    await _bounded("grpc server", server.stop(grace=grace), grace + 2.0)
+    await _bounded("peer senders", transport.stop())
+    await _bounded("health watches", monitor.stop())
+    await _bounded("room replicas", core.stop())
+    await _bounded("channels", pool.close())
+    await _bounded("discovery", discovery.stop())
     tracing.shutdown()
     log.info("stopped")
+
+
+async def _bounded(step: str, awaitable: Awaitable[object], seconds: float = 3.0) -> None:
+    """Await one shutdown step, but never let it hold the exit past `seconds`.
+
+    Kubernetes SIGKILLs a pod that outlives its grace period; a step that
+    hangs (a stuck RPC, say) is logged and skipped instead, so the exit stays
+    clean and the log says what was slow.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        log.warning("shutdown step timed out", step=step, seconds=seconds)
 
 
 async def _main(cfg: NodeConfig) -> None:
