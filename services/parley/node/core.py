@@ -158,6 +158,15 @@ class NodeCore:
         await loop.run_in_executor(self._executor, self.store.close)
         self._executor.shutdown(wait=True)
 
+    def hand_over(self) -> None:
+        """Draining: give up every room this node administers."""
+        self.draining = True
+        now = now_ms()
+        for room in list(self.administered):
+            replica = self.rooms[room]
+            replica.step_down(now)
+            self.after(replica)
+
     # ------------------------------------------------------------- replicas
 
     def placement(self, room: str) -> list[str]:

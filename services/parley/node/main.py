@@ -75,10 +75,10 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
 
     await stop.wait()
     log.info("draining", seconds=cfg.drain_seconds)
-    core.draining = True
     # NOT_SERVING makes every peer's health watch report this node down, so
     # the next replicas take over its rooms while it still answers their votes
     await health_servicer.enter_graceful_shutdown()
+    core.hand_over()
     deadline = time.monotonic() + cfg.drain_seconds
     # polled: handovers happen in whichever room elects first, not as one event
     while core.administered and time.monotonic() < deadline:  # noqa: ASYNC110

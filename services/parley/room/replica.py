@@ -480,6 +480,12 @@ class RoomReplica:
         if heard:
             self._heard(now_ms)
 
+    def step_down(self, now_ms: int) -> None:
+        """Stop administering (a node draining for shutdown): the next replica
+        is elected without waiting for this one to go silent."""
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.epoch, now_ms)
+
     def _step_down(self, epoch: int, now_ms: int) -> None:
         self._become_follower(epoch, now_ms)
 
