@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from parley.client.app import ParleyApp
 from parley.client.connection import Connection
 from parley.client.screens.modals import ConfirmScreen, PromptScreen
@@ -214,11 +213,10 @@ async def test_small_terminal_hides_the_sidebar(cluster: LocalCluster, tmp_path:
         await wait_for(lambda: sidebar.region.width > 0, DEADLINE)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PARLEY_SCREENSHOTS"), reason="set PARLEY_SCREENSHOTS=1 to regenerate"
-)
 async def test_export_screenshots(cluster: LocalCluster, tmp_path: Path) -> None:
-    """Regenerate docs/screenshots/{rooms,chat}.svg from a real cluster."""
+    """The rooms and chat screens export as SVG (into docs/screenshots with
+    PARLEY_SCREENSHOTS=1, which is how the README's pictures are made)."""
+    out = SCREENSHOTS if os.environ.get("PARLEY_SCREENSHOTS") else tmp_path / "screenshots"
     url = cluster.gateway_url()
     seed = {
         "general": [
@@ -246,8 +244,8 @@ async def test_export_screenshots(cluster: LocalCluster, tmp_path: Path) -> None
             app.rooms.action_refresh()
             await wait_for(lambda: app.rooms.table.row_count == 3, DEADLINE)
             await pilot.pause(0.3)
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            (SCREENSHOTS / "rooms.svg").write_text(app.export_screenshot(title="parley — rooms"))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "rooms.svg").write_text(app.export_screenshot(title="parley — rooms"))
             await open_room_via_table(app, pilot, "ops")
             await open_room_via_table(app, pilot, "general")
             await conns["carol"].send("ops", "the dashboards look fine")
@@ -257,7 +255,13 @@ async def test_export_screenshots(cluster: LocalCluster, tmp_path: Path) -> None
             await wait_for(lambda: "thanks alice!" in shown_texts(app, "general"), DEADLINE)
             await wait_for(lambda: app.chat.unread.get("ops") == 1, DEADLINE)
             await pilot.pause(0.3)
-            (SCREENSHOTS / "chat.svg").write_text(app.export_screenshot(title="parley — chat"))
+            (out / "chat.svg").write_text(app.export_screenshot(title="parley — chat"))
     finally:
         for conn in conns.values():
             await conn.close()
+    rooms_svg = (out / "rooms.svg").read_text()
+    chat_svg = (out / "chat.svg").read_text()
+    assert all(room in rooms_svg for room in seed)
+    # SVG text escapes spaces; the rendered messages are in the picture
+    assert "great&#160;work&#160;everyone" in chat_svg
+    assert "thanks&#160;alice!" in chat_svg
