@@ -24,7 +24,7 @@ from parley.gateway.errors import (
 )
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.presence import PresenceReporter
-from parley.gateway.router import Router
+from parley.gateway.router import RELAY_METADATA, Router
 from parley.gateway.session import FRAMES_OUT
 from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
@@ -254,11 +254,12 @@ class Fanout:
         backoff = Backoff()
         tried: set[str] = set()
         redirects = 0
+        relay = False
         node = self._router.target(room)
         while True:
             if node is not None:
                 try:
-                    if await self._stream(feed, node, backoff):
+                    if await self._stream(feed, node, backoff, relay):
                         return
                     reason = "stream ended"
                 except NotAdministrator as error:
@@ -271,7 +272,11 @@ class Fanout:
                         and self._router.is_member(hint)
                     ):
                         redirects += 1
-                        node = hint
+                        if self._router.reachable(hint):
+                            node = hint
+                        else:
+                            # cut off from the administrator: `node` relays
+                            relay = True
                         continue
                     reason = "not the administrator"
                 except Unavailable as error:
@@ -290,13 +295,16 @@ class Fanout:
                 tried.add(node)
                 log.debug("feed re-subscribing", room=room, node=node, reason=reason)
             redirects = 0
+            relay = False
             await asyncio.sleep(backoff.next())
             node = self._router.target(room, tried)
             if node is None:
                 tried.clear()
                 node = self._router.target(room)
 
-    async def _stream(self, feed: RoomFeed, node: str, backoff: Backoff) -> bool:
+    async def _stream(
+        self, feed: RoomFeed, node: str, backoff: Backoff, relay: bool = False
+    ) -> bool:
         """One Subscribe stream; True when it ended with the room's delete entry."""
         request = pb.SubscribeRequest(
             room=feed.room,
@@ -305,12 +313,15 @@ class Fanout:
             online_users=sorted(feed.users),
         )
         try:
-            call = self._router.stub(node).Subscribe(request)
+            call = self._router.stub(node).Subscribe(
+                request, metadata=RELAY_METADATA if relay else ()
+            )
         except KeyError:
             raise Unavailable(f"{node} left the cluster") from None
         try:
             async for batch in call:
-                self._router.remember(feed.room, node)
+                if not relay:
+                    self._router.remember(feed.room, node)
                 backoff.reset()
                 if self._deliver(feed, batch):
                     return True

@@ -14,7 +14,7 @@ import grpc
 
 from parley._generated import room_service_pb2 as pb
 from parley.gateway.errors import classify
-from parley.gateway.router import DEFAULT_DEADLINE, Router
+from parley.gateway.router import DEFAULT_DEADLINE, RELAY_METADATA, Router, relaying
 from parley.observability import tracing
 from parley.observability.log import get_logger
 
@@ -33,9 +33,11 @@ _Pending = tuple[pb.PublishRequest, "asyncio.Future[pb.PublishResult]", dict[str
 class NodeBatcher:
     """Ships the publishes queued for one node in batches, one call in flight at a time."""
 
-    def __init__(self, router: Router, node_id: str) -> None:
+    def __init__(self, router: Router, node_id: str, relay: bool = False) -> None:
         self._router = router
         self._node_id = node_id
+        # a relaying batcher asks its node to pass items on to their administrator
+        self._metadata = RELAY_METADATA if relay else ()
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -80,7 +82,9 @@ class NodeBatcher:
                 messages=len(batch),
             ):
                 response = await stub.PublishBatch(
-                    request, timeout=BATCH_TIMEOUT, metadata=tracing.inject_metadata()
+                    request,
+                    timeout=BATCH_TIMEOUT,
+                    metadata=(*self._metadata, *tracing.inject_metadata()),
                 )
         except (grpc.aio.AioRpcError, KeyError) as error:
             for _, future, _ in batch:
@@ -107,7 +111,7 @@ class Publisher:
 
     def __init__(self, router: Router) -> None:
         self._router = router
-        self._batchers: dict[str, NodeBatcher] = {}
+        self._batchers: dict[tuple[str, bool], NodeBatcher] = {}
 
     async def publish(
         self, room: str, user: str, client_msg_id: str, text: str,
@@ -140,7 +144,8 @@ class Publisher:
         await asyncio.gather(*(b.close() for b in batchers))
 
     def _batcher(self, node_id: str) -> NodeBatcher:
-        batcher = self._batchers.get(node_id)
+        key = (node_id, relaying())
+        batcher = self._batchers.get(key)
         if batcher is None:
-            batcher = self._batchers[node_id] = NodeBatcher(self._router, node_id)
+            batcher = self._batchers[key] = NodeBatcher(self._router, node_id, key[1])
         return batcher

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 import grpc
@@ -24,6 +25,21 @@ from parley.gateway.errors import GatewayError, NotAdministrator, Unavailable, f
 from parley.protocol.errors import ErrorCode
 
 T = TypeVar("T")
+
+RELAY_METADATA = (("parley-relay", "1"),)
+"""Asks a node that is not the administrator to pass the call on to it."""
+_RELAY: ContextVar[bool] = ContextVar("parley_relay", default=False)
+
+
+def relaying() -> bool:
+    """True inside an attempt that should go through a relaying node."""
+    return _RELAY.get()
+
+
+def relay_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata for the current attempt's call: the relay request when relaying."""
+    return RELAY_METADATA if _RELAY.get() else ()
+
 
 DEFAULT_DEADLINE = 10.0
 """Seconds a request may spend retrying before the client is told `unavailable`."""
@@ -99,6 +115,10 @@ class Router:
                 return node_id
         return replicas[0] if replicas else None
 
+    def reachable(self, node_id: str) -> bool:
+        """True when this gateway's health watch sees the node up."""
+        return self._health.is_up(node_id)
+
     def remember(self, room: str, node_id: str) -> None:
         """Record that `node_id` answered as the room's administrator."""
         if self._admins.get(room) == node_id:
@@ -135,12 +155,14 @@ class Router:
         tried: set[str] = set()
         redirects = 0
         reason = "no node is up"
+        relay = False
         node = self.target(room)
         while True:
             remaining = end - loop.time()
             if remaining <= 0:
                 raise GatewayError(ErrorCode.UNAVAILABLE, f"room {room!r} is unavailable: {reason}")
             if node is not None:
+                token = _RELAY.set(relay)
                 try:
                     result = await self._attempt(attempt, node, min(remaining, ATTEMPT_TIMEOUT))
                 except NotAdministrator as error:
@@ -150,16 +172,25 @@ class Router:
                     hint = error.hint
                     if hint and hint != node and redirects < MAX_REDIRECTS and self.is_member(hint):
                         redirects += 1
-                        node = hint
+                        if self.reachable(hint):
+                            node = hint
+                        else:
+                            # this gateway cannot reach the administrator but
+                            # `node` can: ask it to pass the call on
+                            relay = True
                         continue
                 except Unavailable as error:
                     self.forget(room, node)
                     tried.add(node)
                     reason = f"{node}: {error}"
                 else:
-                    self.remember(room, node)
+                    if not relay:
+                        self.remember(room, node)
                     return result
+                finally:
+                    _RELAY.reset(token)
             redirects = 0
+            relay = False
             await asyncio.sleep(max(0.0, min(backoff.next(), end - loop.time())))
             node = self.target(room, tried)
             if node is None:
@@ -173,7 +204,9 @@ class Router:
         """call() a unary RoomService method by name, e.g. "JoinRoom"."""
 
         async def attempt(node_id: str, budget: float) -> object:
-            return await getattr(self.stub(node_id), method)(request, timeout=budget)
+            return await getattr(self.stub(node_id), method)(
+                request, timeout=budget, metadata=relay_metadata()
+            )
 
         return await self.call(room, attempt, deadline=deadline)
 

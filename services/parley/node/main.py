@@ -54,7 +54,9 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     await core.start()
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    room_grpc.add_RoomServiceServicer_to_server(RoomServicer(core), server)
+    room_grpc.add_RoomServiceServicer_to_server(
+        RoomServicer(core, lambda node: room_grpc.RoomServiceStub(pool.get(node))), server
+    )
     peer_service_pb2_grpc.add_PeerServiceServicer_to_server(PeerServicer(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

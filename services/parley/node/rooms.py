@@ -25,8 +25,18 @@ from .errors import (
     NotMember,
     RoomError,
     RoomExists,
+    Unavailable,
     rpc_boundary,
     stream_boundary,
+)
+from .relay import (
+    RELAY_TIMEOUT,
+    StubFor,
+    relay_requested,
+    relay_stream,
+    relayable,
+    relayed_metadata,
+    should_relay,
 )
 
 HISTORY_MAX = 500
@@ -72,8 +82,9 @@ def committed_before(replica: RoomReplica, before_seq: int | None, limit: int) -
 class RoomServicer(room_grpc.RoomServiceServicer):
     """The administrator side of every room request."""
 
-    def __init__(self, core: NodeCore) -> None:
+    def __init__(self, core: NodeCore, room_stub: StubFor) -> None:
         self.core = core
+        self.room_stub = room_stub
 
     async def _commit(
         self, replica: RoomReplica, kind: EntryKind, user: str, text: str = "", msg_id: str = ""
@@ -96,6 +107,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             raise NotMember(f"{user} is not a member of {replica.room}")
 
     @rpc_boundary
+    @relayable
     async def CreateRoom(
         self, request: pb.CreateRoomRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateRoomResponse:
@@ -109,6 +121,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         return pb.CreateRoomResponse(owner=entry.user, seq=entry.seq)
 
     @rpc_boundary
+    @relayable
     async def DeleteRoom(
         self, request: pb.DeleteRoomRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteRoomResponse:
@@ -120,6 +133,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         return pb.DeleteRoomResponse(seq=entry.seq)
 
     @rpc_boundary
+    @relayable
     async def JoinRoom(
         self, request: pb.JoinRoomRequest, context: grpc.aio.ServicerContext
     ) -> pb.JoinRoomResponse:
@@ -137,6 +151,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         )
 
     @rpc_boundary
+    @relayable
     async def LeaveRoom(
         self, request: pb.LeaveRoomRequest, context: grpc.aio.ServicerContext
     ) -> pb.LeaveRoomResponse:
@@ -225,6 +240,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         return [o for o in outcomes if o is not None]
 
     @rpc_boundary
+    @relayable
     async def Publish(
         self, request: pb.PublishRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishResponse:
@@ -244,6 +260,8 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             "node.publish", context.invocation_metadata(), messages=len(request.publishes)
         ):
             outcomes = await self._publish_all(request.publishes)
+            if relay_requested(context):
+                await self._relay_publishes(request.publishes, outcomes)
         results = []
         for outcome in outcomes:
             if isinstance(outcome, RoomError):
@@ -258,7 +276,40 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 results.append(pb.PublishResult(seq=outcome.seq, duplicate=outcome.duplicate))
         return pb.PublishBatchResponse(results=results)
 
+    async def _relay_publishes(
+        self,
+        publishes: Sequence[pb.PublishRequest],
+        outcomes: list[pb.PublishResponse | RoomError],
+    ) -> None:
+        """Pass the items this node does not administer on to their administrators."""
+        by_hint: dict[str, list[int]] = {}
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, NotAdministrator) and outcome.hint not in (
+                "",
+                self.core.node_id,
+            ):
+                by_hint.setdefault(outcome.hint, []).append(i)
+
+        async def relay(hint: str, indexes: list[int]) -> None:
+            batch = pb.PublishBatchRequest(publishes=[publishes[i] for i in indexes])
+            try:
+                response = await self.room_stub(hint).PublishBatch(
+                    batch, timeout=RELAY_TIMEOUT, metadata=relayed_metadata()
+                )
+            except grpc.aio.AioRpcError as err:
+                for i in indexes:
+                    outcomes[i] = Unavailable(f"relay to {hint} failed: {err.code().name}")
+                return
+            for i, result in zip(indexes, response.results, strict=True):
+                if result.error_code:
+                    outcomes[i] = _error_from_result(result)
+                else:
+                    outcomes[i] = pb.PublishResponse(seq=result.seq, duplicate=result.duplicate)
+
+        await asyncio.gather(*(relay(hint, ix) for hint, ix in by_hint.items()))
+
     @rpc_boundary
+    @relayable
     async def History(
         self, request: pb.HistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.HistoryResponse:
@@ -290,6 +341,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         return pb.ListRoomsResponse(rooms=rooms)
 
     @rpc_boundary
+    @relayable
     async def Members(
         self, request: pb.MembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.MembersResponse:
@@ -304,6 +356,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         )
 
     @rpc_boundary
+    @relayable
     async def UpdatePresence(
         self, request: pb.UpdatePresenceRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdatePresenceResponse:
@@ -318,7 +371,14 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     ) -> AsyncIterator[pb.SubscribeResponse]:
         core = self.core
         room = request.room
-        replica = await core.serving_replica(room)
+        try:
+            replica = await core.serving_replica(room)
+        except NotAdministrator as err:
+            if not should_relay(err, core.node_id, context):
+                raise
+            async for item in relay_stream(self.room_stub(err.hint), request, context):
+                yield item
+            return
         self._existing(replica)
         sub = Subscriber(room, request.gateway_id, request.from_seq)
         # backlog and registration happen with no await in between, so the
@@ -361,3 +421,13 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 s.gateway_id == request.gateway_id for s in core.subscribers.get(room, ())
             ):
                 core.presence_gateway_gone(room, request.gateway_id)
+
+
+def _error_from_result(result: pb.PublishResult) -> RoomError:
+    """The RoomError a relayed PublishResult reports, to report it again."""
+    if result.error_code == NotAdministrator.code:
+        return NotAdministrator("", result.administrator)
+    for cls in (BadRequest, Forbidden, NotFound, NotMember, RoomExists, Unavailable):
+        if cls.code == result.error_code:
+            return cls(result.error_message)
+    return RoomError(result.error_message)

@@ -1,0 +1,86 @@
+"""Relaying room calls to the administrator for a gateway that cannot reach it.
+
+A gateway cut off from one node (the nodes still reach it, so nobody is
+elected) asks another replica to pass its calls on, by sending
+`parley-relay: 1`. The relayed call carries `parley-relayed: 1` and is never
+relayed again, so two nodes that disagree about the administrator cannot
+bounce a call between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import grpc
+
+from parley._generated import room_service_pb2_grpc as room_grpc
+from parley.observability import tracing
+
+from .errors import NotAdministrator
+
+RELAY_KEY = "parley-relay"
+RELAYED_KEY = "parley-relayed"
+RELAY_TIMEOUT = 5.0
+
+StubFor = Callable[[str], room_grpc.RoomServiceStub]
+Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
+
+
+def relay_requested(context: grpc.aio.ServicerContext) -> bool:
+    """True when the caller asked for relaying and this call is not a relay itself."""
+    metadata = dict(context.invocation_metadata() or ())
+    return metadata.get(RELAY_KEY) == "1" and RELAYED_KEY not in metadata
+
+
+def relayed_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata of a relayed call (with the trace context)."""
+    return ((RELAYED_KEY, "1"), *tracing.inject_metadata())
+
+
+def should_relay(err: NotAdministrator, self_id: str, context: grpc.aio.ServicerContext) -> bool:
+    """True when this node should pass the call on to err.hint."""
+    return bool(err.hint) and err.hint != self_id and relay_requested(context)
+
+
+async def _abort_like(context: grpc.aio.ServicerContext, err: grpc.aio.AioRpcError) -> None:
+    """Answer with the administrator's own status and trailers."""
+    context.set_trailing_metadata(tuple(err.trailing_metadata() or ()))
+    await context.abort(err.code(), err.details() or "")
+
+
+def relayable(method: Method) -> Method:
+    """Pass a unary RoomService call on to the administrator when asked to.
+
+    The servicer must have `core.node_id` and `room_stub(node_id)`.
+    """
+
+    @wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except NotAdministrator as err:
+            if not should_relay(err, self.core.node_id, context):
+                raise
+            call = getattr(self.room_stub(err.hint), method.__name__)
+            try:
+                return await call(request, timeout=RELAY_TIMEOUT, metadata=relayed_metadata())
+            except grpc.aio.AioRpcError as rpc_err:
+                await _abort_like(context, rpc_err)
+
+    return wrapper  # type: ignore[return-value]
+
+
+async def relay_stream(
+    stub: room_grpc.RoomServiceStub, request: Any, context: grpc.aio.ServicerContext
+) -> AsyncIterator[Any]:
+    """Pass a Subscribe stream through from the administrator."""
+    call = stub.Subscribe(request, metadata=relayed_metadata())
+    try:
+        async for item in call:
+            yield item
+    except grpc.aio.AioRpcError as err:
+        await _abort_like(context, err)
+    finally:
+        call.cancel()
