@@ -41,6 +41,8 @@ def entry_to_client_pb(entry: LogEntry) -> room_pb.Entry:
         seq=entry.seq,
         kind=int(entry.kind),  # type: ignore[arg-type]
         user=entry.user,
-        text=entry.text,
+        # only messages carry client text; a create entry's text is the
+        # replica group, which is the nodes' business
+        text=entry.text if entry.kind is EntryKind.MESSAGE else "",
         ts_ms=entry.ts_ms,
     )
