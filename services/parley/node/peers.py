@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -28,11 +30,29 @@ RPC_TIMEOUT = 2.0
 RETRY_DELAY = 0.1
 
 
+_Result = TypeVar("_Result")
+_RoomItem = Any  # a RoomAppend or RoomVote: anything with a .room
+_Handle = Callable[[RoomReplica, Any, int], _Result]
+
+
 class PeerServicer(peer_grpc.PeerServiceServicer):
     """Answers appends and votes from other nodes."""
 
     def __init__(self, core: NodeCore) -> None:
         self.core = core
+
+    async def _answer(self, items: Iterable[_RoomItem], handle: _Handle[_Result]) -> list[_Result]:
+        """Feed each room's part of a peer's request to its replica; answer once
+        everything it changed is durable (a vote or an ack must survive a crash)."""
+        core = self.core
+        now = now_ms()
+        results = []
+        for item in items:
+            replica = core.replica_for_peer(item.room)
+            results.append(handle(replica, item, now))
+            core.after(replica)
+        await core.durable()
+        return results
 
     async def Append(
         self, request: peer_pb.AppendRequest, context: grpc.aio.ServicerContext
@@ -40,27 +60,17 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         with tracing.span_from_metadata(
             "peer.append", context.invocation_metadata(), rooms=len(request.rooms)
         ):
-            core = self.core
-            now = now_ms()
-            results = []
-            for room_append in request.rooms:
-                replica = core.replica_for_peer(room_append.room)
-                results.append(replica.handle_append(request.sender, room_append, now))
-                core.after(replica)
-            await core.durable()
+            results = await self._answer(
+                request.rooms, lambda r, m, now: r.handle_append(request.sender, m, now)
+            )
             return peer_pb.AppendResponse(rooms=results)
 
     async def RequestVote(
         self, request: peer_pb.RequestVoteRequest, context: grpc.aio.ServicerContext
     ) -> peer_pb.RequestVoteResponse:
-        core = self.core
-        now = now_ms()
-        results = []
-        for vote in request.rooms:
-            replica = core.replica_for_peer(vote.room)
-            results.append(replica.handle_vote(request.candidate, vote, now))
-            core.after(replica)
-        await core.durable()
+        results = await self._answer(
+            request.rooms, lambda r, v, now: r.handle_vote(request.candidate, v, now)
+        )
         return peer_pb.RequestVoteResponse(rooms=results)
 
     async def LocateRoom(
