@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import grpc
 import pytest
 from parley._generated import room_service_pb2 as pb
 from parley._generated import room_service_pb2_grpc as room_grpc
 from support.client import ChatClient
 from support.cluster import LocalCluster
+from support.wait import wait_for
 
 RELAY = (("parley-relay", "1"),)
 RELAYED = (("parley-relay", "1"), ("parley-relayed", "1"))
@@ -22,7 +25,19 @@ async def _room_with_a_follower(cluster: LocalCluster) -> tuple[str, str]:
         listing = await alice.rooms()
     admin = next(r["administrator"] for r in listing["rooms"] if r["room"] == "relay")
     follower = next(n for n in cluster.node_ids if n != admin)
+    # a node relays only to an administrator its own health watch sees up
+    await wait_for(
+        lambda: _sees_up(cluster, follower, admin), 10, message=f"{follower} sees {admin} up"
+    )
     return admin, follower
+
+
+def _sees_up(cluster: LocalCluster, node_id: str, peer: str) -> bool:
+    """parley_peer_up{peer=...} is 1 on node_id."""
+    url = f"http://{cluster.node_http(node_id)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return f'parley_peer_up{{peer="{peer}"}} 1.0' in text
 
 
 async def test_follower_relays_publish_batch_and_unary_calls(cluster: LocalCluster) -> None:

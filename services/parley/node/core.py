@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from parley._generated import room_service_pb2 as room_pb
 from parley._generated.peer_service_pb2 import LocateRoomResponse
 from parley.cluster.placement import replicas_for
 from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
+from parley.room.codec import entry_to_client_pb
 from parley.room.entries import EntryKind, LogEntry, RoomRecord
 from parley.room.replica import Role, RoomReplica, Timing
 from parley.room.store import LogStore
@@ -55,14 +57,16 @@ class Subscriber:
     room: str
     gateway_id: str
     next_seq: int
-    entries: list[LogEntry] = field(default_factory=list)
+    # entries in their wire form, encoded once for every subscriber of the room
+    entries: list[room_pb.Entry] = field(default_factory=list)
     presence: list[tuple[str, bool]] = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    # set when the stream must end: "" = room deleted (end OK), else an error
+    # set when the stream must end with this error (the administrator changed)
     ended: NotAdministrator | Unavailable | None = None
+    # set when the room was deleted: the stream ends OK after its entries
     closed: bool = False
 
-    def push(self, entry: LogEntry) -> None:
+    def push(self, entry: room_pb.Entry) -> None:
         if entry.seq >= self.next_seq:
             self.entries.append(entry)
             self.next_seq = entry.seq + 1
@@ -360,8 +364,9 @@ class NodeCore:
         if subs:
             for entry in committed:
                 if entry.visible:
+                    wire = entry_to_client_pb(entry)
                     for sub in subs:
-                        sub.push(entry)
+                        sub.push(wire)
             if any(e.kind is EntryKind.DELETE for e in committed):
                 for sub in subs:
                     sub.closed = True

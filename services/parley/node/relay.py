@@ -23,6 +23,7 @@ from .errors import NotAdministrator
 RELAY_KEY = "parley-relay"
 RELAYED_KEY = "parley-relayed"
 RELAY_TIMEOUT = 5.0
+"""Seconds a relayed call may take; it waits for a (re)connecting channel meanwhile."""
 
 StubFor = Callable[[str], room_grpc.RoomServiceStub]
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
@@ -39,9 +40,13 @@ def relayed_metadata() -> tuple[tuple[str, str], ...]:
     return ((RELAYED_KEY, "1"), *tracing.inject_metadata())
 
 
-def should_relay(err: NotAdministrator, self_id: str, context: grpc.aio.ServicerContext) -> bool:
-    """True when this node should pass the call on to err.hint."""
-    return bool(err.hint) and err.hint != self_id and relay_requested(context)
+def should_relay(
+    err: NotAdministrator, self_id: str, up: set[str], context: grpc.aio.ServicerContext
+) -> bool:
+    """True when this node should pass the call on to err.hint: asked to, and
+    its own failure detector sees the administrator up (relaying to a dead
+    node would only hide the failure from the gateway's retries)."""
+    return bool(err.hint) and err.hint != self_id and err.hint in up and relay_requested(context)
 
 
 async def _abort_like(context: grpc.aio.ServicerContext, err: grpc.aio.AioRpcError) -> None:
@@ -61,11 +66,16 @@ def relayable(method: Method) -> Method:
         try:
             return await method(self, request, context)
         except NotAdministrator as err:
-            if not should_relay(err, self.core.node_id, context):
+            if not should_relay(err, self.core.node_id, self.core.up_nodes(), context):
                 raise
             call = getattr(self.room_stub(err.hint), method.__name__)
             try:
-                return await call(request, timeout=RELAY_TIMEOUT, metadata=relayed_metadata())
+                return await call(
+                    request,
+                    timeout=RELAY_TIMEOUT,
+                    metadata=relayed_metadata(),
+                    wait_for_ready=True,
+                )
             except grpc.aio.AioRpcError as rpc_err:
                 await _abort_like(context, rpc_err)
 
@@ -76,6 +86,7 @@ async def relay_stream(
     stub: room_grpc.RoomServiceStub, request: Any, context: grpc.aio.ServicerContext
 ) -> AsyncIterator[Any]:
     """Pass a Subscribe stream through from the administrator."""
+    # no wait_for_ready: a stream has no deadline to bound the wait
     call = stub.Subscribe(request, metadata=relayed_metadata())
     try:
         async for item in call:

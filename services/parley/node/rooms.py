@@ -281,20 +281,19 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         publishes: Sequence[pb.PublishRequest],
         outcomes: list[pb.PublishResponse | RoomError],
     ) -> None:
-        """Pass the items this node does not administer on to their administrators."""
+        """Pass the items this node does not administer on to their administrators
+        (those its failure detector sees up)."""
+        up = self.core.up_nodes() - {self.core.node_id}
         by_hint: dict[str, list[int]] = {}
         for i, outcome in enumerate(outcomes):
-            if isinstance(outcome, NotAdministrator) and outcome.hint not in (
-                "",
-                self.core.node_id,
-            ):
+            if isinstance(outcome, NotAdministrator) and outcome.hint in up:
                 by_hint.setdefault(outcome.hint, []).append(i)
 
         async def relay(hint: str, indexes: list[int]) -> None:
             batch = pb.PublishBatchRequest(publishes=[publishes[i] for i in indexes])
             try:
                 response = await self.room_stub(hint).PublishBatch(
-                    batch, timeout=RELAY_TIMEOUT, metadata=relayed_metadata()
+                    batch, timeout=RELAY_TIMEOUT, metadata=relayed_metadata(), wait_for_ready=True
                 )
             except grpc.aio.AioRpcError as err:
                 for i in indexes:
@@ -374,7 +373,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         try:
             replica = await core.serving_replica(room)
         except NotAdministrator as err:
-            if not should_relay(err, core.node_id, context):
+            if not should_relay(err, core.node_id, core.up_nodes(), context):
                 raise
             async for item in relay_stream(self.room_stub(err.hint), request, context):
                 yield item
@@ -404,7 +403,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                     presence, sub.presence = sub.presence, []
                     for i in range(0, max(len(entries), 1), STREAM_CHUNK):
                         yield pb.SubscribeResponse(
-                            entries=[entry_to_client_pb(e) for e in entries[i : i + STREAM_CHUNK]],
+                            entries=entries[i : i + STREAM_CHUNK],
                             presence=[pb.PresenceEvent(user=u, online=o) for u, o in presence]
                             if i == 0
                             else [],
