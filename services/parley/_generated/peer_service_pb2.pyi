@@ -28,20 +28,22 @@ class LogEntry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., epoch: _Optional[int] = ..., kind: _Optional[_Union[_room_service_pb2.EntryKind, str]] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., ts_ms: _Optional[int] = ..., client_msg_id: _Optional[str] = ...) -> None: ...
 
 class RoomAppend(_message.Message):
-    __slots__ = ("room", "epoch", "prev_index", "prev_epoch", "entries", "commit_index")
+    __slots__ = ("room", "epoch", "prev_index", "prev_epoch", "entries", "commit_index", "transfer")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     PREV_INDEX_FIELD_NUMBER: _ClassVar[int]
     PREV_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
     room: str
     epoch: int
     prev_index: int
     prev_epoch: int
     entries: _containers.RepeatedCompositeFieldContainer[LogEntry]
     commit_index: int
-    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[int] = ..., prev_index: _Optional[int] = ..., prev_epoch: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., commit_index: _Optional[int] = ...) -> None: ...
+    transfer: bool
+    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[int] = ..., prev_index: _Optional[int] = ..., prev_epoch: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., commit_index: _Optional[int] = ..., transfer: _Optional[bool] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
     __slots__ = ("sender", "rooms")
@@ -72,16 +74,20 @@ class AppendResponse(_message.Message):
     def __init__(self, rooms: _Optional[_Iterable[_Union[RoomAppendResult, _Mapping]]] = ...) -> None: ...
 
 class RoomVote(_message.Message):
-    __slots__ = ("room", "epoch", "last_index", "last_epoch")
+    __slots__ = ("room", "epoch", "last_index", "last_epoch", "pre", "transfer")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PRE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
     room: str
     epoch: int
     last_index: int
     last_epoch: int
-    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[int] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ...) -> None: ...
+    pre: bool
+    transfer: bool
+    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[int] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ..., pre: _Optional[bool] = ..., transfer: _Optional[bool] = ...) -> None: ...
 
 class RequestVoteRequest(_message.Message):
     __slots__ = ("candidate", "rooms")
@@ -92,14 +98,16 @@ class RequestVoteRequest(_message.Message):
     def __init__(self, candidate: _Optional[str] = ..., rooms: _Optional[_Iterable[_Union[RoomVote, _Mapping]]] = ...) -> None: ...
 
 class RoomVoteResult(_message.Message):
-    __slots__ = ("room", "epoch", "granted")
+    __slots__ = ("room", "epoch", "granted", "pre")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
+    PRE_FIELD_NUMBER: _ClassVar[int]
     room: str
     epoch: int
     granted: bool
-    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ...) -> None: ...
+    pre: bool
+    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., pre: _Optional[bool] = ...) -> None: ...
 
 class RequestVoteResponse(_message.Message):
     __slots__ = ("rooms",)

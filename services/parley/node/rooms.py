@@ -16,7 +16,7 @@ from parley.room.codec import entry_to_client_pb
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.replica import RoomReplica
 
-from .core import NodeCore, Subscriber
+from .core import NodeCore
 from .errors import (
     BadRequest,
     Forbidden,
@@ -38,6 +38,7 @@ from .relay import (
     relayed_metadata,
     should_relay,
 )
+from .subscribers import Subscriber
 
 HISTORY_MAX = 500
 STREAM_CHUNK = 1000
@@ -141,6 +142,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         self._existing(replica)
         already = request.user in replica.tip.members
         if already:
+            await self.core.confirm_read(replica)
             await self._barrier(replica)
         else:
             await self._commit(replica, EntryKind.JOIN, request.user)
@@ -184,12 +186,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 return self.core.wait_commit(replica, replica.last_index), seq
         self._member(replica, request.user)
         future = self.core.propose(
-            replica,
-            EntryKind.MESSAGE,
-            request.user,
-            request.text,
-            request.client_msg_id,
-            notify=False,
+            replica, EntryKind.MESSAGE, request.user, request.text, request.client_msg_id
         )
         return future, None
 
@@ -206,7 +203,6 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 replicas[room] = err
         outcomes: list[pb.PublishResponse | RoomError | None] = []
         waits: list[tuple[int, asyncio.Future[LogEntry], int | None]] = []
-        touched: set[RoomReplica] = set()
         for request in publishes:
             replica = replicas[request.room]
             try:
@@ -219,12 +215,9 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             if isinstance(ordered, pb.PublishResponse):
                 outcomes.append(ordered)
                 continue
-            touched.add(replica)
             waits.append((len(outcomes), *ordered))
             outcomes.append(None)
         ordered_at = time.perf_counter()
-        for replica in touched:
-            self.core.after(replica)
         for _ in waits:
             metrics.ORDER_LATENCY.observe(ordered_at - received)
         for i, future, duplicate_seq in waits:
@@ -314,6 +307,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     ) -> pb.HistoryResponse:
         replica = await self.core.serving_replica(request.room)
         self._member(replica, request.user)
+        await self.core.confirm_read(replica)
         limit = min(request.limit or 50, HISTORY_MAX)
         before = request.before_seq or None
         entries = committed_before(replica, before, limit)
@@ -346,10 +340,11 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     ) -> pb.MembersResponse:
         replica = await self.core.serving_replica(request.room)
         self._existing(replica)
-        presence = self.core.presence.get(request.room)
+        await self.core.confirm_read(replica)
+        presence = self.core.presence
         return pb.MembersResponse(
             members=[
-                pb.Member(user=user, online=bool(presence and presence.online(user)))
+                pb.Member(user=user, online=presence.online(request.room, user))
                 for user in sorted(replica.tip.members)
             ]
         )
@@ -361,7 +356,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     ) -> pb.UpdatePresenceResponse:
         await self.core.serving_replica(request.room)
         for change in request.changes:
-            self.core.presence_change(request.room, request.gateway_id, change.user, change.online)
+            self.core.presence.change(request.room, request.gateway_id, change.user, change.online)
         return pb.UpdatePresenceResponse()
 
     @stream_boundary
@@ -379,15 +374,17 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 yield item
             return
         self._existing(replica)
+        await core.confirm_read(replica)
+        self._existing(replica)
         sub = Subscriber(room, request.gateway_id, request.from_seq)
         # backlog and registration happen with no await in between, so the
         # live feed continues exactly where the backlog ends
         backlog = committed_visible(replica, request.from_seq)
         if backlog:
             sub.next_seq = backlog[-1].seq + 1
-        core.subscribers.setdefault(room, set()).add(sub)
+        core.hub.add(sub)
         for user in request.online_users:
-            core.presence_change(room, request.gateway_id, user, True)
+            core.presence.change(room, request.gateway_id, user, True)
         try:
             for i in range(0, len(backlog), STREAM_CHUNK):
                 chunk = backlog[i : i + STREAM_CHUNK]
@@ -413,13 +410,9 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 if sub.closed:
                     return
         finally:
-            subs = core.subscribers.get(room)
-            if subs is not None:
-                subs.discard(sub)
-            if request.gateway_id and not any(
-                s.gateway_id == request.gateway_id for s in core.subscribers.get(room, ())
-            ):
-                core.presence_gateway_gone(room, request.gateway_id)
+            core.hub.remove(sub)
+            if request.gateway_id and not core.hub.has_gateway(room, request.gateway_id):
+                core.presence.gateway_gone(room, request.gateway_id)
 
 
 def _error_from_result(result: pb.PublishResult) -> RoomError:

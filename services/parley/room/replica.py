@@ -1,15 +1,19 @@
 """One replica of one room: ordering, replication and election, without I/O.
 
-This is Raft specialised to a chat room. The caller (the node, or a
-simulation in tests) feeds it inputs — client proposals, peer messages,
-health changes, clock ticks — and drains its effects:
+This is Raft specialised to a chat room, with pre-vote, leadership transfer
+and read-index (Raft thesis §9.6, §3.10, §6.4). Nobody drives a replica
+directly but `parley.room.engine.RoomEngine`, which the node and the
+simulation share: it feeds inputs — proposals, peer messages, health
+changes, clock ticks — and drains the effects below into one `Ready`:
 
 * `take_write()`: state that must be made durable *before* any message
   produced since the last drain is sent, and before entries count as held
   by this replica (`on_persisted`);
 * `append_for(peer)`: the next batch of entries (or a heartbeat) to a peer;
-* `vote_request()` after `campaign()`: the vote to ask every peer for;
-* `take_committed()`: newly committed entries, in order, to deliver.
+* `take_vote_request()`: the (pre-)vote to ask every peer for, once an
+  election began;
+* `take_committed()`: newly committed entries, in order, to deliver;
+* `take_reads()`: read requests confirmed (or refused) since the last call.
 
 Nothing here blocks, sleeps or reads a clock: time is the `now_ms` argument.
 """
@@ -30,8 +34,26 @@ class Role(Enum):
     """What a replica is doing in its current epoch."""
 
     FOLLOWER = "follower"
+    # asking whether peers would vote, without raising the epoch (pre-vote)
+    PRE_CANDIDATE = "pre_candidate"
     CANDIDATE = "candidate"
     ADMINISTRATOR = "administrator"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAnswer:
+    """A read request's outcome: `index` is the commit index the read may be
+    served at once applied, or None when this replica cannot serve it."""
+
+    token: int
+    index: int | None
+
+
+@dataclass(slots=True)
+class _Read:
+    token: int
+    index: int
+    round: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +124,18 @@ class RoomReplica:
         self._heard_ms = now_ms
         self._election_due_ms = now_ms + self._jitter()
         self._up: set[str] = set(replicas)
+        self._vote_out: peer_pb.RoomVote | None = None
+        # leadership transfer: the peer this administrator hands the room to
+        self.transfer_target = ""
+        self._transfer_due_ms = 0
+        # a draining node: never campaigns, never takes a room over
+        self.draining = False
+        # read-index: a read waits for a majority to acknowledge this reign
+        # in an append sent after the read arrived
+        self.read_round = 0
+        self._acked_round: dict[str, int] = {}
+        self._reads: list[_Read] = []
+        self._read_answers: list[ReadAnswer] = []
 
     def _set_replicas(self, replicas: list[str] | tuple[str, ...]) -> None:
         self.replicas = list(replicas)
@@ -153,6 +187,7 @@ class RoomReplica:
             self.role is Role.ADMINISTRATOR
             and self._epoch_index > 0
             and self.commit_index >= self._epoch_index
+            and not self.transfer_target
         )
 
     @property
@@ -249,20 +284,65 @@ class RoomReplica:
             prev_epoch=self.epoch_at(prev),
             entries=[entry_to_pb(self.log[i - 1]) for i in range(start, end + 1)],
             commit_index=self.commit_index,
+            transfer=peer == self.transfer_target and end == self.last_index,
         )
         self.next_index[peer] = end + 1
         if end < self.last_index:
             self._dirty_peers.add(peer)
         return msg
 
-    def vote_request(self) -> peer_pb.RoomVote:
-        """The vote this candidate asks every peer for."""
-        return peer_pb.RoomVote(
+    def take_vote_request(self) -> peer_pb.RoomVote | None:
+        """The (pre-)vote to ask every peer for, once, after an election began."""
+        vote, self._vote_out = self._vote_out, None
+        return vote
+
+    def _ask_votes(self, pre: bool = False, transfer: bool = False) -> None:
+        self._vote_out = peer_pb.RoomVote(
             room=self.room,
-            epoch=self.epoch,
+            epoch=self.epoch + 1 if pre else self.epoch,
             last_index=self.last_index,
             last_epoch=self.last_epoch,
+            pre=pre,
+            transfer=transfer,
         )
+
+    # --------------------------------------------------------------- reads
+
+    def request_read(self, token: int) -> None:
+        """Ask to serve a read (history, members, a join's snapshot).
+
+        Confirmed in `take_reads()` once a majority has acknowledged this
+        reign in appends sent after now: only then is no newer administrator
+        possible that has acknowledged writes this one has not seen.
+        """
+        if not self.serving:
+            self._read_answers.append(ReadAnswer(token, None))
+            return
+        self.read_round += 1
+        self._reads.append(_Read(token, self.commit_index, self.read_round))
+        self._dirty_peers.update(self.peers)  # a heartbeat round now
+        self._confirm_reads()
+
+    def take_reads(self) -> list[ReadAnswer]:
+        """Reads confirmed or refused since the last call."""
+        answers, self._read_answers = self._read_answers, []
+        return answers
+
+    def _confirm_reads(self) -> None:
+        if not self._reads:
+            return
+        rounds = sorted((self._acked_round.get(p, 0) for p in self.peers), reverse=True)
+        # self counts as one; the quorum - 1 best peers bound the round
+        confirmed = rounds[self.quorum - 2] if self.quorum > 1 else self.read_round
+        while self._reads and self._reads[0].round <= confirmed:
+            read = self._reads.pop(0)
+            self._read_answers.append(ReadAnswer(read.token, read.index))
+
+    def _refuse_reads(self) -> None:
+        for read in self._reads:
+            self._read_answers.append(ReadAnswer(read.token, None))
+        self._reads = []
+        self._acked_round = {}
 
     # ------------------------------------------------------ administrator
 
@@ -294,15 +374,28 @@ class RoomReplica:
         return entry
 
     def handle_append_result(
-        self, peer: str, sent: peer_pb.RoomAppend, result: peer_pb.RoomAppendResult, now_ms: int
+        self,
+        peer: str,
+        sent: peer_pb.RoomAppend,
+        result: peer_pb.RoomAppendResult,
+        now_ms: int,
+        read_round: int = 0,
     ) -> None:
-        """Take a follower's answer to an append this replica sent."""
+        """Take a follower's answer to an append this replica sent.
+
+        Args:
+            read_round: `read_round` when the append was made: the answer
+                confirms the reads requested up to then.
+        """
         if result.epoch > self.epoch:
             self._step_down(result.epoch, now_ms)
             return
         if self.role is not Role.ADMINISTRATOR or sent.epoch != self.epoch:
             return  # an answer to an older reign
         self._acked_ms[peer] = now_ms
+        if read_round > self._acked_round.get(peer, 0):
+            self._acked_round[peer] = read_round
+            self._confirm_reads()
         if result.success:
             if result.match_index > self.match_index.get(peer, 0):
                 self.match_index[peer] = result.match_index
@@ -315,6 +408,10 @@ class RoomReplica:
             self.next_index[peer] = min(self.next_index[peer], retry)
             self.match_index[peer] = min(self.match_index.get(peer, 0), retry - 1)
             self._dirty_peers.add(peer)
+
+    def heartbeat(self) -> None:
+        """Send every peer an append (or heartbeat) with the next Ready."""
+        self._dirty_peers.update(self.peers)
 
     def append_failed(self, peer: str, sent: peer_pb.RoomAppend) -> None:
         """An append was lost (RPC error): resend its entries next time."""
@@ -372,9 +469,14 @@ class RoomReplica:
         commit = min(msg.commit_index, match)
         if commit > self.commit_index:
             self.commit_index = commit
-        return peer_pb.RoomAppendResult(
+        result = peer_pb.RoomAppendResult(
             room=self.room, epoch=self.epoch, success=True, match_index=match
         )
+        if msg.transfer and match == self.last_index and not self.draining:
+            # the administrator hands over and this log holds all of its:
+            # campaign now, without waiting for its reign to time out
+            self.campaign(now_ms, transfer=True)
+        return result
 
     def _reject(self, retry_index: int) -> peer_pb.RoomAppendResult:
         return peer_pb.RoomAppendResult(
@@ -386,10 +488,18 @@ class RoomReplica:
     ) -> peer_pb.RoomVoteResult:
         """Take a vote request; a granted vote may be sent once
         `take_write()` is durable."""
-        if self._administrator_alive(candidate, now_ms):
+        if not msg.transfer and self._administrator_alive(candidate, now_ms):
             # a live administrator: a candidate that thinks otherwise (a node
             # back from a pause or a partition) must not disrupt the room
-            return peer_pb.RoomVoteResult(room=self.room, epoch=self.epoch, granted=False)
+            return peer_pb.RoomVoteResult(
+                room=self.room, epoch=self.epoch, granted=False, pre=msg.pre
+            )
+        if msg.pre:
+            # would vote: changes nothing here, so it needs nothing durable
+            up_to_date = (msg.last_epoch, msg.last_index) >= (self.last_epoch, self.last_index)
+            granted = msg.epoch > self.epoch and up_to_date
+            epoch = msg.epoch if granted else self.epoch
+            return peer_pb.RoomVoteResult(room=self.room, epoch=epoch, granted=granted, pre=True)
         if msg.epoch > self.epoch:
             self._become_follower(msg.epoch, now_ms, heard=False)
         granted = False
@@ -420,12 +530,29 @@ class RoomReplica:
 
     # ------------------------------------------------------------ elections
 
-    def campaign(self, now_ms: int) -> bool:
+    def pre_vote(self, now_ms: int) -> None:
+        """Ask the peers whether they would elect this replica, changing nothing.
+
+        Only a majority's yes starts the real campaign (`campaign`): a node
+        that was cut off cannot raise the room's epoch, and so cannot depose
+        an administrator the others still hear from.
+        """
+        self.role = Role.PRE_CANDIDATE
+        self.administrator = ""
+        self._votes = {self.self_id}
+        campaign = self.timing.campaign_ms
+        self._election_due_ms = now_ms + campaign + self._rng.randrange(0, campaign)
+        if len(self._votes) >= self.quorum:
+            self.campaign(now_ms)
+            return
+        self._ask_votes(pre=True)
+
+    def campaign(self, now_ms: int, transfer: bool = False) -> bool:
         """Start an election for the next epoch.
 
         Returns:
             True when this replica became administrator at once (a group of
-            one); otherwise the caller sends `vote_request()` to every peer.
+            one); otherwise `take_vote_request()` has the vote to ask for.
         """
         self.role = Role.CANDIDATE
         self.epoch += 1
@@ -440,16 +567,26 @@ class RoomReplica:
         if len(self._votes) >= self.quorum:
             self._become_administrator(now_ms)
             return True
+        self._ask_votes(transfer=transfer)
         return False
 
-    def handle_vote_result(
-        self, voter: str, sent: peer_pb.RoomVote, result: peer_pb.RoomVoteResult, now_ms: int
-    ) -> bool:
-        """Take a peer's vote. Returns True when this replica just won."""
+    def handle_vote_result(self, voter: str, result: peer_pb.RoomVoteResult, now_ms: int) -> bool:
+        """Take a peer's answer to a (pre-)vote. Returns True when this replica
+        just won the election."""
+        if result.pre:
+            if result.granted:
+                if self.role is Role.PRE_CANDIDATE and result.epoch == self.epoch + 1:
+                    self._votes.add(voter)
+                    if len(self._votes) >= self.quorum:
+                        return self.campaign(now_ms)
+            elif result.epoch > self.epoch:
+                self._step_down(result.epoch, now_ms)
+            return False
         if result.epoch > self.epoch:
             self._step_down(result.epoch, now_ms)
             return False
-        if self.role is not Role.CANDIDATE or sent.epoch != self.epoch or not result.granted:
+        # a granted vote carries the epoch it was asked for: this campaign's
+        if self.role is not Role.CANDIDATE or result.epoch != self.epoch or not result.granted:
             return False
         self._votes.add(voter)
         if len(self._votes) >= self.quorum:
@@ -464,6 +601,8 @@ class RoomReplica:
         self.match_index = {p: 0 for p in self.peers}
         self._acked_ms = {p: now_ms for p in self.peers}
         self._last_sent_ms = {}
+        self._acked_round = {}
+        self._vote_out = None
         self._dirty_peers = set(self.peers)
         # an entry of its own epoch: committing it commits every earlier
         # entry, which is what makes the new administrator safe to serve
@@ -474,17 +613,46 @@ class RoomReplica:
             self.epoch = epoch
             self.voted_for = ""
             self._persist_hard()
+        if self.role is Role.ADMINISTRATOR:
+            self._refuse_reads()
         self.role = Role.FOLLOWER
         self.administrator = ""
         self._epoch_index = 0
+        self.transfer_target = ""
+        self._vote_out = None
         if heard:
             self._heard(now_ms)
 
     def step_down(self, now_ms: int) -> None:
-        """Stop administering (a node draining for shutdown): the next replica
-        is elected without waiting for this one to go silent."""
+        """Stop administering without a successor in hand: the others elect
+        the next administrator when their detectors or timers say so."""
         if self.role is not Role.FOLLOWER:
             self._become_follower(self.epoch, now_ms)
+
+    def transfer(self, now_ms: int, up: set[str]) -> str:
+        """Hand the room to the most up-to-date peer that is up (a draining
+        node), like Raft's TimeoutNow: stop taking requests, bring the target
+        up to date, then tell it to campaign at once.
+
+        Returns:
+            The target, or "" when there is none (and the replica stepped
+            down instead).
+        """
+        self.draining = True
+        if self.role is not Role.ADMINISTRATOR:
+            self.step_down(now_ms)
+            return ""
+        candidates = [p for p in self.peers if p in up]
+        if not candidates:
+            self.step_down(now_ms)
+            return ""
+        # placement order breaks ties: max keeps the first of equal matches
+        target = max(candidates, key=lambda p: self.match_index.get(p, 0))
+        self.transfer_target = target
+        self._transfer_due_ms = now_ms + self.timing.election_min_ms
+        self._refuse_reads()
+        self._dirty_peers.add(target)
+        return target
 
     def _step_down(self, epoch: int, now_ms: int) -> None:
         self._become_follower(epoch, now_ms)
@@ -494,7 +662,7 @@ class RoomReplica:
         self._election_due_ms = now_ms + self._jitter()
 
     def tick(self, now_ms: int, up: set[str]) -> bool:
-        """Advance timers. Returns True when a new campaign just began.
+        """Advance timers. Returns True when an election (a pre-vote) just began.
 
         Args:
             now_ms: the current time.
@@ -502,6 +670,14 @@ class RoomReplica:
         """
         self._up = up
         if self.role is Role.ADMINISTRATOR:
+            if self.transfer_target and now_ms >= self._transfer_due_ms:
+                self.step_down(now_ms)  # the target never took over: let go
+                return False
+            for peer in self.peers:
+                if now_ms - self._last_sent_ms.get(peer, -self.timing.heartbeat_ms) >= (
+                    self.timing.heartbeat_ms
+                ):
+                    self._dirty_peers.add(peer)
             # an administrator cut off from a majority steps down, so that it
             # stops claiming the room and clients move to the majority side
             recent = sum(
@@ -512,11 +688,13 @@ class RoomReplica:
             if recent + 1 < self.quorum:
                 self._become_follower(self.epoch, now_ms)
             return False
+        if self.draining:
+            return False
         if sum(1 for r in self.replicas if r in up) < self.quorum:
             return False  # cannot win; campaigning would only inflate epochs
-        if self.role is Role.CANDIDATE:
+        if self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
             if now_ms >= self._election_due_ms:
-                self.campaign(now_ms)
+                self.pre_vote(now_ms)
                 return True
             return False
         quiet_ms = now_ms - self._heard_ms
@@ -529,7 +707,7 @@ class RoomReplica:
             not self.administrator or self.administrator not in up
         )
         if (leaderless and self._preferred(up)) or now_ms >= self._election_due_ms:
-            self.campaign(now_ms)
+            self.pre_vote(now_ms)
             return True
         return False
 

@@ -30,14 +30,15 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from parley._generated import peer_service_pb2 as peer_pb
-from parley.room.entries import EntryKind, LogEntry, RoomWrite
+from parley.room.engine import Outbound, Ready, RoomEngine
+from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
 from parley.room.memory_store import MemoryLogStore
-from parley.room.replica import Role, RoomReplica, Timing
+from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
 
 APPEND = "append"
 APPEND_RESULT = "append_result"
@@ -93,13 +94,16 @@ class Msg:
 
 @dataclass(eq=False)
 class SimNode:
-    """One simulated node: its durable store and, while running, its replicas."""
+    """One simulated node: its durable store and, while running, its engine."""
 
     id: str
     store: MemoryLogStore = field(default_factory=MemoryLogStore)
     disk: dict[str, list[LogEntry]] = field(default_factory=dict)
     """A mirror of the store's logs, to check what a write truncates."""
-    replicas: dict[str, RoomReplica] = field(default_factory=dict)
+    disk_hard: dict[str, HardState] = field(default_factory=dict)
+    """A mirror of the store's hard states, to check what a message promises."""
+    engine: RoomEngine | None = None
+    """The production engine; None while crashed."""
     incarnation: int = 0
     crashed: bool = False
     paused: bool = False
@@ -107,14 +111,22 @@ class SimNode:
     """Work that arrived while paused, run in order on resume."""
     pending: dict[str, dict[int, tuple[int, str, str]]] = field(default_factory=dict)
     """Per room: index -> (epoch, user, client_msg_id) of proposals awaiting commit."""
-    last_heartbeat: dict[str, int] = field(default_factory=dict)
-    outstanding: dict[int, Msg] = field(default_factory=dict)
-    """Append requests (by RPC id) that have not been answered or failed yet."""
+    requests: dict[int, Msg] = field(default_factory=dict)
+    """Requests handed to the engine (by token), until their answer leaves."""
+    writing: Ready | None = None
+    """The Ready whose writes are submitted to the store but not durable yet."""
+    held: bool = False
+    """Manual harness: writes stay submitted until `release_writes`."""
 
     @property
     def running(self) -> bool:
         """True when the process exists and is not paused."""
         return not self.crashed and not self.paused
+
+    @property
+    def replicas(self) -> dict[str, RoomReplica]:
+        """The engine's replicas ({} while crashed)."""
+        return self.engine.rooms if self.engine is not None else {}
 
 
 class Checker:
@@ -138,7 +150,13 @@ class Checker:
         """(node, room) -> last index handed out by take_committed."""
         self.acked: list[tuple[str, LogEntry]] = []
         """Every entry acknowledged to a client, with its room."""
+        self.acked_index: dict[str, int] = {}
+        """Per room, the highest index acknowledged to a client."""
+        self.read_floor: dict[tuple[str, int], int] = {}
+        """(node, read token) -> the acknowledged index the read must include."""
         self.elections = 0
+        self.check_durable_sends = True
+        """Check every message against the sender's disk (`before_send`)."""
         self.stats: Counter[str] = Counter()
         """How often interesting things happened, to see that a run did something."""
 
@@ -170,6 +188,35 @@ class Checker:
             first = self.entries.setdefault(key, entry)
             if first != entry:
                 self.fail(f"{node}/{room}: two entries at index/epoch {key[1:]}: {first} {entry}")
+
+    def before_send(self, node: SimNode, msg: Msg) -> None:
+        """Nothing leaves a node before what it promises is durable there.
+
+        A message of epoch E needs E (or a later epoch) on disk (a pre-vote
+        asks about an epoch nobody holds yet and changes nothing, so it needs
+        nothing); a granted vote needs the vote on disk, and a successful
+        append answer the entries it acknowledges, unless the node already
+        holds a later epoch on disk.
+        """
+        if not self.check_durable_sends:
+            return
+        body = msg.body
+        if msg.kind in (VOTE, VOTE_RESULT) and body.pre:
+            return
+        hard = node.disk_hard.get(msg.room, HardState())
+        if body.epoch > hard.epoch:
+            self.fail(f"{node.id}: sent {msg} of epoch {body.epoch} with {hard} on disk")
+        if body.epoch < hard.epoch:
+            # answered, then moved to a later epoch in the same batch: the
+            # answer's promise is void, since this node will never act in that
+            # epoch again (Raft's safety argument covers the stale answer)
+            return
+        if msg.kind == VOTE_RESULT and body.granted and hard.voted_for != msg.dst:
+            self.fail(f"{node.id}: granted {msg} with {hard} on disk")
+        if msg.kind == APPEND_RESULT and body.success:
+            disk = node.disk.get(msg.room, [])
+            if len(disk) < body.match_index:
+                self.fail(f"{node.id}: acknowledged {msg} holding {len(disk)} entries on disk")
 
     def observe(self, node: str, rep: RoomReplica, taken: list[LogEntry]) -> None:
         """Check a replica after a step (its write is durable by now)."""
@@ -236,6 +283,25 @@ class Checker:
         if entry.index > len(log) or log[entry.index - 1] != entry:
             self.fail(f"{room}: acknowledged {entry} which is not committed")
         self.acked.append((room, entry))
+        self.acked_index[room] = max(self.acked_index.get(room, 0), entry.index)
+
+    def read_issued(self, node: str, room: str, token: int) -> None:
+        """A read arrives at a node: it must see every entry acknowledged so far."""
+        self.read_floor[(node, token)] = self.acked_index.get(room, 0)
+
+    def read_answered(self, node: str, room: str, answer: ReadAnswer) -> None:
+        """Linearizable reads: a read served at index i must not miss an entry
+        acknowledged before it was asked."""
+        floor = self.read_floor.pop((node, answer.token), 0)
+        if answer.index is None:
+            self.stats["reads_refused"] += 1
+            return
+        self.stats["reads_served"] += 1
+        if answer.index < floor:
+            self.fail(
+                f"{node}/{room}: read {answer.token} served at index {answer.index}, "
+                f"missing acknowledged entries up to {floor}"
+            )
 
     def final(self, cluster: Cluster) -> None:
         """Check the end state: every node up, healed and quiet.
@@ -294,12 +360,20 @@ def room_replicas(nodes: list[str], rooms: int, replication: int) -> dict[str, l
 
 
 class Cluster:
-    """Nodes running real RoomReplicas over an in-memory network.
+    """Nodes running the production `RoomEngine` over an in-memory network.
+
+    Each node runs the engine's loop exactly as `parley.node.engine_loop`
+    does: inputs, then `ready()`; eager appends leave; the writes go to the
+    node's `MemoryLogStore` and become durable (at once here, after a random
+    delay in `Simulation`, or when the test says so with `hold_writes`);
+    `advance`; the other messages leave; committed entries are applied.
+    `crash_point` may kill the node between any two of those steps (and
+    between two messages), losing whatever was not durable.
 
     By itself it is the manual harness of the scripted tests: sent messages
-    wait in `inflight`; `deliver`, `drop`, `stabilize` move them; `now` moves
-    with `advance`. `Simulation` replaces `schedule` and `up_view` to run it
-    at random.
+    wait in `inflight` until the test delivers, drops or reorders them; time
+    moves only with `advance`. `Simulation` replaces `schedule`, `up_view`,
+    `crash_point` and `write_delay` to run it at random.
 
     Args:
         nodes: node ids.
@@ -314,6 +388,7 @@ class Cluster:
         rooms: dict[str, list[str]],
         timing: Timing | None = None,
         seed: int = 0,
+        window: int | None = None,
     ) -> None:
         self.timing = timing or Timing()
         self.rooms = rooms
@@ -328,15 +403,26 @@ class Cluster:
         self.down: dict[str, set[str]] = {}
         """Manual failure-detector overrides: node -> peers it believes down."""
         self.on_ack: Callable[[str, LogEntry], None] | None = None
-        self.crash_mid_step: Callable[[SimNode], bool] = lambda node: False
+        self.on_read: Callable[[str, str, ReadAnswer], None] | None = None
+        """Called with (node, room, answer) for every read the engine answers."""
+        self.crash_point: Callable[[SimNode, str], bool] = lambda node, where: False
+        """Asked at every step of the loop ("step", "submitted", "durable",
+        "sending"); True kills the node there."""
+        self.write_delay: Callable[[], int] | None = None
+        """Simulation: how long a write takes (None: durable at once)."""
+        self.later: Callable[[int, Callable[[], None]], None] = lambda _ms, fn: fn()
+        """Simulation: run fn after a delay (the manual harness has no clock)."""
+        self.unsafe_send_before_persist = False
+        """Test-only: the engines send everything before it is durable."""
         self.recorded = {room: list(members) for room, members in rooms.items()}
         """The replica group each room's create entry records (the order may
         differ from placement's: replicas then follow the recorded one)."""
-        self.window: int | None = None
+        self.window = window
         """Most append RPCs in flight per (room, peer); None: no limit (the
         manual harness, where lost messages never time out). The real node
         sends one at a time; more pipelines, as append_for allows."""
-        self._rpc = 0
+        self._token = 0
+        self.reads = 0
         for node in self.nodes.values():
             self._start(node)
 
@@ -344,23 +430,21 @@ class Cluster:
 
     def _start(self, node: SimNode) -> None:
         records = node.store.load()
-        node.replicas = {
-            room: RoomReplica(
-                room,
-                node.id,
-                members,
-                records.get(room),
-                self.now,
-                self.timing,
-                random.Random(self.rng.getrandbits(64)),
-            )
-            for room, members in self.rooms.items()
-            if node.id in members
-        }
-        node.pending = {room: {} for room in node.replicas}
-        node.last_heartbeat = {}
-        node.outstanding = {}
+        engine = RoomEngine(
+            node.id,
+            self.timing,
+            random.Random(self.rng.getrandbits(64)),
+            window=self.window if self.window is not None else 10**9,
+        )
+        engine.unsafe_send_before_persist = self.unsafe_send_before_persist
+        for room, members in self.rooms.items():
+            if node.id in members:
+                engine.add(room, members, records.get(room), self.now)
+        node.engine = engine
+        node.pending = {room: {} for room in engine.rooms}
+        node.requests = {}
         node.inbox = []
+        node.writing = None
 
     def crash(self, node_id: str) -> None:
         """Kill a node: everything not in its store is gone."""
@@ -368,13 +452,16 @@ class Cluster:
         if node.crashed:
             return
         self.checker.stats["crashes"] += 1
+        if node.writing is not None:
+            self.checker.stats["crashed_writing"] += 1
         node.crashed = True
         node.paused = False
         node.incarnation += 1
-        node.replicas = {}
+        node.engine = None
         node.inbox = []
-        node.outstanding = {}
+        node.requests = {}
         node.pending = {}
+        node.writing = None
         self.checker.forget(node_id)
 
     def restart(self, node_id: str) -> None:
@@ -405,6 +492,12 @@ class Cluster:
         """The replica of a room on a node (which must be running or paused)."""
         return self.nodes[node_id].replicas[room]
 
+    def engine(self, node_id: str) -> RoomEngine:
+        """A running (or paused) node's engine."""
+        engine = self.nodes[node_id].engine
+        assert engine is not None, f"{node_id} is down"
+        return engine
+
     def administrators(self, room: str = "r0") -> list[str]:
         """Running nodes that currently believe they are the room's administrator."""
         return [
@@ -413,7 +506,7 @@ class Cluster:
             if self.nodes[n].running and self.nodes[n].replicas[room].role is Role.ADMINISTRATOR
         ]
 
-    # ---------------------------------------------------------------- steps
+    # ------------------------------------------------------ the ready loop
 
     def _run(self, node: SimNode, fn: Callable[[], None]) -> None:
         """Run work on a node now, or later if it is paused; drop it if crashed."""
@@ -424,60 +517,143 @@ class Cluster:
             return
         fn()
 
-    def _flush(self, node: SimNode, rep: RoomReplica, out: Iterable[Msg] = ()) -> bool:
-        """Finish a step: persist, then send; returns False if the node crashed."""
-        if self.crash_mid_step(node):
-            self.crash(node.id)  # the step's state change never reached the disk
-            return False
-        write = rep.take_write()
-        if write is not None:
-            disk = node.disk.setdefault(rep.room, [])
-            self.checker.before_write(node.id, disk, write)
-            node.store.write([write])
-            if write.truncate_from is not None:
-                del disk[write.truncate_from - 1 :]
-            disk.extend(write.entries)
-            rep.on_persisted(rep.last_index)
-        taken = rep.take_committed()
-        self.checker.observe(node.id, rep, taken)
-        self._deliver_commits(node, rep, taken)
-        for msg in out:
+    def _input(self, node: SimNode, fn: Callable[[RoomEngine], None]) -> None:
+        """Feed the node's engine one input, then run its loop."""
+
+        def work() -> None:
+            assert node.engine is not None
+            fn(node.engine)
+            self._pump(node)
+
+        self._run(node, work)
+
+    def _pump(self, node: SimNode) -> None:
+        """The node's Ready loop, as far as it can go now."""
+        while node.engine is not None and node.writing is None and node.engine.has_ready():
+            if self.crash_point(node, "step"):
+                self.crash(node.id)  # the inputs' state changes never reached the disk
+                return
+            engine = node.engine
+            ready = engine.ready(self.now)
+            self._send_all(node, ready.eager)
+            if node.crashed:
+                return
+            if not ready.writes:
+                self._finish(node, ready)
+                continue
+            for write in ready.writes:
+                self.checker.before_write(node.id, node.disk.setdefault(write.room, []), write)
+            node.writing = ready
+            incarnation = node.incarnation
+            if self.crash_point(node, "submitted"):
+                self.crash(node.id)  # submitted, never durable
+                return
+            if node.held:
+                return
+            delay = self.write_delay() if self.write_delay is not None else 0
+            if delay:
+                self.later(delay, lambda inc=incarnation: self._durable(node, inc))
+                return
+            self._durable(node, incarnation)
+            return  # _durable pumps on
+
+    def _durable(self, node: SimNode, incarnation: int) -> None:
+        """The store finished the submitted write."""
+        if node.incarnation != incarnation or node.writing is None:
+            return  # the process died meanwhile: the write died with it
+
+        def work() -> None:
+            if node.incarnation != incarnation or node.writing is None:
+                return
+            ready = node.writing
+            node.store.write(ready.writes)
+            for write in ready.writes:
+                disk = node.disk.setdefault(write.room, [])
+                if write.truncate_from is not None:
+                    del disk[write.truncate_from - 1 :]
+                disk.extend(write.entries)
+                if write.hard is not None:
+                    node.disk_hard[write.room] = write.hard
+            node.writing = None
+            if self.crash_point(node, "durable"):
+                self.crash(node.id)  # durable, nothing sent
+                return
+            self._finish(node, ready)
+            self._pump(node)
+
+        self._run(node, work)
+
+    def _finish(self, node: SimNode, ready: Ready) -> None:
+        """After the writes: advance, send, apply."""
+        engine = node.engine
+        assert engine is not None
+        engine.advance(ready)
+        self._send_all(node, ready.messages)
+        if node.crashed:
+            return
+        committed = dict(ready.committed)
+        for room, rep in engine.rooms.items():
+            self.checker.observe(node.id, rep, committed.get(room, []))
+        for room, taken in ready.committed:
+            self._deliver_commits(node, room, taken)
+        for room, answer in ready.reads:
+            self.reads += 1
+            self.checker.read_answered(node.id, room, answer)
+            if self.on_read is not None:
+                self.on_read(node.id, room, answer)
+
+    def _send_all(self, node: SimNode, messages: list[Outbound]) -> None:
+        for out in messages:
+            if self.crash_point(node, "sending"):
+                self.crash(node.id)  # part of the messages left
+                return
+            msg = self._to_msg(node, out)
+            self.checker.before_send(node, msg)
             self.send(msg)
-        self._send_appends(node, rep, sorted(rep.dirty_peers))
-        return True
 
-    def _send_appends(self, node: SimNode, rep: RoomReplica, peers: Iterable[str]) -> None:
-        for peer in peers:
-            for _ in range(4):  # a few batches of a long backlog at once
-                if self.window is not None and self._in_flight(node, rep.room, peer) >= self.window:
-                    break  # sent again when an answer or a failure frees a slot
-                append = rep.append_for(peer, self.now)
-                if append is None:
-                    break
-                self._rpc += 1
-                msg = Msg(
-                    node.id, peer, APPEND, rep.room, append, None, self._rpc, node.incarnation
-                )
-                node.outstanding[self._rpc] = msg
-                self.send(msg)
-                if peer not in rep.dirty_peers:
-                    break
+    def _to_msg(self, node: SimNode, out: Outbound) -> Msg:
+        body = out.body
+        if out.reply_to:
+            request = node.requests.pop(out.reply_to)
+            kind = APPEND_RESULT if request.kind == APPEND else VOTE_RESULT
+            return Msg(node.id, out.to, kind, out.room, body, request.body, request.rpc,
+                       request.incarnation)  # fmt: skip
+        kind = APPEND if isinstance(body, peer_pb.RoomAppend) else VOTE
+        return Msg(node.id, out.to, kind, out.room, body, None, out.id, node.incarnation)
 
-    @staticmethod
-    def _in_flight(node: SimNode, room: str, peer: str) -> int:
-        return sum(1 for m in node.outstanding.values() if m.dst == peer and m.room == room)
-
-    def _deliver_commits(self, node: SimNode, rep: RoomReplica, taken: list[LogEntry]) -> None:
-        pending = node.pending.setdefault(rep.room, {})
+    def _deliver_commits(self, node: SimNode, room: str, taken: list[LogEntry]) -> None:
+        pending = node.pending.setdefault(room, {})
         for entry in taken:
             waiting = pending.pop(entry.index, None)
             if waiting is None:
                 continue
             epoch, user, client_msg_id = waiting
             if (entry.epoch, entry.user, entry.client_msg_id) == (epoch, user, client_msg_id):
-                self.checker.ack(rep.room, entry)
+                self.checker.ack(room, entry)
                 if self.on_ack is not None:
-                    self.on_ack(rep.room, entry)
+                    self.on_ack(room, entry)
+
+    def send_before_persist(self) -> None:
+        """Test-only: make every engine send before persisting (a planted bug)."""
+        self.unsafe_send_before_persist = True
+        for node in self.nodes.values():
+            if node.engine is not None:
+                node.engine.unsafe_send_before_persist = True
+
+    def hold_writes(self, node_id: str) -> None:
+        """Manual harness: the node's next writes stay submitted, not durable."""
+        self.nodes[node_id].held = True
+
+    def release_writes(self, node_id: str) -> None:
+        """Manual harness: the held write becomes durable; the loop goes on."""
+        node = self.nodes[node_id]
+        node.held = False
+        if node.writing is not None:
+            self._durable(node, node.incarnation)
+        else:
+            self._run(node, lambda: self._pump(node))
+
+    # --------------------------------------------------------------- inputs
 
     def up_view(self, node_id: str) -> set[str]:
         """What a node's failure detector says is up (self included).
@@ -497,43 +673,36 @@ class Cluster:
         return up
 
     def tick(self, node_id: str, up: set[str] | None = None) -> None:
-        """One tick of a node: timers, heartbeats, and a campaign if one starts."""
+        """One tick of a node: timers, heartbeats, and elections that begin."""
         node = self.nodes[node_id]
 
-        def work() -> None:
+        def tick(engine: RoomEngine) -> None:
             view = self.up_view(node_id) if up is None else up
-            for room, rep in list(node.replicas.items()):
-                if node.crashed:
-                    return
-                started = rep.tick(self.now, view)
-                out = self._vote_requests(node, rep) if started else []
-                if started:
-                    self.checker.elections += 1
-                if not self._flush(node, rep, out):
-                    return
-                if rep.role is Role.ADMINISTRATOR:
-                    last = node.last_heartbeat.get(room, -(10**9))
-                    if self.now - last >= self.timing.heartbeat_ms:
-                        node.last_heartbeat[room] = self.now
-                        self._send_appends(node, rep, rep.peers)
+            self.checker.elections += len(engine.tick(self.now, view))
 
-        self._run(node, work)
-
-    def _vote_requests(self, node: SimNode, rep: RoomReplica) -> list[Msg]:
-        vote = rep.vote_request()
-        out = []
-        for peer in rep.peers:
-            self._rpc += 1
-            out.append(Msg(node.id, peer, VOTE, rep.room, vote, None, self._rpc, node.incarnation))
-        return out
+        self._input(node, tick)
 
     def campaign(self, node_id: str, room: str = "r0") -> None:
-        """Make a node start an election now (as its timer would)."""
-        node = self.nodes[node_id]
-        rep = node.replicas[room]
-        rep.campaign(self.now)
+        """Make a node start a real election now (as a won pre-vote would)."""
         self.checker.elections += 1
-        self._flush(node, rep, self._vote_requests(node, rep))
+        self._input(self.nodes[node_id], lambda engine: engine.campaign(room, self.now))
+
+    def heartbeat(self, node_id: str, room: str = "r0") -> None:
+        """Make an administrator send an append to every peer now."""
+        self._input(self.nodes[node_id], lambda engine: engine.heartbeat(room))
+
+    def drain(self, node_id: str) -> None:
+        """A node is told to shut down (SIGTERM): it hands its rooms over."""
+        up = self.up_view(node_id)
+        self._input(self.nodes[node_id], lambda engine: engine.drain(self.now, up))
+
+    def read(self, node_id: str, room: str = "r0") -> int:
+        """Ask a node to serve a read; the answer reaches `on_read`. Returns its token."""
+        self._token += 1
+        token = self._token
+        self.checker.read_issued(node_id, room, token)
+        self._input(self.nodes[node_id], lambda engine: engine.read(room, token))
+        return token
 
     def publish(
         self, node_id: str, room: str, user: str, client_msg_id: str, text: str = ""
@@ -551,7 +720,7 @@ class Cluster:
         """
         node = self.nodes[node_id]
         rep = node.replicas.get(room)
-        if not node.running or rep is None or rep.role is not Role.ADMINISTRATOR:
+        if not node.running or rep is None or not rep.serving:
             return None
         kind = EntryKind.CREATE if client_msg_id == "create" else EntryKind.MESSAGE
         if kind is EntryKind.CREATE:
@@ -572,14 +741,18 @@ class Cluster:
             if self.on_ack is not None:
                 self.on_ack(room, existing)
             return existing
-        entry = existing or rep.propose(kind, user, text, client_msg_id, self.now)
+        if existing is not None:
+            entry = existing
+        else:
+            assert node.engine is not None
+            entry = node.engine.propose(room, kind, user, text, client_msg_id, self.now)
         node.pending.setdefault(room, {})[entry.index] = (
             entry.epoch,
             entry.user,
             entry.client_msg_id,
         )
         if existing is None:
-            self._flush(node, rep)
+            self._pump(node)
         return entry
 
     # -------------------------------------------------------------- network
@@ -600,31 +773,24 @@ class Cluster:
         if (msg.src, msg.dst) in self.blocked or dst.crashed:
             self.lost(msg)
             return
-        self._run(dst, lambda: self._process(msg))
+        self._input(dst, lambda engine: self._process(dst, engine, msg))
 
-    def _process(self, msg: Msg) -> None:
-        node = self.nodes[msg.dst]
-        rep = node.replicas[msg.room]
-        if msg.kind == APPEND:
-            result = rep.handle_append(msg.src, msg.body, self.now)
-            self.checker.stats["append_ok" if result.success else "append_rejected"] += 1
-            reply = Msg(msg.dst, msg.src, APPEND_RESULT, msg.room, result, msg.body, msg.rpc,
-                        msg.incarnation)  # fmt: skip
-            self._flush(node, rep, [reply])
-        elif msg.kind == VOTE:
-            vote = rep.handle_vote(msg.src, msg.body, self.now)
-            reply = Msg(msg.dst, msg.src, VOTE_RESULT, msg.room, vote, msg.body, msg.rpc,
-                        msg.incarnation)  # fmt: skip
-            self._flush(node, rep, [reply])
-        else:
-            if node.incarnation != msg.incarnation:
-                return  # the answer to a process that died: its RPC is gone
-            if msg.kind == APPEND_RESULT:
-                node.outstanding.pop(msg.rpc, None)
-                rep.handle_append_result(msg.src, msg.request, msg.body, self.now)
+    def _process(self, node: SimNode, engine: RoomEngine, msg: Msg) -> None:
+        if msg.kind in (APPEND, VOTE):
+            self._token += 1
+            node.requests[self._token] = msg
+            if msg.kind == APPEND:
+                engine.step_append(msg.src, msg.body, self._token, self.now)
             else:
-                rep.handle_vote_result(msg.src, msg.request, msg.body, self.now)
-            self._flush(node, rep)
+                engine.step_vote(msg.src, msg.body, self._token, self.now)
+            return
+        if node.incarnation != msg.incarnation:
+            return  # the answer to a process that died: its RPC is gone
+        if msg.kind == APPEND_RESULT:
+            self.checker.stats["append_ok" if msg.body.success else "append_rejected"] += 1
+            engine.step_append_result(msg.src, msg.rpc, msg.body, self.now)
+        else:
+            engine.step_vote_result(msg.src, msg.body, self.now)
 
     def lost(self, msg: Msg) -> None:
         """A message was lost. Manual harness: kept in `lost_msgs`; a test that
@@ -639,19 +805,8 @@ class Cluster:
     def rpc_failed(self, node_id: str, incarnation: int, rpc: int) -> None:
         """An append RPC got no answer: tell the administrator (if still that process)."""
         node = self.nodes[node_id]
-
-        def work() -> None:
-            if node.incarnation != incarnation:
-                return
-            sent = node.outstanding.pop(rpc, None)
-            if sent is None:
-                return  # answered meanwhile
-            rep = node.replicas[sent.room]
-            rep.append_failed(sent.dst, sent.body)
-            self._flush(node, rep)
-
         if node.incarnation == incarnation:
-            self._run(node, work)
+            self._input(node, lambda engine: engine.step_append_failed(rpc))
 
     def drop(self, pred: Callable[[Msg], bool] | None = None) -> list[Msg]:
         """Lose in-flight messages matching pred (all when None)."""
@@ -690,13 +845,6 @@ class Cluster:
         """Move the clock (nothing runs by itself in the manual harness)."""
         self.now += ms
 
-    def heartbeat(self, node_id: str, room: str = "r0") -> None:
-        """Make an administrator send an append to every peer now."""
-        node = self.nodes[node_id]
-        rep = node.replicas[room]
-        node.last_heartbeat[room] = self.now
-        self._send_appends(node, rep, rep.peers)
-
 
 # ------------------------------------------------------------------ random
 
@@ -714,6 +862,9 @@ class SimConfig:
     drop: float = 0.05
     duplicate: float = 0.02
     crash_mid_step: float = 0.0005
+    """Chance of a crash at each point of a node's Ready loop."""
+    write_ms: tuple[int, int] = (0, 0)
+    """How long a store write takes to become durable."""
     fault_every_ms: tuple[int, int] = (200, 2500)
     rpc_timeout_ms: int = 600
     window: int = 1
@@ -728,6 +879,8 @@ class SimConfig:
     liveness_ms: int = 20_000
     """After healing: the bound for a serving administrator and a new commit."""
     timing: Timing = field(default_factory=Timing)
+    send_before_persist: bool = False
+    """Test-only planted bug: engines send everything before it is durable."""
 
     @classmethod
     def for_seed(cls, seed: int, nodes: int, steps: int, **overrides: Any) -> SimConfig:
@@ -740,7 +893,8 @@ class SimConfig:
             latency_ms=(rng.choice([0, 1, 5]), rng.choice([10, 40, 150])),
             drop=rng.choice([0.0, 0.02, 0.1, 0.25]),
             duplicate=rng.choice([0.0, 0.03, 0.1]),
-            crash_mid_step=rng.choice([0.0, 0.0005, 0.002]),
+            crash_mid_step=rng.choice([0.0, 0.0005, 0.002, 0.01]),
+            write_ms=rng.choice([(0, 0), (1, 3), (1, 20)]),
             fault_every_ms=rng.choice([(100, 800), (300, 2500), (1000, 5000)]),
             clients=rng.choice([1, 3, 5]),
             # small batches open the windows where only part of a new
@@ -781,12 +935,16 @@ class Simulation:
         self.rng = random.Random(seed)
         names = [f"n{i}" for i in range(self.config.nodes)]
         rooms = room_replicas(names, self.config.rooms, self.config.replication)
-        self.cluster = Cluster(names, rooms, self.config.timing, seed)
+        self.cluster = Cluster(names, rooms, self.config.timing, seed, self.config.window)
         self.cluster.schedule = self._schedule  # type: ignore[method-assign]
         self.cluster.lost = self._lost  # type: ignore[method-assign]
         self.cluster.up_view = self._up_view  # type: ignore[method-assign]
-        self.cluster.crash_mid_step = self._crash_mid_step
-        self.cluster.window = self.config.window
+        self.cluster.crash_point = self._crash_point
+        if self.config.write_ms[1]:
+            self.cluster.write_delay = lambda: self.rng.randint(*self.config.write_ms)
+        self.cluster.later = self.after
+        if self.config.send_before_persist:
+            self.cluster.send_before_persist()
         if self.config.reversed_group:
             self.cluster.recorded = {r: m[::-1] for r, m in rooms.items()}
         self.cluster.on_ack = self._on_ack
@@ -902,10 +1060,11 @@ class Simulation:
                 up.add(other)
         return up
 
-    def _crash_mid_step(self, node: SimNode) -> bool:
+    def _crash_point(self, node: SimNode, where: str) -> bool:
         if not self.chaos or self.rng.random() >= self.config.crash_mid_step:
             return False
-        self.log.append(f"{self.cluster.now} crash mid-step {node.id}")
+        self.cluster.checker.stats[f"crash_{where}"] += 1
+        self.log.append(f"{self.cluster.now} crash {node.id} at {where}")
         self.after(self.rng.randrange(50, 3000), lambda: self._restart(node.id))
         return True
 
@@ -942,6 +1101,8 @@ class Simulation:
                 user = OWNER if client.current == "create" else client.user
                 cluster.publish(node, room, user, client.current, f"{client.current}@{node}")
             client.next_try = cluster.now + c.retry_ms
+        if (admins_now := cluster.administrators(room)) and self.rng.random() < 0.3:
+            cluster.read(self.rng.choice(admins_now), room)
         if self.publishing:
             self.after(self.rng.randrange(*c.publish_every_ms), lambda: self._client(room, client))
         elif client.current is not None:
@@ -974,7 +1135,7 @@ class Simulation:
         now = cluster.now
         action = rng.choice(
             ["crash", "crash_admin", "pause", "pause_admin", "isolate", "isolate_admin",
-             "split", "one_way", "lie", "lie", "mute_admin", "nothing"]
+             "split", "one_way", "lie", "lie", "mute_admin", "drain_admin", "nothing"]
         )  # fmt: skip
         victim = rng.choice(names)
         admins = [n for room in cluster.rooms for n in cluster.administrators(room)]
@@ -1014,6 +1175,19 @@ class Simulation:
             self.lies.add(lie)
             self.log.append(f"{now} detector of {victim} lies about {other}")
             self.after(heal_after, lambda: self.lies.discard(lie))
+        elif action == "drain" and not cluster.nodes[victim].crashed:
+            # SIGTERM: hand over, then exit a little later; it restarts afresh
+            cluster.drain(victim)
+            self.log.append(f"{now} drain {victim}")
+            incarnation = cluster.nodes[victim].incarnation
+
+            def exit_and_restart() -> None:
+                if cluster.nodes[victim].incarnation != incarnation:
+                    return  # it died or was restarted meanwhile
+                cluster.crash(victim)
+                self.after(rng.randrange(50, 3000), lambda: self._restart(victim))
+
+            self.after(rng.randrange(100, 3000), exit_and_restart)
         if action in ("crash", "pause"):
             self.log.append(f"{now} {action} {victim}")
         self.after(rng.randrange(*self.config.fault_every_ms), self._fault)
@@ -1044,6 +1218,8 @@ class Simulation:
         self.lies.clear()
         self.cluster.blocked = set()
         for node_id, node in sorted(self.cluster.nodes.items()):
+            if node.engine is not None and node.engine.draining:
+                self.cluster.crash(node_id)  # its drain ends: it exits
             if node.crashed:
                 self.cluster.restart(node_id)
             elif node.paused:
@@ -1079,6 +1255,9 @@ class Simulation:
         holding and having committed the administrator's whole log."""
         if self.pending_clients():
             return False
+        for node in self.cluster.nodes.values():
+            if node.writing is not None or (node.engine is not None and node.engine.has_ready()):
+                return False
         for room, members in self.cluster.rooms.items():
             admin = self.serving(room)
             if admin is None:

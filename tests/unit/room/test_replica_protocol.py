@@ -225,13 +225,13 @@ def test_crash_before_the_write_loses_the_step_and_its_answer() -> None:
     c.publish("a", ROOM, "u", "m1", "m1")
     armed = {"b"}
 
-    def crash_once(node: SimNode) -> bool:
-        if node.id in armed:
+    def crash_once(node: SimNode, where: str) -> bool:
+        if node.id in armed and where == "step":
             armed.discard(node.id)
             return True
         return False
 
-    c.crash_mid_step = crash_once
+    c.crash_point = crash_once
     c.deliver_where(lambda m: m.kind == APPEND and m.dst == "b")
     assert c.nodes["b"].crashed
     assert not [m for m in c.inflight if m.src == "b"]

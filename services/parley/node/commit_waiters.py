@@ -1,0 +1,66 @@
+"""Publishers waiting for their entries to commit, per room, in log order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from parley.room.entries import LogEntry
+from parley.room.replica import RoomReplica
+
+from .errors import NotAdministrator
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    index: int
+    epoch: int
+    future: asyncio.Future[LogEntry]
+
+
+class CommitWaiters:
+    """Futures that resolve when an index commits in the reign that proposed it."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, deque[_Waiter]] = {}
+
+    def wait(self, replica: RoomReplica, index: int) -> asyncio.Future[LogEntry]:
+        """A future for the entry at index, once committed in this reign."""
+        future: asyncio.Future[LogEntry] = asyncio.get_running_loop().create_future()
+        if replica.commit_index >= index:
+            future.set_result(replica.entry(index))
+            return future
+        waiter = _Waiter(index, replica.epoch, future)
+        waiters = self._rooms.setdefault(replica.room, deque())
+        if waiters and waiters[-1].index > index:
+            # keep the queue ordered by index (barriers may ask for older ones)
+            ordered = sorted([*waiters, waiter], key=lambda w: w.index)
+            waiters.clear()
+            waiters.extend(ordered)
+        else:
+            waiters.append(waiter)
+        return future
+
+    def committed(self, replica: RoomReplica) -> None:
+        """Resolve every waiter up to the replica's commit index.
+
+        An entry committed at a waited index but of another epoch means the
+        proposal was replaced by a newer administrator's entry: it failed.
+        """
+        waiters = self._rooms.get(replica.room)
+        while waiters and waiters[0].index <= replica.commit_index:
+            waiter = waiters.popleft()
+            if waiter.future.done():
+                continue
+            entry = replica.entry(waiter.index)
+            if entry.epoch == waiter.epoch:
+                waiter.future.set_result(entry)
+            else:
+                waiter.future.set_exception(NotAdministrator(replica.room, replica.administrator))
+
+    def fail(self, room: str, err: Exception) -> None:
+        """This node's reign over the room ended: every waiter fails."""
+        for waiter in self._rooms.pop(room, deque()):
+            if not waiter.future.done():
+                waiter.future.set_exception(err)
