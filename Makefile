@@ -23,6 +23,7 @@ up: $(STAMP)
 ## Run the whole suite (unit, integration, faults)
 test: $(STAMP)
 	$(BIN)/ruff check services tests scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra
 
 ## Everything but the slow fault suites
@@ -32,6 +33,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check services tests scripts
 	$(BIN)/ruff format --check services tests scripts
+	$(BIN)/mypy
 
 ## Regenerate services/parley/_generated from proto/
 proto: $(STAMP)

@@ -27,12 +27,18 @@ def generate(out: Path) -> None:
     """Write the generated package for every proto under proto/ into out."""
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
+        bin_dir = Path(sys.executable).parent
         args = [
             "grpc_tools.protoc",
             f"-I{PROTO_ROOT}",
+            # mypy-protobuf's stubs type the messages and the gRPC stubs and
+            # servicers, so the services type-check under mypy --strict
+            f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
             f"--python_out={tmp}",
-            f"--pyi_out={tmp}",
+            f"--mypy_out={tmp}",
             f"--grpc_python_out={tmp}",
+            f"--mypy_grpc_out={tmp}",
             *protos,
         ]
         if protoc.main(args) != 0:

@@ -289,6 +289,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _server_config(cls: type[C], ns: argparse.Namespace, env: Mapping[str, str]) -> C:
+    try:
+        return config_from_args(cls, ns, env)
+    except ConfigError as exc:
+        subparser: argparse.ArgumentParser = ns.subparser
+        subparser.error(str(exc))
+
+
 def _dispatch(
     parser: argparse.ArgumentParser, ns: argparse.Namespace, env: Mapping[str, str]
 ) -> int:
@@ -297,21 +305,14 @@ def _dispatch(
     Server and client modules are imported only when their command runs, so
     each command works while the others' modules are missing or broken.
     """
-    if ns.command in ("node", "gateway"):
-        cls: type[NodeConfig] | type[GatewayConfig] = (
-            NodeConfig if ns.command == "node" else GatewayConfig
-        )
-        try:
-            cfg = config_from_args(cls, ns, env)
-        except ConfigError as exc:
-            ns.subparser.error(str(exc))
-        if isinstance(cfg, NodeConfig):
-            from parley.node.main import run as run_node
+    if ns.command == "node":
+        from parley.node.main import run as run_node
 
-            return run_node(cfg)
+        return run_node(_server_config(NodeConfig, ns, env))
+    if ns.command == "gateway":
         from parley.gateway.main import run as run_gateway
 
-        return run_gateway(cfg)
+        return run_gateway(_server_config(GatewayConfig, ns, env))
     if ns.command == "up":
         from parley.supervisor import options_from_args, run_up
 
@@ -338,3 +339,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser(env)
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sys.exit(_dispatch(parser, ns, env))
+
+
+def node_main() -> None:
+    """Console script `parley-node`: the same flags as `parley node`."""
+    main(["node", *sys.argv[1:]])
+
+
+def gateway_main() -> None:
+    """Console script `parley-gateway`: the same flags as `parley gateway`."""
+    main(["gateway", *sys.argv[1:]])

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TextIO
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
 
 from parley.client.connection import Connection
 from parley.client.errors import (
@@ -69,7 +69,7 @@ def _check_room(room: str) -> None:
         )
 
 
-def _run(main: Callable[[], Awaitable[int]]) -> int:
+def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run one command and turn every failure into its documented exit code."""
     try:
         return asyncio.run(main())

@@ -141,7 +141,7 @@ class MemberList(Static):
         self.members.setdefault(user, False)
         self._draw()
 
-    def remove(self, user: str) -> None:
+    def remove_member(self, user: str) -> None:
         """A member left."""
         self.members.pop(user, None)
         self._draw()
@@ -206,7 +206,7 @@ class RoomView(Horizontal):
             if entry.event == "join":
                 self.sidebar.add(entry.user)
             elif entry.event == "leave":
-                self.sidebar.remove(entry.user)
+                self.sidebar.remove_member(entry.user)
         return True
 
     def add_system(self, text: str, kind: str = "warning") -> None:

@@ -103,7 +103,7 @@ class ChannelPool:
         self._unsubscribe()
         channels = list(self._channels.values())
         self._channels.clear()
-        await asyncio.gather(*(channel.close() for channel in channels), *self._closing)
+        await asyncio.gather(*(channel.close(None) for channel in channels), *self._closing)
 
     def _on_members(self, members: Members) -> None:
         """Drop channels whose node left or moved; get() makes new ones."""

@@ -184,7 +184,8 @@ class KubernetesDiscovery:
 
     def _list(self) -> tuple[dict[str, dict[str, Any]], str]:
         """The current slices by name, and the list's resourceVersion."""
-        response = self._api.list_namespaced_endpoint_slice(
+        # _preload_content=False: the raw urllib3 response, not the typed model
+        response: Any = self._api.list_namespaced_endpoint_slice(
             self._namespace,
             label_selector=f"{SERVICE_LABEL}={self._service}",
             _preload_content=False,
@@ -204,7 +205,7 @@ class KubernetesDiscovery:
             _Gone: the server no longer has `version`.
         """
         try:
-            response = self._api.list_namespaced_endpoint_slice(
+            response: Any = self._api.list_namespaced_endpoint_slice(
                 self._namespace,
                 label_selector=f"{SERVICE_LABEL}={self._service}",
                 watch=True,

@@ -8,6 +8,9 @@ gRPC status code decides.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import grpc
 
 from parley.protocol.errors import CLIENT_CODES, ErrorCode
@@ -54,7 +57,9 @@ class Unavailable(Exception):
 
 def _trailers(error: grpc.aio.AioRpcError) -> dict[str, str]:
     found: dict[str, str] = {}
-    for key, value in error.trailing_metadata() or ():
+    # grpc-stubs types metadata items as objects; at run time they are pairs
+    trailers = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
+    for key, value in trailers:
         if key in (CODE_KEY, ADMINISTRATOR_KEY):
             found[key] = value.decode() if isinstance(value, bytes) else str(value)
     return found

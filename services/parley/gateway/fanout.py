@@ -15,7 +15,6 @@ from typing import Protocol
 import grpc
 
 from parley._generated import room_service_pb2 as pb
-from parley.gateway.backoff import Backoff
 from parley.gateway.errors import (
     GatewayError,
     NotAdministrator,
@@ -24,13 +23,13 @@ from parley.gateway.errors import (
 )
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.presence import PresenceReporter
-from parley.gateway.router import RELAY_METADATA, Router
+from parley.gateway.room_client import RoomClient
+from parley.gateway.router import RELAY_METADATA, Route, Router
 from parley.gateway.session import FRAMES_OUT
 from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
 from parley.protocol import frames
 from parley.protocol.errors import ErrorCode
-from parley.room.entries import EntryKind
 
 log = get_logger(__name__)
 
@@ -38,8 +37,6 @@ TAIL_SIZE = 256
 """Recent entries kept per room, so most joins are served their backlog from memory."""
 HISTORY_CHUNK = 500
 """Entries fetched per History call while a joining socket catches up."""
-MAX_REDIRECTS = 3
-"""Administrator hints followed at once in a row before backing off."""
 
 
 class Member(Protocol):
@@ -101,6 +98,7 @@ class Fanout:
 
     def __init__(self, router: Router, presence: PresenceReporter, clock: DeliveryClock) -> None:
         self._router = router
+        self._room_service = RoomClient(router)
         self._presence = presence
         self._clock = clock
         self._feeds: dict[str, RoomFeed] = {}
@@ -209,14 +207,13 @@ class Fanout:
                 return
             upper = tail_first if tail_first is not None else feed.next_seq
             before = min(upper, next_seq + HISTORY_CHUNK)
-            request = pb.HistoryRequest(
-                room=feed.room, before_seq=before, limit=before - next_seq, user=member.user
+            response = await self._room_service.history(
+                feed.room, member.user, before, before - next_seq
             )
-            response = await self._router.unary(feed.room, "History", request)
             if member.closed:
                 return
             payloads = []
-            for entry in response.entries:  # type: ignore[attr-defined]
+            for entry in response.entries:
                 if next_seq <= entry.seq < before:
                     text = frames.encode_entry(feed.room, entry)
                     if text is not None:
@@ -251,32 +248,16 @@ class Fanout:
     async def _follow(self, feed: RoomFeed) -> None:
         """Keep the room's Subscribe stream open, resuming at next_seq, until deleted or dropped."""
         room = feed.room
-        backoff = Backoff()
-        tried: set[str] = set()
-        redirects = 0
-        relay = False
-        node = self._router.target(room)
+        route = Route(self._router, room)
         while True:
+            node = route.node
             if node is not None:
                 try:
-                    if await self._stream(feed, node, backoff, relay):
+                    if await self._stream(feed, route):
                         return
                     reason = "stream ended"
                 except NotAdministrator as error:
-                    self._router.forget(room, node)
-                    hint = error.hint
-                    if (
-                        hint
-                        and hint != node
-                        and redirects < MAX_REDIRECTS
-                        and self._router.is_member(hint)
-                    ):
-                        redirects += 1
-                        if self._router.reachable(hint):
-                            node = hint
-                        else:
-                            # cut off from the administrator: `node` relays
-                            relay = True
+                    if route.redirect(error.hint):
                         continue
                     reason = "not the administrator"
                 except Unavailable as error:
@@ -291,21 +272,14 @@ class Fanout:
                         return
                     reason = f"{error.code}: {error.message}"
                     log.warning("feed failed", room=room, node=node, error=reason)
-                self._router.forget(room, node)
-                tried.add(node)
+                route.failed()
                 log.debug("feed re-subscribing", room=room, node=node, reason=reason)
-            redirects = 0
-            relay = False
-            await asyncio.sleep(backoff.next())
-            node = self._router.target(room, tried)
-            if node is None:
-                tried.clear()
-                node = self._router.target(room)
+            await route.wait()
 
-    async def _stream(
-        self, feed: RoomFeed, node: str, backoff: Backoff, relay: bool = False
-    ) -> bool:
+    async def _stream(self, feed: RoomFeed, route: Route) -> bool:
         """One Subscribe stream; True when it ended with the room's delete entry."""
+        node = route.node
+        assert node is not None
         request = pb.SubscribeRequest(
             room=feed.room,
             from_seq=feed.next_seq,
@@ -314,15 +288,13 @@ class Fanout:
         )
         try:
             call = self._router.stub(node).Subscribe(
-                request, metadata=RELAY_METADATA if relay else ()
+                request, metadata=RELAY_METADATA if route.relay else ()
             )
         except KeyError:
             raise Unavailable(f"{node} left the cluster") from None
         try:
             async for batch in call:
-                if not relay:
-                    self._router.remember(feed.room, node)
-                backoff.reset()
+                route.succeeded()
                 if self._deliver(feed, batch):
                     return True
         except grpc.aio.AioRpcError as error:
@@ -343,7 +315,7 @@ class Fanout:
                 if seq > feed.next_seq:
                     raise _Gap(f"expected seq {feed.next_seq}, got {seq}")
                 feed.next_seq = seq + 1
-                if entry.kind == EntryKind.DELETE:
+                if entry.kind == pb.ENTRY_KIND_DELETE:
                     self._fan(feed, items)
                     items = []
                     self._room_deleted(feed)

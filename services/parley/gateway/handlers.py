@@ -16,7 +16,8 @@ from parley.gateway.errors import GatewayError
 from parley.gateway.fanout import Fanout
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.publisher import Publisher
-from parley.gateway.router import ATTEMPT_TIMEOUT, Router
+from parley.gateway.room_client import RoomClient
+from parley.gateway.router import Router
 from parley.gateway.session import Session
 from parley.observability import tracing
 from parley.observability.log import get_logger
@@ -56,6 +57,7 @@ class Handlers:
         self._discovery = discovery
         self._health = health
         self._router = router
+        self._room_service = RoomClient(router)
         self._publisher = publisher
         self._fanout = fanout
         self._clock = clock
@@ -116,24 +118,18 @@ class Handlers:
 
     async def _list_rooms(self, node: str) -> pb.ListRoomsResponse:
         try:
-            return await self._router.stub(node).ListRooms(  # type: ignore[no-any-return]
-                pb.ListRoomsRequest(), timeout=ATTEMPT_TIMEOUT
-            )
+            return await self._room_service.list_rooms(node)
         except grpc.aio.AioRpcError as error:
             log.info("ListRooms failed", node=node, code=error.code().name)
             raise
 
     async def _create(self, session: Session, request: CreateRequest) -> None:
-        response: Any = await self._router.unary(
-            request.room, "CreateRoom", pb.CreateRoomRequest(room=request.room, user=session.user)
-        )
+        response = await self._room_service.create_room(request.room, session.user)
         session.reply(frames.created(request.room, response.owner or session.user, request.id))
 
     async def _join(self, session: Session, request: JoinRequest) -> None:
         room = request.room
-        response: Any = await self._router.unary(
-            room, "JoinRoom", pb.JoinRoomRequest(room=room, user=session.user)
-        )
+        response = await self._room_service.join_room(room, session.user)
         last_seq = response.last_seq
         if request.since is None:
             start = max(1, last_seq - JOIN_BACKLOG + 1)
@@ -164,27 +160,19 @@ class Handlers:
     async def _history(self, session: Session, request: HistoryRequest) -> None:
         # before 0 asks for nothing; the node reads 0 as "newest", so ask before 1.
         before = 0 if request.before is None else max(request.before, 1)
-        response: Any = await self._router.unary(
-            request.room,
-            "History",
-            pb.HistoryRequest(
-                room=request.room, before_seq=before, limit=request.limit, user=session.user
-            ),
+        response = await self._room_service.history(
+            request.room, session.user, before, request.limit
         )
         session.reply(frames.history(request.room, response.entries, request.id))
 
     async def _members(self, session: Session, request: MembersRequest) -> None:
-        response: Any = await self._router.unary(
-            request.room, "Members", pb.MembersRequest(room=request.room)
-        )
+        response = await self._room_service.members(request.room)
         items = ((m.user, m.online) for m in response.members)
         session.reply(frames.members(request.room, items, request.id))
 
     async def _leave(self, session: Session, request: LeaveRequest) -> None:
         room = request.room
-        response: Any = await self._router.unary(
-            room, "LeaveRoom", pb.LeaveRoomRequest(room=room, user=session.user)
-        )
+        response = await self._room_service.leave_room(room, session.user)
         # The user is no longer a member: none of their sockets here keeps the
         # room, each after receiving the leave entry itself.
         for member in self._fanout.members_of(room, session.user):
@@ -197,9 +185,7 @@ class Handlers:
         # answers this connection with the request's id (Session.room_deleted).
         session.deleting[room] = request.id
         try:
-            await self._router.unary(
-                room, "DeleteRoom", pb.DeleteRoomRequest(room=room, user=session.user)
-            )
+            await self._room_service.delete_room(room, session.user)
         except BaseException:
             session.deleting.pop(room, None)
             raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 
 from parley.config import GatewayConfig
 from parley.gateway.server import serve
@@ -35,10 +34,3 @@ def run(cfg: GatewayConfig) -> int:
         asyncio.run(_main(cfg))
     tracing.shutdown()
     return 0
-
-
-def main() -> None:
-    """Console script `parley-gateway`: the same flags as `parley gateway`."""
-    from parley.cli import main as cli_main
-
-    sys.exit(cli_main(["gateway", *sys.argv[1:]]))

@@ -10,6 +10,7 @@ import asyncio
 
 from parley._generated import room_service_pb2 as pb
 from parley.gateway.errors import GatewayError
+from parley.gateway.room_client import RoomClient
 from parley.gateway.router import Router
 from parley.observability.log import get_logger
 
@@ -23,7 +24,7 @@ class PresenceReporter:
     """Sends UpdatePresence for rooms with pending changes, one task per such room."""
 
     def __init__(self, router: Router, gateway_id: str) -> None:
-        self._router = router
+        self._room_service = RoomClient(router)
         self.gateway_id = gateway_id
         self._pending: dict[str, dict[str, bool]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -60,9 +61,7 @@ class PresenceReporter:
                     changes=[pb.PresenceChange(user=u, online=o) for u, o in changes.items()],
                 )
                 try:
-                    await self._router.unary(
-                        room, "UpdatePresence", request, deadline=REPORT_DEADLINE
-                    )
+                    await self._room_service.update_presence(request, deadline=REPORT_DEADLINE)
                 except GatewayError as error:
                     log.info("presence report failed", room=room, code=error.code, error=str(error))
         finally:

@@ -54,6 +54,73 @@ Attempt = Callable[[str, float], Awaitable[T]]
 """One try on a node: (node_id, timeout seconds) -> result, raising node errors."""
 
 
+class Route:
+    """The retry policy of one room's calls: which node to try, and when.
+
+    Both one-shot calls (`Router.call`) and the fan-out's long-lived Subscribe
+    streams follow it: a not_administrator hint goes to the hinted node at
+    once (through a relaying node when this gateway cannot reach it); any
+    other failure moves on to the next replica after an exponential backoff
+    (50 ms doubling to 1 s), and once every replica failed, round again.
+    """
+
+    def __init__(self, router: Router, room: str) -> None:
+        self.router = router
+        self.room = room
+        self.backoff = Backoff()
+        self.node = router.target(room)
+        self.relay = False
+        self._tried: set[str] = set()
+        self._redirects = 0
+
+    def redirect(self, hint: str) -> bool:
+        """The node answered not_administrator naming `hint`.
+
+        Returns:
+            True when the next attempt should follow the hint at once.
+        """
+        node = self.node
+        assert node is not None
+        self.router.forget(self.room, node)
+        self._tried.add(node)
+        if not hint or hint == node or self._redirects >= MAX_REDIRECTS:
+            return False
+        if not self.router.is_member(hint):
+            return False
+        self._redirects += 1
+        if self.router.reachable(hint):
+            self.node = hint
+        else:
+            # this gateway cannot reach the administrator but `node` can: ask
+            # it to pass the call on
+            self.relay = True
+        return True
+
+    def failed(self) -> None:
+        """The attempt on the current node failed otherwise."""
+        if self.node is not None:
+            self.router.forget(self.room, self.node)
+            self._tried.add(self.node)
+
+    def succeeded(self) -> None:
+        """The current node answered as the administrator."""
+        if self.node is not None and not self.relay:
+            self.router.remember(self.room, self.node)
+        self.backoff.reset()
+
+    async def wait(self, limit: float | None = None) -> None:
+        """Back off (at most `limit` seconds), then pick the next node."""
+        delay = self.backoff.next()
+        await asyncio.sleep(max(0.0, delay if limit is None else min(delay, limit)))
+        self._redirects = 0
+        self.relay = False
+        self.node = self.router.target(self.room, self._tried)
+        if self.node is None:
+            # every replica has failed once: go round again
+            self._tried.clear()
+            self.node = self.router.target(self.room)
+
+
 class Router:
     """Finds each room's administrator and calls it."""
 
@@ -73,9 +140,9 @@ class Router:
         self._health = health
         self._replicas = replicas
         self._admins: dict[str, str] = {}
-        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.RoomServiceStub]] = {}
+        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.RoomServiceAsyncStub]] = {}
 
-    def stub(self, node_id: str) -> pb_grpc.RoomServiceStub:
+    def stub(self, node_id: str) -> pb_grpc.RoomServiceAsyncStub:
         """The RoomService stub of a node, rebuilt when the pool replaced its channel.
 
         Raises:
@@ -151,64 +218,30 @@ class Router:
         """
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
-        backoff = Backoff()
-        tried: set[str] = set()
-        redirects = 0
+        route = Route(self, room)
         reason = "no node is up"
-        relay = False
-        node = self.target(room)
         while True:
             remaining = end - loop.time()
             if remaining <= 0:
                 raise GatewayError(ErrorCode.UNAVAILABLE, f"room {room!r} is unavailable: {reason}")
+            node = route.node
             if node is not None:
-                token = _RELAY.set(relay)
+                token = _RELAY.set(route.relay)
                 try:
                     result = await self._attempt(attempt, node, min(remaining, ATTEMPT_TIMEOUT))
                 except NotAdministrator as error:
-                    self.forget(room, node)
-                    tried.add(node)
                     reason = f"{node} is not its administrator"
-                    hint = error.hint
-                    if hint and hint != node and redirects < MAX_REDIRECTS and self.is_member(hint):
-                        redirects += 1
-                        if self.reachable(hint):
-                            node = hint
-                        else:
-                            # this gateway cannot reach the administrator but
-                            # `node` can: ask it to pass the call on
-                            relay = True
+                    if route.redirect(error.hint):
                         continue
                 except Unavailable as error:
-                    self.forget(room, node)
-                    tried.add(node)
+                    route.failed()
                     reason = f"{node}: {error}"
                 else:
-                    if not relay:
-                        self.remember(room, node)
+                    route.succeeded()
                     return result
                 finally:
                     _RELAY.reset(token)
-            redirects = 0
-            relay = False
-            await asyncio.sleep(max(0.0, min(backoff.next(), end - loop.time())))
-            node = self.target(room, tried)
-            if node is None:
-                # Every replica has failed once: go round again.
-                tried.clear()
-                node = self.target(room)
-
-    async def unary(
-        self, room: str, method: str, request: object, *, deadline: float = DEFAULT_DEADLINE
-    ) -> object:
-        """call() a unary RoomService method by name, e.g. "JoinRoom"."""
-
-        async def attempt(node_id: str, budget: float) -> object:
-            return await getattr(self.stub(node_id), method)(
-                request, timeout=budget, metadata=relay_metadata()
-            )
-
-        return await self.call(room, attempt, deadline=deadline)
+            await route.wait(end - loop.time())
 
     async def _attempt(self, attempt: Attempt[T], node_id: str, budget: float) -> T:
         """One try, with transport failures turned into the three node error types."""

@@ -16,6 +16,9 @@ import grpc
 
 from parley.observability.log import get_logger
 
+Context = grpc.aio.ServicerContext[Any, Any]
+"""A servicer's call context (the generated stubs type requests per method)."""
+
 CODE_KEY = "parley-code"
 ADMINISTRATOR_KEY = "parley-administrator"
 
@@ -78,7 +81,7 @@ class NotAdministrator(RoomError):
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: BaseException) -> None:
+async def _abort(context: Context, err: BaseException) -> None:
     if isinstance(err, RoomError):
         context.set_trailing_metadata(err.trailers())
         await context.abort(err.status, err.message)
@@ -91,7 +94,7 @@ def rpc_boundary(method: Method) -> Method:
     """Turn RoomErrors into statuses and log anything unexpected, once per RPC."""
 
     @wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: Context) -> Any:
         try:
             return await method(self, request, context)
         except (RoomError, Exception) as err:
@@ -108,7 +111,7 @@ def stream_boundary(
     """rpc_boundary for server-streaming methods."""
 
     @wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: Context) -> Any:
         try:
             async for item in method(self, request, context):
                 yield item

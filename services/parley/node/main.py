@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import time
 from collections.abc import Awaitable
 
@@ -58,7 +57,8 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
         RoomServicer(core, lambda node: room_grpc.RoomServiceStub(pool.get(node))), server
     )
     peer_service_pb2_grpc.add_PeerServiceServicer_to_server(PeerServicer(core), server)
-    health_servicer = health.aio.HealthServicer()
+    # grpc-stubs lacks grpc_health's aio module, which the package has had since 1.32
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -126,10 +126,3 @@ def run(cfg: NodeConfig) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(cfg))
     return 0
-
-
-def main() -> None:
-    """Console script `parley-node`: same flags as `parley node`."""
-    from parley.cli import main as cli_main
-
-    cli_main(["node", *sys.argv[1:]])

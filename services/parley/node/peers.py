@@ -23,6 +23,7 @@ from parley.observability.log import get_logger
 from parley.room.engine import Outbound
 
 from .core import NodeCore
+from .errors import Context
 
 log = get_logger("parley.node.peers")
 
@@ -37,7 +38,7 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         self.core = core
 
     async def Append(
-        self, request: peer_pb.AppendRequest, context: grpc.aio.ServicerContext
+        self, request: peer_pb.AppendRequest, context: Context
     ) -> peer_pb.AppendResponse:
         with tracing.span_from_metadata(
             "peer.append", context.invocation_metadata(), rooms=len(request.rooms)
@@ -46,13 +47,13 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
             return peer_pb.AppendResponse(rooms=results)
 
     async def RequestVote(
-        self, request: peer_pb.RequestVoteRequest, context: grpc.aio.ServicerContext
+        self, request: peer_pb.RequestVoteRequest, context: Context
     ) -> peer_pb.RequestVoteResponse:
         results = await self.core.step_votes(request.candidate, list(request.rooms))
         return peer_pb.RequestVoteResponse(rooms=results)
 
     async def LocateRoom(
-        self, request: peer_pb.LocateRoomRequest, context: grpc.aio.ServicerContext
+        self, request: peer_pb.LocateRoomRequest, context: Context
     ) -> peer_pb.LocateRoomResponse:
         replica = self.core.rooms.get(request.room)
         if replica is None or replica.last_index == 0:

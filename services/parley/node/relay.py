@@ -9,27 +9,28 @@ bounce a call between them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.observability import tracing
 
-from .errors import NotAdministrator
+from .errors import Context, NotAdministrator
 
 RELAY_KEY = "parley-relay"
 RELAYED_KEY = "parley-relayed"
 RELAY_TIMEOUT = 5.0
 """Seconds a relayed call may take; it waits for a (re)connecting channel meanwhile."""
 
-StubFor = Callable[[str], room_grpc.RoomServiceStub]
+# a string: the async stub class exists for type checkers only
+StubFor = Callable[[str], "room_grpc.RoomServiceAsyncStub"]
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 
-def relay_requested(context: grpc.aio.ServicerContext) -> bool:
+def relay_requested(context: Context) -> bool:
     """True when the caller asked for relaying and this call is not a relay itself."""
     metadata = dict(context.invocation_metadata() or ())
     return metadata.get(RELAY_KEY) == "1" and RELAYED_KEY not in metadata
@@ -40,18 +41,18 @@ def relayed_metadata() -> tuple[tuple[str, str], ...]:
     return ((RELAYED_KEY, "1"), *tracing.inject_metadata())
 
 
-def should_relay(
-    err: NotAdministrator, self_id: str, up: set[str], context: grpc.aio.ServicerContext
-) -> bool:
+def should_relay(err: NotAdministrator, self_id: str, up: set[str], context: Context) -> bool:
     """True when this node should pass the call on to err.hint: asked to, and
     its own failure detector sees the administrator up (relaying to a dead
     node would only hide the failure from the gateway's retries)."""
     return bool(err.hint) and err.hint != self_id and err.hint in up and relay_requested(context)
 
 
-async def _abort_like(context: grpc.aio.ServicerContext, err: grpc.aio.AioRpcError) -> None:
+async def _abort_like(context: Context, err: grpc.aio.AioRpcError) -> None:
     """Answer with the administrator's own status and trailers."""
-    context.set_trailing_metadata(tuple(err.trailing_metadata() or ()))
+    # grpc-stubs types metadata items as objects; at run time they are pairs
+    trailers = cast("Iterable[tuple[str, str | bytes]]", err.trailing_metadata() or ())
+    context.set_trailing_metadata(tuple(trailers))
     await context.abort(err.code(), err.details() or "")
 
 
@@ -62,7 +63,7 @@ def relayable(method: Method) -> Method:
     """
 
     @wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: Context) -> Any:
         try:
             return await method(self, request, context)
         except NotAdministrator as err:
@@ -83,7 +84,7 @@ def relayable(method: Method) -> Method:
 
 
 async def relay_stream(
-    stub: room_grpc.RoomServiceStub, request: Any, context: grpc.aio.ServicerContext
+    stub: room_grpc.RoomServiceAsyncStub, request: Any, context: Context
 ) -> AsyncIterator[Any]:
     """Pass a Subscribe stream through from the administrator."""
     # no wait_for_ready: a stream has no deadline to bound the wait

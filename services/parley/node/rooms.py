@@ -19,6 +19,7 @@ from parley.room.replica import RoomReplica
 from .core import NodeCore
 from .errors import (
     BadRequest,
+    Context,
     Forbidden,
     NotAdministrator,
     NotFound,
@@ -110,7 +111,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def CreateRoom(
-        self, request: pb.CreateRoomRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CreateRoomRequest, context: Context
     ) -> pb.CreateRoomResponse:
         replica = await self.core.serving_replica(request.room)
         if replica.tip.exists:
@@ -124,7 +125,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def DeleteRoom(
-        self, request: pb.DeleteRoomRequest, context: grpc.aio.ServicerContext
+        self, request: pb.DeleteRoomRequest, context: Context
     ) -> pb.DeleteRoomResponse:
         replica = await self.core.serving_replica(request.room)
         self._existing(replica)
@@ -135,9 +136,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @rpc_boundary
     @relayable
-    async def JoinRoom(
-        self, request: pb.JoinRoomRequest, context: grpc.aio.ServicerContext
-    ) -> pb.JoinRoomResponse:
+    async def JoinRoom(self, request: pb.JoinRoomRequest, context: Context) -> pb.JoinRoomResponse:
         replica = await self.core.serving_replica(request.room)
         self._existing(replica)
         already = request.user in replica.tip.members
@@ -155,7 +154,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def LeaveRoom(
-        self, request: pb.LeaveRoomRequest, context: grpc.aio.ServicerContext
+        self, request: pb.LeaveRoomRequest, context: Context
     ) -> pb.LeaveRoomResponse:
         replica = await self.core.serving_replica(request.room)
         self._member(replica, request.user)
@@ -234,9 +233,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @rpc_boundary
     @relayable
-    async def Publish(
-        self, request: pb.PublishRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PublishResponse:
+    async def Publish(self, request: pb.PublishRequest, context: Context) -> pb.PublishResponse:
         with tracing.span_from_metadata(
             "node.publish", context.invocation_metadata(), room=request.room
         ):
@@ -247,7 +244,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @rpc_boundary
     async def PublishBatch(
-        self, request: pb.PublishBatchRequest, context: grpc.aio.ServicerContext
+        self, request: pb.PublishBatchRequest, context: Context
     ) -> pb.PublishBatchResponse:
         with tracing.span_from_metadata(
             "node.publish", context.invocation_metadata(), messages=len(request.publishes)
@@ -302,9 +299,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @rpc_boundary
     @relayable
-    async def History(
-        self, request: pb.HistoryRequest, context: grpc.aio.ServicerContext
-    ) -> pb.HistoryResponse:
+    async def History(self, request: pb.HistoryRequest, context: Context) -> pb.HistoryResponse:
         replica = await self.core.serving_replica(request.room)
         self._member(replica, request.user)
         await self.core.confirm_read(replica)
@@ -315,7 +310,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @rpc_boundary
     async def ListRooms(
-        self, request: pb.ListRoomsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListRoomsRequest, context: Context
     ) -> pb.ListRoomsResponse:
         rooms = []
         for name in sorted(self.core.administered):
@@ -335,9 +330,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @rpc_boundary
     @relayable
-    async def Members(
-        self, request: pb.MembersRequest, context: grpc.aio.ServicerContext
-    ) -> pb.MembersResponse:
+    async def Members(self, request: pb.MembersRequest, context: Context) -> pb.MembersResponse:
         replica = await self.core.serving_replica(request.room)
         self._existing(replica)
         await self.core.confirm_read(replica)
@@ -352,7 +345,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def UpdatePresence(
-        self, request: pb.UpdatePresenceRequest, context: grpc.aio.ServicerContext
+        self, request: pb.UpdatePresenceRequest, context: Context
     ) -> pb.UpdatePresenceResponse:
         await self.core.serving_replica(request.room)
         for change in request.changes:
@@ -361,7 +354,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     @stream_boundary
     async def Subscribe(
-        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.SubscribeRequest, context: Context
     ) -> AsyncIterator[pb.SubscribeResponse]:
         core = self.core
         room = request.room

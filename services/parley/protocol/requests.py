@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,7 +246,7 @@ def _parse_history(frame: dict[str, Any], rid: str | None) -> HistoryRequest:
     )
 
 
-_PARSERS: dict[str, Any] = {
+_PARSERS: dict[str, Callable[[dict[str, Any], str | None], Request]] = {
     "rooms": lambda frame, rid: RoomsRequest(id=rid),
     "create": lambda frame, rid: CreateRequest(room=_room(frame, rid), id=rid),
     "join": _parse_join,

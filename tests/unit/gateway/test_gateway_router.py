@@ -91,8 +91,13 @@ async def test_unreachable_nodes_answer_unavailable_after_the_deadline() -> None
     router = Router(discovery, pool, health, replicas=3)
     loop = asyncio.get_running_loop()
     started = loop.time()
+
+    async def join(node: str, budget: float) -> pb.JoinRoomResponse:
+        request = pb.JoinRoomRequest(room="r", user="a")
+        return await router.stub(node).JoinRoom(request, timeout=budget)
+
     with pytest.raises(GatewayError) as info:
-        await router.unary("r", "JoinRoom", pb.JoinRoomRequest(room="r", user="a"), deadline=0.6)
+        await router.call("r", join, deadline=0.6)
     assert info.value.code == "unavailable"
     assert 0.5 <= loop.time() - started < 5
     await pool.close()

@@ -103,7 +103,7 @@ class ChatScreen(Screen[None]):
     def _relabel(self, room: str) -> None:
         # The tab may be going away; a label is cosmetic, never worth a crash.
         with contextlib.suppress(Exception):
-            self.tabs.get_tab(pane_id(room)).label = self._label(room)  # type: ignore[assignment]
+            self.tabs.get_tab(pane_id(room)).label = self._label(room)
 
     # ------------------------------------------------------------------ rooms
 

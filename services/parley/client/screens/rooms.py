@@ -10,6 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -99,7 +100,7 @@ class RoomsScreen(Screen[None]):
         table = self.table
         if not self.listing or not 0 <= table.cursor_row < table.row_count:
             return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return next((r for r in self.listing if r.get("room") == key), None)
 
     def set_status(self, text: str) -> None:
