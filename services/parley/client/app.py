@@ -21,6 +21,7 @@ from parley.client.errors import ParleyError
 from parley.client.events import Deleted, Entry, Online, Status
 from parley.client.screens.chat import ChatScreen
 from parley.client.screens.connect import ConnectScreen
+from parley.client.screens.host import ChatHost
 from parley.client.screens.modals import ConfirmScreen, HelpScreen
 from parley.client.screens.rooms import RoomsScreen
 from parley.client.settings import Settings
@@ -260,3 +261,8 @@ def run_chat(url: str, user: str, token: str | None) -> int:
     app = ParleyApp(url, user, token or "")
     app.run()
     return app.return_code or 0
+
+
+def _is_a_chat_host(app: ParleyApp) -> ChatHost:
+    """Type-checked only: the app is what its screens take it for."""
+    return app

@@ -1,4 +1,5 @@
-"""Node errors as the gateway sees them, mapped to client codes in one place.
+"""Node errors as the gateway sees them: back to domain errors, and to client
+codes, in one place.
 
 Nodes put the precise reason in the trailing metadata `parley-code` (a client
 code of DESIGN §5, or `not_administrator`) and, with not_administrator, the
@@ -13,11 +14,9 @@ from typing import cast
 
 import grpc
 
-from parley.protocol.errors import CLIENT_CODES, ErrorCode
-
-CODE_KEY = "parley-code"
-ADMINISTRATOR_KEY = "parley-administrator"
-NOT_ADMINISTRATOR = "not_administrator"
+from parley.node.errors import ADMINISTRATOR_KEY, CODE_KEY
+from parley.protocol.errors import CLIENT_CODES, ErrorCode, ProtocolError
+from parley.room.errors import NotAdministrator, Unavailable, error_for_code
 
 _STATUS_CODES: dict[grpc.StatusCode, ErrorCode] = {
     grpc.StatusCode.NOT_FOUND: ErrorCode.NOT_FOUND,
@@ -28,31 +27,6 @@ _STATUS_CODES: dict[grpc.StatusCode, ErrorCode] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.UNAVAILABLE,
 }
 """The fallback when a node error has no parley-code trailer."""
-
-
-class GatewayError(Exception):
-    """A final answer for the client: an error frame with this code."""
-
-    def __init__(self, code: ErrorCode | str, message: str) -> None:
-        super().__init__(message)
-        self.code = str(code)
-        self.message = message
-
-
-class NotAdministrator(Exception):
-    """The node asked is not the room's administrator; retry elsewhere.
-
-    Attributes:
-        hint: the node id to ask instead, or "" when the node does not know.
-    """
-
-    def __init__(self, hint: str, message: str = "not the administrator") -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
-class Unavailable(Exception):
-    """The node could not answer now (down, slow, electing); retry with backoff."""
 
 
 def _trailers(error: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -69,20 +43,19 @@ def classify(code: str, message: str, administrator: str = "") -> Exception:
     """One node error code (a parley-code or PublishResult.error_code) as an exception.
 
     Returns:
-        NotAdministrator for not_administrator, Unavailable for unavailable,
-        a GatewayError with the client code otherwise (internal when unknown).
+        NotAdministrator or Unavailable (the router retries elsewhere), or
+        the ProtocolError the client is answered with (internal when unknown).
     """
-    if code == NOT_ADMINISTRATOR:
-        return NotAdministrator(administrator, message)
-    if code == ErrorCode.UNAVAILABLE:
-        return Unavailable(message)
+    err = error_for_code(code, message, administrator)
+    if isinstance(err, NotAdministrator | Unavailable):
+        return err
     if code not in CLIENT_CODES:
-        return GatewayError(ErrorCode.INTERNAL, message or "the node failed")
-    return GatewayError(code, message)
+        return ProtocolError(ErrorCode.INTERNAL, message or "the node failed")
+    return ProtocolError(err.code, err.message)
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> Exception:
-    """A failed gRPC call as NotAdministrator, Unavailable or GatewayError."""
+    """A failed gRPC call as NotAdministrator, Unavailable or ProtocolError."""
     trailers = _trailers(error)
     message = error.details() or error.code().name.lower()
     code = trailers.get(CODE_KEY)

@@ -15,12 +15,7 @@ from typing import Protocol
 import grpc
 
 from parley._generated import room_service_pb2 as pb
-from parley.gateway.errors import (
-    GatewayError,
-    NotAdministrator,
-    Unavailable,
-    from_rpc_error,
-)
+from parley.gateway.errors import from_rpc_error
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.presence import PresenceReporter
 from parley.gateway.room_client import RoomClient
@@ -29,7 +24,8 @@ from parley.gateway.session import FRAMES_OUT
 from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
 from parley.protocol import frames
-from parley.protocol.errors import ErrorCode
+from parley.protocol.errors import ErrorCode, ProtocolError
+from parley.room.errors import NotAdministrator, Unavailable
 
 log = get_logger(__name__)
 
@@ -121,7 +117,7 @@ class Fanout:
         backlog, so nothing is missed or repeated.
 
         Raises:
-            GatewayError: History failed; the socket is not attached.
+            ProtocolError: History failed; the socket is not attached.
         """
         feed = self._feeds.get(room)
         if feed is None:
@@ -265,7 +261,7 @@ class Fanout:
                 except _Gap as error:
                     reason = str(error)
                     log.warning("feed gap; re-subscribing", room=room, error=reason)
-                except GatewayError as error:
+                except ProtocolError as error:
                     if error.code == ErrorCode.NOT_FOUND:
                         # The room is gone (deleted while we were resubscribing).
                         self._room_deleted(feed)

@@ -12,7 +12,6 @@ import grpc
 from parley._generated import room_service_pb2 as pb
 from parley.cluster.discovery import Discovery
 from parley.cluster.health import HealthMonitor
-from parley.gateway.errors import GatewayError
 from parley.gateway.fanout import Fanout
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.publisher import Publisher
@@ -34,7 +33,7 @@ from parley.protocol import (
     SendRequest,
     frames,
 )
-from parley.protocol.errors import ErrorCode
+from parley.protocol.errors import ErrorCode, ProtocolError
 
 log = get_logger(__name__)
 
@@ -77,7 +76,7 @@ class Handlers:
         """Serve one request; errors are raised for the session's error boundary.
 
         Raises:
-            GatewayError: the error frame to answer with.
+            ProtocolError: the error frame to answer with.
         """
         await self._table[type(request)](session, request)
 
@@ -109,7 +108,7 @@ class Handlers:
                 if seen is None or info.last_seq > seen.last_seq:
                     found[info.room] = info
         if nodes and failures == len(nodes):
-            raise GatewayError(ErrorCode.UNAVAILABLE, "no node answered; try again")
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "no node answered; try again")
         items = (
             frames.room_info(i.room, i.owner, i.member_count, i.last_seq, i.administrator)
             for _, i in sorted(found.items())

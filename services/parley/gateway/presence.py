@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 
 from parley._generated import room_service_pb2 as pb
-from parley.gateway.errors import GatewayError
 from parley.gateway.room_client import RoomClient
 from parley.gateway.router import Router
 from parley.observability.log import get_logger
+from parley.protocol.errors import ProtocolError
 
 log = get_logger(__name__)
 
@@ -62,7 +62,7 @@ class PresenceReporter:
                 )
                 try:
                     await self._room_service.update_presence(request, deadline=REPORT_DEADLINE)
-                except GatewayError as error:
+                except ProtocolError as error:
                     log.info("presence report failed", room=room, code=error.code, error=str(error))
         finally:
             self._tasks.pop(room, None)

@@ -125,7 +125,7 @@ class Publisher:
             The successful result (seq, duplicate).
 
         Raises:
-            GatewayError: the client error (not_member, not_found, unavailable...).
+            ProtocolError: the client error (not_member, not_found, unavailable...).
         """
         request = pb.PublishRequest(room=room, user=user, client_msg_id=client_msg_id, text=text)
 

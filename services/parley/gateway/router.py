@@ -21,8 +21,9 @@ from parley.cluster.discovery import Discovery
 from parley.cluster.health import HealthMonitor
 from parley.cluster.placement import replicas_for
 from parley.gateway.backoff import Backoff
-from parley.gateway.errors import GatewayError, NotAdministrator, Unavailable, from_rpc_error
-from parley.protocol.errors import ErrorCode
+from parley.gateway.errors import from_rpc_error
+from parley.protocol.errors import ErrorCode, ProtocolError
+from parley.room.errors import NotAdministrator, Unavailable
 
 T = TypeVar("T")
 
@@ -213,7 +214,7 @@ class Router:
         after an exponential backoff (50 ms doubling to 1 s).
 
         Raises:
-            GatewayError: the node's final answer (not_found, forbidden, ...),
+            ProtocolError: the node's final answer (not_found, forbidden, ...),
                 or `unavailable` when the deadline passed.
         """
         loop = asyncio.get_running_loop()
@@ -223,7 +224,9 @@ class Router:
         while True:
             remaining = end - loop.time()
             if remaining <= 0:
-                raise GatewayError(ErrorCode.UNAVAILABLE, f"room {room!r} is unavailable: {reason}")
+                raise ProtocolError(
+                    ErrorCode.UNAVAILABLE, f"room {room!r} is unavailable: {reason}"
+                )
             node = route.node
             if node is not None:
                 token = _RELAY.set(route.relay)

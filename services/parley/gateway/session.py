@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from parley.gateway.errors import GatewayError
 from parley.gateway.ratelimit import TokenBucket
 from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
@@ -275,7 +274,7 @@ class Session:
         """The per-request error boundary: every failure becomes an error frame."""
         try:
             await self._handle(self, request)
-        except (GatewayError, ProtocolError) as error:
+        except ProtocolError as error:
             self.reply(frames.error(error.code, error.message, request.id))
         except Exception:
             log.exception("request failed", user=self.user, request=type(request).__name__)

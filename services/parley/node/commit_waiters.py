@@ -7,9 +7,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from parley.room.entries import LogEntry
+from parley.room.errors import NotAdministrator
 from parley.room.replica import RoomReplica
-
-from .errors import NotAdministrator
 
 
 @dataclass(slots=True, eq=False)

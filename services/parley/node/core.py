@@ -28,12 +28,12 @@ from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
 from parley.room.engine import Outbound, Ready, RoleChange, RoomEngine
 from parley.room.entries import EntryKind, LogEntry
+from parley.room.errors import NotAdministrator, Unavailable
 from parley.room.replica import Role, RoomReplica, Timing
 from parley.room.store import LogStore
 
 from .commit_waiters import CommitWaiters
 from .engine_loop import EngineLoop, now_ms
-from .errors import NotAdministrator, Unavailable
 from .presence import PresenceBook
 from .store_writer import StoreWriter
 from .subscribers import SubscriberHub

@@ -1,9 +1,10 @@
-"""Domain errors of a node and their one mapping to gRPC statuses.
+"""The one mapping from domain errors (`parley.room.errors`) to gRPC statuses.
 
 Every RoomService error carries trailing metadata `parley-code` (a client
 error code of DESIGN §5, or `not_administrator`) and, for not_administrator,
 `parley-administrator` naming the node to ask instead. Gateways map
-`parley-code` to client error frames in one place too.
+`parley-code` back, and to client error frames, in one place too
+(`parley.gateway.errors`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ from typing import Any, TypeVar
 import grpc
 
 from parley.observability.log import get_logger
+from parley.room.errors import (
+    BadRequest,
+    Forbidden,
+    NotAdministrator,
+    NotFound,
+    NotMember,
+    RoomError,
+    RoomExists,
+    Unavailable,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 """A servicer's call context (the generated stubs type requests per method)."""
@@ -25,57 +36,27 @@ ADMINISTRATOR_KEY = "parley-administrator"
 log = get_logger("parley.node")
 
 
-class RoomError(Exception):
-    """A request failed for a reason the client should hear about."""
-
-    code = "internal"
-    status = grpc.StatusCode.INTERNAL
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def trailers(self) -> tuple[tuple[str, str], ...]:
-        """Trailing metadata that tells the gateway what happened."""
-        return ((CODE_KEY, self.code),)
+STATUS: dict[str, grpc.StatusCode] = {
+    BadRequest.code: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound.code: grpc.StatusCode.NOT_FOUND,
+    RoomExists.code: grpc.StatusCode.ALREADY_EXISTS,
+    NotMember.code: grpc.StatusCode.FAILED_PRECONDITION,
+    Forbidden.code: grpc.StatusCode.PERMISSION_DENIED,
+    Unavailable.code: grpc.StatusCode.UNAVAILABLE,
+    NotAdministrator.code: grpc.StatusCode.FAILED_PRECONDITION,
+}
+"""The gRPC status of each domain error code (internal for anything else)."""
 
 
-class BadRequest(RoomError):
-    code, status = "bad_request", grpc.StatusCode.INVALID_ARGUMENT
+def status_of(err: RoomError) -> grpc.StatusCode:
+    return STATUS.get(err.code, grpc.StatusCode.INTERNAL)
 
 
-class NotFound(RoomError):
-    code, status = "not_found", grpc.StatusCode.NOT_FOUND
-
-
-class RoomExists(RoomError):
-    code, status = "room_exists", grpc.StatusCode.ALREADY_EXISTS
-
-
-class NotMember(RoomError):
-    code, status = "not_member", grpc.StatusCode.FAILED_PRECONDITION
-
-
-class Forbidden(RoomError):
-    code, status = "forbidden", grpc.StatusCode.PERMISSION_DENIED
-
-
-class Unavailable(RoomError):
-    code, status = "unavailable", grpc.StatusCode.UNAVAILABLE
-
-
-class NotAdministrator(RoomError):
-    """This node does not administer the room; `hint` may name who does."""
-
-    code, status = "not_administrator", grpc.StatusCode.FAILED_PRECONDITION
-
-    def __init__(self, room: str, hint: str) -> None:
-        where = f"ask {hint}" if hint else "administrator unknown"
-        super().__init__(f"not the administrator of {room}: {where}")
-        self.hint = hint
-
-    def trailers(self) -> tuple[tuple[str, str], ...]:
-        return ((CODE_KEY, self.code), (ADMINISTRATOR_KEY, self.hint))
+def trailers_of(err: RoomError) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata that tells the gateway what happened."""
+    if isinstance(err, NotAdministrator):
+        return ((CODE_KEY, err.code), (ADMINISTRATOR_KEY, err.hint))
+    return ((CODE_KEY, err.code),)
 
 
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
@@ -83,8 +64,8 @@ Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
 async def _abort(context: Context, err: BaseException) -> None:
     if isinstance(err, RoomError):
-        context.set_trailing_metadata(err.trailers())
-        await context.abort(err.status, err.message)
+        context.set_trailing_metadata(trailers_of(err))
+        await context.abort(status_of(err), err.message)
     log.error("rpc failed", exc_info=err)
     context.set_trailing_metadata(((CODE_KEY, "internal"),))
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")

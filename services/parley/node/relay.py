@@ -17,8 +17,9 @@ import grpc
 
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.observability import tracing
+from parley.room.errors import NotAdministrator
 
-from .errors import Context, NotAdministrator
+from .errors import Context
 
 RELAY_KEY = "parley-relay"
 RELAYED_KEY = "parley-relayed"

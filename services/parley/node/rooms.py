@@ -1,4 +1,9 @@
-"""RoomService: what gateways call. Validates against the log, then orders."""
+"""RoomService: what gateways call.
+
+Each handler finds the room's serving replica, asks the room's rules
+(`parley.room.rules`) what the request may do, proposes or reads, and
+translates the outcome into the answer.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +17,14 @@ import grpc
 from parley._generated import room_service_pb2 as pb
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.observability import metrics, tracing
+from parley.room import rules
 from parley.room.codec import entry_to_client_pb
 from parley.room.entries import EntryKind, LogEntry
+from parley.room.errors import NotAdministrator, RoomError, Unavailable, error_for_code
 from parley.room.replica import RoomReplica
 
 from .core import NodeCore
-from .errors import (
-    BadRequest,
-    Context,
-    Forbidden,
-    NotAdministrator,
-    NotFound,
-    NotMember,
-    RoomError,
-    RoomExists,
-    Unavailable,
-    rpc_boundary,
-    stream_boundary,
-)
+from .errors import Context, rpc_boundary, stream_boundary
 from .relay import (
     RELAY_TIMEOUT,
     StubFor,
@@ -97,25 +92,13 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         """Wait until everything this administrator has appended is committed."""
         await self.core.wait_commit(replica, replica.last_index)
 
-    @staticmethod
-    def _existing(replica: RoomReplica) -> None:
-        if not replica.tip.exists:
-            raise NotFound(f"room {replica.room} does not exist")
-
-    @staticmethod
-    def _member(replica: RoomReplica, user: str) -> None:
-        RoomServicer._existing(replica)
-        if user not in replica.tip.members:
-            raise NotMember(f"{user} is not a member of {replica.room}")
-
     @rpc_boundary
     @relayable
     async def CreateRoom(
         self, request: pb.CreateRoomRequest, context: Context
     ) -> pb.CreateRoomResponse:
         replica = await self.core.serving_replica(request.room)
-        if replica.tip.exists:
-            raise RoomExists(f"room {request.room} already exists")
+        rules.check_create(replica.tip, request.room)
         # the create entry records the replica group: the room stays on it
         # even when placement later changes with the node set
         group = ",".join(replica.replicas)
@@ -128,9 +111,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         self, request: pb.DeleteRoomRequest, context: Context
     ) -> pb.DeleteRoomResponse:
         replica = await self.core.serving_replica(request.room)
-        self._existing(replica)
-        if replica.tip.owner != request.user:
-            raise Forbidden(f"only the owner ({replica.tip.owner}) may delete {request.room}")
+        rules.check_delete(replica.tip, request.room, request.user)
         entry = await self._commit(replica, EntryKind.DELETE, request.user)
         return pb.DeleteRoomResponse(seq=entry.seq)
 
@@ -138,8 +119,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @relayable
     async def JoinRoom(self, request: pb.JoinRoomRequest, context: Context) -> pb.JoinRoomResponse:
         replica = await self.core.serving_replica(request.room)
-        self._existing(replica)
-        already = request.user in replica.tip.members
+        already = not rules.needs_join(replica.tip, request.room, request.user)
         if already:
             await self.core.confirm_read(replica)
             await self._barrier(replica)
@@ -157,7 +137,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         self, request: pb.LeaveRoomRequest, context: Context
     ) -> pb.LeaveRoomResponse:
         replica = await self.core.serving_replica(request.room)
-        self._member(replica, request.user)
+        rules.check_member(replica.tip, request.room, request.user)
         entry = await self._commit(replica, EntryKind.LEAVE, request.user)
         return pb.LeaveRoomResponse(seq=entry.seq)
 
@@ -175,15 +155,13 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         """
         if not replica.serving:
             raise NotAdministrator(replica.room, replica.administrator)
-        if not request.text:
-            raise BadRequest("text must not be empty")
-        if request.client_msg_id:
-            seq = replica.tip.dedupe.get((request.user, request.client_msg_id))
-            if seq is not None:
-                if seq <= replica.committed_seq:
-                    return pb.PublishResponse(seq=seq, duplicate=True)
-                return self.core.wait_commit(replica, replica.last_index), seq
-        self._member(replica, request.user)
+        original = rules.check_publish(
+            replica.tip, replica.room, request.user, request.text, request.client_msg_id
+        )
+        if original is not None:
+            if original <= replica.committed_seq:
+                return pb.PublishResponse(seq=original, duplicate=True)
+            return self.core.wait_commit(replica, replica.last_index), original
         future = self.core.propose(
             replica, EntryKind.MESSAGE, request.user, request.text, request.client_msg_id
         )
@@ -259,7 +237,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                     pb.PublishResult(
                         error_code=outcome.code,
                         error_message=outcome.message,
-                        administrator=getattr(outcome, "hint", ""),
+                        administrator=outcome.hint if isinstance(outcome, NotAdministrator) else "",
                     )
                 )
             else:
@@ -291,7 +269,9 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 return
             for i, result in zip(indexes, response.results, strict=True):
                 if result.error_code:
-                    outcomes[i] = _error_from_result(result)
+                    outcomes[i] = error_for_code(
+                        result.error_code, result.error_message, result.administrator
+                    )
                 else:
                     outcomes[i] = pb.PublishResponse(seq=result.seq, duplicate=result.duplicate)
 
@@ -301,7 +281,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @relayable
     async def History(self, request: pb.HistoryRequest, context: Context) -> pb.HistoryResponse:
         replica = await self.core.serving_replica(request.room)
-        self._member(replica, request.user)
+        rules.check_member(replica.tip, request.room, request.user)
         await self.core.confirm_read(replica)
         limit = min(request.limit or 50, HISTORY_MAX)
         before = request.before_seq or None
@@ -332,7 +312,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @relayable
     async def Members(self, request: pb.MembersRequest, context: Context) -> pb.MembersResponse:
         replica = await self.core.serving_replica(request.room)
-        self._existing(replica)
+        rules.check_exists(replica.tip, request.room)
         await self.core.confirm_read(replica)
         presence = self.core.presence
         return pb.MembersResponse(
@@ -366,9 +346,9 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             async for item in relay_stream(self.room_stub(err.hint), request, context):
                 yield item
             return
-        self._existing(replica)
+        rules.check_exists(replica.tip, room)
         await core.confirm_read(replica)
-        self._existing(replica)
+        rules.check_exists(replica.tip, room)
         sub = Subscriber(room, request.gateway_id, request.from_seq)
         # backlog and registration happen with no await in between, so the
         # live feed continues exactly where the backlog ends
@@ -406,13 +386,3 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             core.hub.remove(sub)
             if request.gateway_id and not core.hub.has_gateway(room, request.gateway_id):
                 core.presence.gateway_gone(room, request.gateway_id)
-
-
-def _error_from_result(result: pb.PublishResult) -> RoomError:
-    """The RoomError a relayed PublishResult reports, to report it again."""
-    if result.error_code == NotAdministrator.code:
-        return NotAdministrator("", result.administrator)
-    for cls in (BadRequest, Forbidden, NotFound, NotMember, RoomExists, Unavailable):
-        if cls.code == result.error_code:
-            return cls(result.error_message)
-    return RoomError(result.error_message)

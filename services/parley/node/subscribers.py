@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from parley._generated import room_service_pb2 as room_pb
 from parley.room.codec import entry_to_client_pb
 from parley.room.entries import EntryKind, LogEntry
-
-from .errors import NotAdministrator, Unavailable
+from parley.room.errors import NotAdministrator, Unavailable
 
 
 @dataclass(slots=True, eq=False)

@@ -72,7 +72,8 @@ def error_for_code(code: str, message: str, administrator: str = "") -> RoomErro
     """The domain error a code names (as a node reported it), internal when unknown."""
     if code == NOT_ADMINISTRATOR:
         return NotAdministrator("", administrator, message)
-    for cls in (*FINAL_ERRORS, Unavailable):
+    known: tuple[type[RoomError], ...] = (*FINAL_ERRORS, Unavailable)
+    for cls in known:
         if cls.code == code:
             return cls(message)
     return RoomError(message or "the node failed")

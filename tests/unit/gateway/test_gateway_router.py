@@ -13,14 +13,10 @@ from parley.cluster.channels import ChannelPool
 from parley.cluster.health import HealthMonitor
 from parley.cluster.placement import replicas_for
 from parley.cluster.static import StaticDiscovery
-from parley.gateway.errors import (
-    GatewayError,
-    NotAdministrator,
-    Unavailable,
-    classify,
-    from_rpc_error,
-)
+from parley.gateway.errors import classify, from_rpc_error
 from parley.gateway.router import Router
+from parley.protocol.errors import ProtocolError
+from parley.room.errors import NotAdministrator, Unavailable
 from support.client import ChatClient
 
 
@@ -43,7 +39,7 @@ def _rpc_error(code: grpc.StatusCode, trailers: tuple[tuple[str, str], ...] = ()
 def test_status_fallback_without_trailer(status: grpc.StatusCode, expected: str) -> None:
     """Without a parley-code trailer the gRPC status picks the client code."""
     error = from_rpc_error(_rpc_error(status))
-    assert isinstance(error, GatewayError)
+    assert isinstance(error, ProtocolError)
     assert error.code == expected
 
 
@@ -66,14 +62,14 @@ def test_trailer_wins_over_status() -> None:
     member = from_rpc_error(
         _rpc_error(grpc.StatusCode.FAILED_PRECONDITION, (("parley-code", "not_member"),))
     )
-    assert isinstance(member, GatewayError)
+    assert isinstance(member, ProtocolError)
     assert member.code == "not_member"
 
 
 def test_unknown_result_code_is_internal() -> None:
     """A code the protocol does not know becomes internal."""
     error = classify("exploded", "boom")
-    assert isinstance(error, GatewayError)
+    assert isinstance(error, ProtocolError)
     assert error.code == "internal"
 
 
@@ -96,7 +92,7 @@ async def test_unreachable_nodes_answer_unavailable_after_the_deadline() -> None
         request = pb.JoinRoomRequest(room="r", user="a")
         return await router.stub(node).JoinRoom(request, timeout=budget)
 
-    with pytest.raises(GatewayError) as info:
+    with pytest.raises(ProtocolError) as info:
         await router.call("r", join, deadline=0.6)
     assert info.value.code == "unavailable"
     assert 0.5 <= loop.time() - started < 5

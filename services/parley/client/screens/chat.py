@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,10 +14,8 @@ from textual.widgets import Footer, Input, TabbedContent, TabPane
 from parley.client.errors import ParleyError, ServerError
 from parley.client.events import Entry
 from parley.client.format import MAX_TEXT, valid_room
+from parley.client.screens.host import ChatHost
 from parley.client.widgets import MessageLog, RoomView, TopBar
-
-if TYPE_CHECKING:
-    from parley.client.app import ParleyApp
 
 HISTORY_PAGE = 50
 """Entries fetched per "load older" step."""
@@ -59,9 +57,9 @@ class ChatScreen(Screen[None]):
         self.unread: dict[str, int] = {}
 
     @property
-    def parley(self) -> ParleyApp:
+    def parley(self) -> ChatHost:
         """The app, typed."""
-        return self.app  # type: ignore[return-value]
+        return cast("ChatHost", self.app)
 
     def compose(self) -> ComposeResult:
         yield TopBar()

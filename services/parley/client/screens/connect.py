@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,9 +13,7 @@ from textual.widgets import Button, Footer, Input, Label, Static
 
 from parley.client.errors import ParleyError
 from parley.client.format import valid_user
-
-if TYPE_CHECKING:
-    from parley.client.app import ParleyApp
+from parley.client.screens.host import ChatHost
 
 
 class ConnectScreen(Screen[None]):
@@ -47,9 +45,9 @@ class ConnectScreen(Screen[None]):
         """Shown under the form on arrival (why we are back here)."""
 
     @property
-    def parley(self) -> ParleyApp:
+    def parley(self) -> ChatHost:
         """The app, typed."""
-        return self.app  # type: ignore[return-value]
+        return cast("ChatHost", self.app)
 
     def compose(self) -> ComposeResult:
         with Center(), Vertical(id="connect-box"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import work
@@ -16,11 +16,9 @@ from textual.widgets import DataTable, Footer, Static
 
 from parley.client.errors import ParleyError
 from parley.client.format import valid_room
+from parley.client.screens.host import ChatHost
 from parley.client.screens.modals import ConfirmScreen, PromptScreen
 from parley.client.widgets import TopBar
-
-if TYPE_CHECKING:
-    from parley.client.app import ParleyApp
 
 # Last-activity look-ups cost one history request per room; past this many
 # rooms the column shows the last seq only, so a big server stays snappy.
@@ -70,9 +68,9 @@ class RoomsScreen(Screen[None]):
         self.listing: list[dict[str, Any]] = []
 
     @property
-    def parley(self) -> ParleyApp:
+    def parley(self) -> ChatHost:
         """The app, typed."""
-        return self.app  # type: ignore[return-value]
+        return cast("ChatHost", self.app)
 
     def compose(self) -> ComposeResult:
         yield TopBar()
