@@ -60,6 +60,8 @@ _HELP: dict[str, str] = {
     "member_grace": "seconds a vanished node stays in the placement set",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
+    "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "
+    "besides the web client's own",
     "max_frame_bytes": "largest client frame accepted",
     "rate_limit": "sustained client frames per second per connection",
     "rate_burst": "client frame burst per connection",

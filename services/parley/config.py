@@ -68,6 +68,9 @@ class GatewayConfig:
     k8s_port: int = 7000
     member_grace: float = 300.0
     jwt_secret: str = ""  # empty: auth off, `?user=NAME` accepted
+    # origins (scheme://host:port, comma-separated, or *) whose pages may open
+    # a WebSocket here besides the web client's own; empty: only its own
+    allowed_origins: str = ""
     id: str = ""  # gateway id for presence; defaults to host:port
     max_frame_bytes: int = 64 * 1024
     # per-connection token bucket: sustained frames/s and burst

@@ -430,6 +430,7 @@ class Supervisor:
             self.say(f"{child.name} URL: ws://{child.ws}/ws")
         if gateways:
             first = gateways[0].ws
+            self.say(f"open: http://{first}/ in a browser")
             self.say(f"try:  wscat -c 'ws://{first}/ws?user=alice'")
             self.say(f"or:   parley chat --url ws://{first}/ws --user alice")
         self.say("Ctrl-C stops everything")

@@ -26,6 +26,7 @@ from parley.gateway.presence import PresenceReporter
 from parley.gateway.publisher import Publisher
 from parley.gateway.router import Router
 from parley.gateway.session import CLOSE_GRACE, Session
+from parley.gateway.web import WebClient
 from parley.observability.log import get_logger
 from parley.observability.metrics import WS_CONNECTIONS
 
@@ -81,6 +82,8 @@ class Gateway:
         self._handlers = Handlers(
             discovery, health, self._router, self._publisher, self._fanout, self._clock
         )
+        origins = [o.strip() for o in cfg.allowed_origins.split(",") if o.strip()]
+        self._web = WebClient(auth=bool(cfg.jwt_secret), allowed_origins=origins)
         self._server: Server | None = None
         self._stopping = False
         self.host = ""
@@ -132,9 +135,16 @@ class Gateway:
         await self._publisher.close()
 
     def _handshake(self, conn: ServerConnection, request: Request) -> Response | None:
-        """Refuse wrong paths (404) and missing or bad users and tokens (401)."""
+        """Serve the web client; refuse wrong paths (404), foreign origins (403)
+        and missing or bad users and tokens (401)."""
         if self._stopping:
             return conn.respond(503, "shutting down\n")
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            page = self._web.respond(request)
+            if page is not None:
+                return page
+        if not self._web.origin_allowed(request):
+            return conn.respond(403, "this origin may not open a WebSocket here\n")
         try:
             authenticate(request.path, self._cfg.jwt_secret)
         except HandshakeRefused as refused:

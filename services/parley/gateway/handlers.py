@@ -110,7 +110,9 @@ class Handlers:
         if nodes and failures == len(nodes):
             raise ProtocolError(ErrorCode.UNAVAILABLE, "no node answered; try again")
         items = (
-            frames.room_info(i.room, i.owner, i.member_count, i.last_seq, i.administrator)
+            frames.room_info(
+                i.room, i.owner, i.member_count, i.last_seq, i.administrator, i.last_ts_ms
+            )
             for _, i in sorted(found.items())
         )
         session.reply(frames.rooms(items, request.id))

@@ -107,16 +107,19 @@ def rooms(items: Iterable[dict[str, Any]], rid: str | None = None) -> str:
 
 
 def room_info(
-    room: str, owner: str, members: int, last_seq: int, administrator: str
+    room: str, owner: str, members: int, last_seq: int, administrator: str, last_ts_ms: int = 0
 ) -> dict[str, Any]:
-    """One item of the `rooms` reply."""
-    return {
+    """One item of the `rooms` reply; `last_ts` (the last entry's time) when known."""
+    info: dict[str, Any] = {
         "room": room,
         "owner": owner,
         "members": members,
         "last_seq": last_seq,
         "administrator": administrator,
     }
+    if last_ts_ms:
+        info["last_ts"] = format_ts(last_ts_ms)
+    return info
 
 
 def created(room: str, owner: str, rid: str | None = None) -> str:

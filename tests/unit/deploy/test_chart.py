@@ -709,6 +709,7 @@ def test_notes_give_ready_to_paste_commands() -> None:
     notes = render_texts()["parley/templates/NOTES.txt"]
     assert f"kubectl --namespace {NAMESPACE} port-forward svc/{GATEWAY} 8080:8080" in notes
     assert "wscat -c 'ws://127.0.0.1:8080/ws?user=alice'" in notes
+    assert "open http://127.0.0.1:8080/" in notes  # the web client
     with_auth = render_texts(VALUE_SETS["auth-on"])["parley/templates/NOTES.txt"]
     assert "?token=" in with_auth and "get secret parley-auth" in with_auth
 

@@ -89,6 +89,10 @@ def test_every_reply_shape() -> None:
         "rooms": [{"room": "g", "owner": "alice", "members": 2, "last_seq": 9,
                    "administrator": "node-1"}],
     }  # fmt: skip
+    with_time = frames.room_info("g", "alice", 2, 9, "node-1", 1_764_560_765_573)
+    assert json.loads(frames.rooms([with_time]))["rooms"][0]["last_ts"] == (
+        "2025-12-01T03:46:05.573Z"
+    )
     assert json.loads(frames.error("not_member", "no", "x")) == {
         "type": "error", "id": "x", "code": "not_member", "message": "no"}  # fmt: skip
     assert json.loads(frames.online("g", "bob", True)) == {
