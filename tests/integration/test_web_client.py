@@ -6,6 +6,7 @@ when the browser is missing, except under CI=true, where it fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -141,9 +142,7 @@ async def test_two_browsers_chat_and_see_one_order(browser: Any, cluster: LocalC
         await alice.wait_for_selector("#member-list li:text('bob')")
 
 
-async def test_reload_resumes_without_gap_or_duplicate(
-    browser: Any, cluster: LocalCluster
-) -> None:
+async def test_reload_resumes_without_gap_or_duplicate(browser: Any, cluster: LocalCluster) -> None:
     url = http_url(cluster)
     carol = await ChatClient.connect(cluster.gateway_url(), "carol")
     try:
@@ -160,7 +159,8 @@ async def test_reload_resumes_without_gap_or_duplicate(
             await online(alice)
             await carol.send("reload", "after")
             messages = await wait_texts(
-                alice, [*(f"before-{i}" for i in range(3)), *(f"during-{i}" for i in range(3)), "after"]
+                alice,
+                [*(f"before-{i}" for i in range(3)), *(f"during-{i}" for i in range(3)), "after"],
             )
             contiguous(messages)
             texts = [m[2] for m in messages]
@@ -169,18 +169,14 @@ async def test_reload_resumes_without_gap_or_duplicate(
         await carol.close()
 
 
-async def test_the_browser_rides_out_a_gateway_restart(
-    browser: Any, cluster: LocalCluster
-) -> None:
+async def test_the_browser_rides_out_a_gateway_restart(browser: Any, cluster: LocalCluster) -> None:
     url = http_url(cluster)
     async with page_for(browser, url, "alice") as alice:
         await create(alice, "restart")
         await say(alice, "before the restart")
         await wait_texts(alice, ["before the restart"])
         cluster.kill_gateway(0)
-        await alice.wait_for_selector(
-            "#status[data-state=reconnecting]", timeout=DEADLINE * 1000
-        )
+        await alice.wait_for_selector("#status[data-state=reconnecting]", timeout=DEADLINE * 1000)
         await cluster.restart_gateway(0)
         await online(alice)  # by itself, with backoff
         dave = await ChatClient.connect(cluster.gateway_url(), "dave")
@@ -227,22 +223,94 @@ async def test_markup_in_a_message_is_shown_as_text(browser: Any, cluster: Local
         assert await alice.evaluate("window.__pwned") is None
 
 
+async def test_scroll_back_loads_older_history(browser: Any, cluster: LocalCluster) -> None:
+    """A room with more than a join's backlog: scrolling to the top fetches the rest."""
+    url = http_url(cluster)
+    bob = await ChatClient.connect(cluster.gateway_url(), "bob")
+    try:
+        await bob.create("long")
+        for i in range(120):
+            await bob.send("long", f"line {i:03}")
+        async with page_for(browser, url, "alice") as alice:
+            await join_from_list(alice, "long")
+            first = await wait_texts(alice, ["line 119"])
+            assert "line 000" not in [m[2] for m in first]  # only the latest at first
+            for _ in range(10):
+                await alice.eval_on_selector("#log", "log => { log.scrollTop = 0; }")
+                await alice.dispatch_event("#log", "scroll")
+                if "line 000" in [m[2] for m in await shown(alice)]:
+                    break
+                await alice.wait_for_timeout(300)  # the next page is asked on the next scroll
+            messages = await wait_texts(alice, ["line 000"])
+            contiguous(messages)
+            assert [m[2] for m in messages] == [f"line {i:03}" for i in range(120)]
+            await alice.wait_for_selector("#log-top:text('start of the room')")
+    finally:
+        await bob.close()
+
+
+async def test_unread_counts_for_rooms_not_in_view(browser: Any, cluster: LocalCluster) -> None:
+    url = http_url(cluster)
+    bob = await ChatClient.connect(cluster.gateway_url(), "bob")
+    try:
+        await bob.create("quiet")
+        await bob.create("busy")
+        async with page_for(browser, url, "alice") as alice:
+            await join_from_list(alice, "busy")
+            await join_from_list(alice, "quiet")  # in view: quiet
+            for i in range(3):
+                await bob.send("busy", f"news {i}")
+            badge = alice.locator("#open-rooms li:has(button[data-room='busy']) .badge")
+            await badge.filter(has_text="3").wait_for(timeout=DEADLINE * 1000)
+            await alice.click("#open-rooms button[data-room='busy']")
+            await wait_texts(alice, ["news 2"])
+            assert await badge.count() == 0  # read
+    finally:
+        await bob.close()
+
+
+async def test_sign_in_with_a_token_when_auth_is_on(browser: Any, make_cluster: Any) -> None:
+    import jwt
+
+    secret = "web-client-test-secret-of-32-bytes!"
+    cluster = await make_cluster(jwt_secret=secret)
+    token = jwt.encode({"sub": "erin"}, secret, algorithm="HS256")
+    context = await browser.new_context(viewport=WIDE)
+    try:
+        page = await context.new_page()
+        await page.goto(http_url(cluster))
+        await page.wait_for_selector("#signin-token", state="visible")
+        assert await page.is_hidden("#signin-user")
+        await page.fill("#signin-token", token)
+        await page.click("#signin-form button[type=submit]")
+        await online(page)
+        assert await page.text_content("#who") == "signed in as erin"
+        await create(page, "secure")
+        await say(page, "token works")
+        (message,) = await wait_texts(page, ["token works"])
+        assert message[1] == "erin"
+    finally:
+        await context.close()
+
+
 async def test_pages_carry_a_strict_policy(cluster: LocalCluster) -> None:
     """The page, its script and its style come with CSP, nosniff and no referrer."""
     import urllib.request
 
+    def fetch(url: str) -> tuple[Any, str]:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.headers, response.read().decode()
+
     base = http_url(cluster)
     for path, kind in (("", "text/html"), ("static/app.js", "text/javascript")):
-        with urllib.request.urlopen(base + path, timeout=5) as response:  # noqa: S310 - loopback
-            headers = response.headers
-            assert headers["Content-Type"].startswith(kind)
-            policy = headers["Content-Security-Policy"]
-            assert "script-src 'self'" in policy and "default-src 'none'" in policy
-            assert "unsafe-inline" not in policy
-            assert headers["X-Content-Type-Options"] == "nosniff"
-            assert headers["Referrer-Policy"] == "no-referrer"
-            body = response.read().decode()
-            assert "http://" not in body.replace("http://www.w3.org", "")  # nothing external
+        headers, body = await asyncio.to_thread(fetch, base + path)
+        assert headers["Content-Type"].startswith(kind)
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "default-src 'none'" in policy
+        assert "unsafe-inline" not in policy
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert "http://" not in body.replace("http://www.w3.org", "")  # nothing external
 
 
 async def test_a_foreign_origin_is_refused(cluster: LocalCluster) -> None:
