@@ -16,7 +16,7 @@ from parley.gateway.fanout import Fanout
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.publisher import Publisher
 from parley.gateway.room_client import RoomClient
-from parley.gateway.router import Router
+from parley.gateway.router import ATTEMPT_TIMEOUT, Router
 from parley.gateway.session import Session
 from parley.observability import tracing
 from parley.observability.log import get_logger
@@ -90,10 +90,16 @@ class Handlers:
         session.reply(frames.pong(request.id))
 
     async def _rooms(self, session: Session, request: RoomsRequest) -> None:
-        members = self._discovery.members()
-        nodes = [n for n in members if self._health.is_up(n)] or list(members)
+        # every member is asked: a node this gateway's health watch has not
+        # seen up yet (just started, say) may administer rooms all the same;
+        # those seen down get a short deadline, so a dead one costs little
+        nodes = list(self._discovery.members())
         answers = await asyncio.gather(
-            *(self._list_rooms(node) for node in nodes), return_exceptions=True
+            *(
+                self._list_rooms(node, ATTEMPT_TIMEOUT if self._health.is_up(node) else 0.5)
+                for node in nodes
+            ),
+            return_exceptions=True,
         )
         found: dict[str, pb.RoomInfo] = {}
         failures = 0
@@ -117,9 +123,9 @@ class Handlers:
         )
         session.reply(frames.rooms(items, request.id))
 
-    async def _list_rooms(self, node: str) -> pb.ListRoomsResponse:
+    async def _list_rooms(self, node: str, timeout: float) -> pb.ListRoomsResponse:
         try:
-            return await self._room_service.list_rooms(node)
+            return await self._room_service.list_rooms(node, timeout)
         except grpc.aio.AioRpcError as error:
             log.info("ListRooms failed", node=node, code=error.code().name)
             raise

@@ -83,9 +83,9 @@ class RoomClient:
 
         return await self._router.call(request.room, attempt, deadline=deadline)
 
-    async def list_rooms(self, node: str) -> pb.ListRoomsResponse:
+    async def list_rooms(self, node: str, timeout: float = ATTEMPT_TIMEOUT) -> pb.ListRoomsResponse:
         """The rooms one node administers (not routed: the caller asks every node)."""
-        return await self._stub(node).ListRooms(pb.ListRoomsRequest(), timeout=ATTEMPT_TIMEOUT)
+        return await self._stub(node).ListRooms(pb.ListRoomsRequest(), timeout=timeout)
 
     def _stub(self, node: str) -> pb_grpc.RoomServiceAsyncStub:
         return self._router.stub(node)

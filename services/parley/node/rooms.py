@@ -8,7 +8,6 @@ translates the outcome into the answer.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -21,6 +20,7 @@ from parley.room import rules
 from parley.room.codec import entry_to_client_pb
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import NotAdministrator, RoomError, Unavailable, error_for_code
+from parley.room.history import committed_before, committed_visible
 from parley.room.replica import RoomReplica
 
 from .core import NodeCore
@@ -41,39 +41,6 @@ STREAM_CHUNK = 1000
 # a gateway further behind than this is cut off and resubscribes from its
 # last seq, reading the backlog from the log instead of node memory
 SUBSCRIBER_MAX_PENDING = 50_000
-
-
-def committed_visible(
-    replica: RoomReplica, from_seq: int, limit: int | None = None
-) -> list[LogEntry]:
-    """Committed visible entries with seq >= from_seq, in order."""
-    log = replica.log
-    end = replica.commit_index
-    start = bisect.bisect_left(log, from_seq, 0, end, key=lambda e: e.seq)
-    out: list[LogEntry] = []
-    for i in range(start, end):
-        entry = log[i]
-        if entry.visible and entry.seq >= from_seq:
-            out.append(entry)
-            if limit is not None and len(out) >= limit:
-                break
-    return out
-
-
-def committed_before(replica: RoomReplica, before_seq: int | None, limit: int) -> list[LogEntry]:
-    """The last `limit` committed visible entries with seq < before_seq."""
-    log = replica.log
-    end = replica.commit_index
-    if before_seq is not None:
-        end = bisect.bisect_left(log, before_seq, 0, end, key=lambda e: e.seq)
-    out: list[LogEntry] = []
-    i = end - 1
-    while i >= 0 and len(out) < limit:
-        if log[i].visible:
-            out.append(log[i])
-        i -= 1
-    out.reverse()
-    return out
 
 
 class RoomServicer(room_grpc.RoomServiceServicer):
