@@ -22,7 +22,7 @@ from support.wait import wait_for
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
-DEADLINE = 15.0
+DEADLINE = 30.0
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 390, "height": 780}

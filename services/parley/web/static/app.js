@@ -67,6 +67,8 @@ const state = {
   listing: [], // the last `rooms` reply
   open: new Map(), // room -> RoomState
   current: null,
+  joins: new Map(), // join request id -> room: a late error re-joins
+  nextJoin: 1,
 };
 
 class RoomState {
@@ -192,8 +194,9 @@ async function joinRoom(name, { since = null }) {
     room = new RoomState(name, since);
     state.open.set(name, room);
   }
-  const frame = { type: "join", room: name };
+  const frame = { type: "join", room: name, id: `join-${state.nextJoin++}` };
   if (room.lastSeq !== null) frame.since = room.lastSeq;
+  state.joins.set(frame.id, name);
   try {
     const reply = await state.conn.request(frame);
     if (room.lastSeq === null) {
@@ -217,7 +220,19 @@ async function joinRoom(name, { since = null }) {
       renderRoomLists();
     }
     if (err.code !== "unavailable" || state.conn?.state === "online") flash(describe(err));
+    state.joins.delete(frame.id);
+    retryJoin(name);
   }
+}
+
+/** A join that failed for a passing reason (an election, a slow node) is tried again. */
+function retryJoin(name) {
+  setTimeout(
+    () => {
+      if (state.open.has(name) && state.conn?.state === "online") joinRoom(name, {});
+    },
+    1000 + Math.random() * 1000,
+  );
 }
 
 async function loadMembers(room) {
@@ -310,6 +325,15 @@ function onFrame(frame) {
       break;
     case "deleted":
       roomDeleted(frame.room, false);
+      break;
+    case "error":
+      // the gateway answered `joined` but could not attach the room's feed
+      // (its backlog read failed): this socket gets none of its entries
+      if (state.joins.has(frame.id)) {
+        const name = state.joins.get(frame.id);
+        state.joins.delete(frame.id);
+        retryJoin(name);
+      }
       break;
     default:
       break; // replies are handled by their requests
