@@ -28,7 +28,7 @@ from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
 from parley.room.engine import Outbound, Ready, RoleChange, RoomEngine
 from parley.room.entries import EntryKind, LogEntry
-from parley.room.errors import NotAdministrator, Unavailable
+from parley.room.errors import NotAdministrator, NotFound, Unavailable
 from parley.room.replica import Role, RoomReplica, Timing
 from parley.room.store import LogStore
 
@@ -147,19 +147,24 @@ class NodeCore:
         up = self.up_nodes() | {self.node_id}
         return next((r for r in replicas if r in up), "")
 
-    async def serving_replica(self, room: str, timeout: float = 5.0) -> RoomReplica:
+    async def serving_replica(
+        self, room: str, timeout: float = 5.0, *, create: bool = False
+    ) -> RoomReplica:
         """The room's replica once this node serves it as administrator.
 
-        Waits through an election this node is running (or starts one for a
-        room nobody has administered yet).
+        Waits through an election this node is running. Only a create starts
+        the first election of a room nobody has administered yet: any other
+        request for a room that exists nowhere is answered NotFound, and
+        leaves no replica, no log and no election behind.
 
         Raises:
             NotAdministrator: another node administers (or should) the room.
+            NotFound: no node holds the room (not a create).
             Unavailable: no administrator could be established in time.
         """
         replica = self.rooms.get(room)
         if replica is None:
-            replica = await self._adopt_room(room)
+            replica = await self._adopt_room(room, create)
         deadline = time.monotonic() + timeout
         while not replica.serving:
             if self.draining:
@@ -172,7 +177,7 @@ class NodeCore:
                 preferred = self._preferred(replica)
                 if preferred != self.node_id:
                     raise NotAdministrator(room, preferred)
-                if replica.last_index == 0 and replica.epoch == 0:
+                if create and replica.last_index == 0 and replica.epoch == 0:
                     # a room nobody has written to: no reign to wait out
                     self.engine.campaign(room, now_ms())
                     self.loop.kick()
@@ -182,7 +187,7 @@ class NodeCore:
             await self.room_changed(room, min(remaining, 0.5))
         return replica
 
-    async def _adopt_room(self, room: str) -> RoomReplica:
+    async def _adopt_room(self, room: str, create: bool) -> RoomReplica:
         """Start hosting a room this node has no replica of, if it should.
 
         Placement names this node, but the room may predate a change of the
@@ -205,6 +210,13 @@ class NodeCore:
             # a member of the group that lost its copy: rejoin and catch up
             self.engine.add(room, group, None, now)
             raise NotAdministrator(room, hint)
+        if not create:
+            unheard = set(self.members()) - self.up_nodes() - {self.node_id}
+            if unheard:
+                # a node that did not answer may hold it: not a reason to say
+                # it does not exist, nor to start an empty copy
+                raise Unavailable(f"room {room}: {len(unheard)} node(s) did not answer; try again")
+            raise NotFound(f"room {room} does not exist")
         return self.engine.add(room, replicas, None, now)
 
     def _preferred(self, replica: RoomReplica) -> str:

@@ -64,7 +64,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     async def CreateRoom(
         self, request: pb.CreateRoomRequest, context: Context
     ) -> pb.CreateRoomResponse:
-        replica = await self.core.serving_replica(request.room)
+        replica = await self.core.serving_replica(request.room, create=True)
         rules.check_create(replica.tip, request.room)
         # the create entry records the replica group: the room stays on it
         # even when placement later changes with the node set

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import pytest
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.node.core import NodeCore
-from parley.node.errors import NotAdministrator
 from parley.room.engine import Outbound
 from parley.room.entries import EntryKind
+from parley.room.errors import NotAdministrator, NotFound
 from parley.room.memory_store import MemoryLogStore
 from parley.room.replica import Role
 from support.wait import wait_for
@@ -86,7 +86,7 @@ async def serving(net: LocalNet, room: str) -> tuple[NodeCore, object]:
             if core.node_id in net.down:
                 continue
             try:
-                return core, await core.serving_replica(room, timeout=0.5)
+                return core, await core.serving_replica(room, timeout=0.5, create=True)
             except NotAdministrator:
                 continue
         return None
@@ -135,6 +135,20 @@ async def test_hand_over_moves_rooms_and_never_takes_them_back(net: LocalNet) ->
     assert core.rooms["lobby"].role is Role.FOLLOWER
     with pytest.raises(NotAdministrator):
         await core.serving_replica("lobby", timeout=0.2)
+
+
+async def test_requests_for_unknown_rooms_leave_nothing_behind(net: LocalNet) -> None:
+    """Only a create starts a room; anything else about a room nobody holds is
+    NotFound, with no replica, no stored state and no election anywhere."""
+    for i in range(200):
+        core = net.cores[NODES[i % 3]]
+        with pytest.raises(NotFound):
+            await core.serving_replica(f"nobody-{i}")
+    for core in net.cores.values():
+        assert core.rooms == {}
+        assert await core.store.load() == {}
+    core, replica = await serving(net, "real")  # a create still works
+    assert replica.serving
 
 
 async def test_a_lost_reign_fails_its_waiting_proposals(net: LocalNet) -> None:

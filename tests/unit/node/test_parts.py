@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from parley.node.commit_waiters import CommitWaiters
-from parley.node.errors import NotAdministrator, Unavailable
 from parley.node.presence import PresenceBook
 from parley.node.subscribers import Subscriber, SubscriberHub
 from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord
+from parley.room.errors import NotAdministrator, Unavailable
 from parley.room.replica import RoomReplica
 
 
