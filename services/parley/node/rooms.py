@@ -64,6 +64,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     async def CreateRoom(
         self, request: pb.CreateRoomRequest, context: Context
     ) -> pb.CreateRoomResponse:
+        rules.check_names(request.room, request.user)
         replica = await self.core.serving_replica(request.room, create=True)
         rules.check_create(replica.tip, request.room)
         # the create entry records the replica group: the room stays on it
@@ -77,6 +78,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     async def DeleteRoom(
         self, request: pb.DeleteRoomRequest, context: Context
     ) -> pb.DeleteRoomResponse:
+        rules.check_names(request.room, request.user)
         replica = await self.core.serving_replica(request.room)
         rules.check_delete(replica.tip, request.room, request.user)
         entry = await self._commit(replica, EntryKind.DELETE, request.user)
@@ -85,6 +87,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def JoinRoom(self, request: pb.JoinRoomRequest, context: Context) -> pb.JoinRoomResponse:
+        rules.check_names(request.room, request.user)
         replica = await self.core.serving_replica(request.room)
         already = not rules.needs_join(replica.tip, request.room, request.user)
         if already:
@@ -103,6 +106,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     async def LeaveRoom(
         self, request: pb.LeaveRoomRequest, context: Context
     ) -> pb.LeaveRoomResponse:
+        rules.check_names(request.room, request.user)
         replica = await self.core.serving_replica(request.room)
         rules.check_member(replica.tip, request.room, request.user)
         entry = await self._commit(replica, EntryKind.LEAVE, request.user)
@@ -139,17 +143,25 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     ) -> list[pb.PublishResponse | RoomError]:
         """Order a batch: one append per message, one replication step per room."""
         received = time.perf_counter()
+        refused: dict[int, RoomError] = {}
+        for i, request in enumerate(publishes):
+            try:
+                rules.check_names(request.room, request.user)
+            except RoomError as err:
+                refused[i] = err
         replicas: dict[str, RoomReplica | RoomError] = {}
-        for room in {p.room for p in publishes}:
+        for room in {p.room for i, p in enumerate(publishes) if i not in refused}:
             try:
                 replicas[room] = await self.core.serving_replica(room)
             except RoomError as err:
                 replicas[room] = err
         outcomes: list[pb.PublishResponse | RoomError | None] = []
         waits: list[tuple[int, asyncio.Future[LogEntry], int | None]] = []
-        for request in publishes:
-            replica = replicas[request.room]
+        for i, request in enumerate(publishes):
             try:
+                if i in refused:
+                    raise refused[i]
+                replica = replicas[request.room]
                 if isinstance(replica, RoomError):
                     raise replica
                 ordered = self._order(replica, request)
@@ -247,6 +259,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def History(self, request: pb.HistoryRequest, context: Context) -> pb.HistoryResponse:
+        rules.check_names(request.room, request.user)
         replica = await self.core.serving_replica(request.room)
         rules.check_member(replica.tip, request.room, request.user)
         await self.core.confirm_read(replica)
@@ -278,6 +291,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def Members(self, request: pb.MembersRequest, context: Context) -> pb.MembersResponse:
+        rules.check_names(request.room)
         replica = await self.core.serving_replica(request.room)
         rules.check_exists(replica.tip, request.room)
         await self.core.confirm_read(replica)
@@ -294,6 +308,9 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     async def UpdatePresence(
         self, request: pb.UpdatePresenceRequest, context: Context
     ) -> pb.UpdatePresenceResponse:
+        rules.check_names(request.room)
+        for change in request.changes:
+            rules.check_names(request.room, change.user)
         await self.core.serving_replica(request.room)
         for change in request.changes:
             self.core.presence.change(request.room, request.gateway_id, change.user, change.online)
@@ -306,6 +323,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         core = self.core
         room = request.room
         try:
+            rules.check_names(room)
             replica = await core.serving_replica(room)
         except NotAdministrator as err:
             if not should_relay(err, core.node_id, core.up_nodes(), context):

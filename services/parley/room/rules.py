@@ -8,8 +8,21 @@ translates the outcome into an answer. Every rule raises a domain error
 
 from __future__ import annotations
 
+from parley.protocol.requests import is_valid_name, is_valid_user
 from parley.room.errors import BadRequest, Forbidden, NotFound, NotMember, RoomExists
 from parley.room.state import RoomState
+
+
+def check_names(room: str, user: str | None = None) -> None:
+    """Room and user names as the protocol defines them.
+
+    Gateways check them too; nodes check again because anyone who reaches a
+    node's port speaks to it directly.
+    """
+    if not is_valid_name(room):
+        raise BadRequest("room must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+    if user is not None and not is_valid_user(user):
+        raise BadRequest("user must match ^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 def check_create(state: RoomState, room: str) -> None:

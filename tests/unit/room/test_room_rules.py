@@ -80,3 +80,12 @@ def test_every_code_is_a_client_code_or_not_administrator() -> None:
     err = error_for_code("not_administrator", "m", "n2")
     assert isinstance(err, NotAdministrator) and err.hint == "n2"
     assert type(error_for_code("no_such_code", "m")) is RoomError
+
+
+def test_names_are_checked_on_the_node_too() -> None:
+    rules.check_names("general", "alice")
+    rules.check_names("general")
+    for room, user in (("../../ETC passwd", "a"), ("ok", "Mallory With Spaces!"), ("", "a"),
+                       ("x" * 65, "a"), ("ok", "u" * 33)):  # fmt: skip
+        with pytest.raises(BadRequest):
+            rules.check_names(room, user)
