@@ -92,11 +92,11 @@ class Handlers:
     async def _rooms(self, session: Session, request: RoomsRequest) -> None:
         # every member is asked: a node this gateway's health watch has not
         # seen up yet (just started, say) may administer rooms all the same;
-        # those seen down get a short deadline, so a dead one costs little
+        # those not seen up get a short deadline, so a dead one costs little
         nodes = list(self._discovery.members())
         answers = await asyncio.gather(
             *(
-                self._list_rooms(node, ATTEMPT_TIMEOUT if self._health.is_up(node) else 0.5)
+                self._list_rooms(node, ATTEMPT_TIMEOUT if self._health.is_up(node) else 1.0)
                 for node in nodes
             ),
             return_exceptions=True,

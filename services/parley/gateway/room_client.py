@@ -72,5 +72,10 @@ class RoomClient:
         return await self._routed(request.room, lambda stub: stub.UpdatePresence, request, deadline)
 
     async def list_rooms(self, node: str, timeout: float = ATTEMPT_TIMEOUT) -> pb.ListRoomsResponse:
-        """The rooms one node administers (not routed: the caller asks every node)."""
-        return await self._router.stub(node).ListRooms(pb.ListRoomsRequest(), timeout=timeout)
+        """The rooms one node administers (not routed: the caller asks every node).
+
+        Waits for a connecting channel within `timeout`: right after start-up
+        a node may administer rooms before this gateway's channel is ready.
+        """
+        stub = self._router.stub(node)
+        return await stub.ListRooms(pb.ListRoomsRequest(), timeout=timeout, wait_for_ready=True)
