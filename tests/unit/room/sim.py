@@ -849,6 +849,41 @@ class Cluster:
         self.now += ms
 
 
+# ------------------------------------------------------- scripted helpers
+
+
+def one_room(nodes: str = "abc", timing: Timing | None = None) -> Cluster:
+    """A manual cluster of one-letter nodes holding room r0, in that placement order."""
+    names = list(nodes)
+    return Cluster(names, {"r0": names}, timing)
+
+
+def settle(c: Cluster, admin: str, room: str = "r0") -> None:
+    """Two heartbeat rounds: followers catch up and learn the commit index."""
+    for _ in range(2):
+        c.heartbeat(admin, room)
+        c.stabilize()
+
+
+def start(c: Cluster, admin: str, room: str = "r0") -> None:
+    """Elect admin and create the room, committed everywhere."""
+    c.campaign(admin, room)
+    c.stabilize()
+    assert c.replica(admin, room).serving
+    assert c.publish(admin, room, OWNER, "create") is not None
+    settle(c, admin, room)
+
+
+def run_for(c: Cluster, ms: int, tick_ms: int = 50) -> None:
+    """Tick every running node every tick_ms for ms, delivering all messages."""
+    for _ in range(ms // tick_ms):
+        c.advance(tick_ms)
+        for node in sorted(c.nodes):
+            if c.nodes[node].running:
+                c.tick(node)
+        c.stabilize()
+
+
 # ------------------------------------------------------------------ random
 
 
@@ -1351,7 +1386,11 @@ __all__ = [
     "SimConfig",
     "Simulation",
     "check_log_matching",
+    "one_room",
     "peer_pb",
     "room_replicas",
+    "run_for",
     "run_seed",
+    "settle",
+    "start",
 ]

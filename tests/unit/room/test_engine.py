@@ -12,25 +12,20 @@ from parley._generated import peer_service_pb2 as peer_pb
 from parley.room.engine import RoomEngine
 from parley.room.entries import HardState, RoomRecord
 from parley.room.replica import Role
-from sim import APPEND, APPEND_RESULT, OWNER, VOTE, VOTE_RESULT, Cluster, InvariantViolation, Msg
+from sim import (
+    APPEND,
+    APPEND_RESULT,
+    VOTE,
+    VOTE_RESULT,
+    Cluster,
+    InvariantViolation,
+    Msg,
+    one_room,
+    start,
+)
 
 ROOM = "r0"
 QUIET_MS = 3000
-
-
-def make(nodes: str = "abc") -> Cluster:
-    names = list(nodes)
-    return Cluster(names, {ROOM: names})
-
-
-def start(c: Cluster, admin: str) -> None:
-    c.campaign(admin, ROOM)
-    c.stabilize()
-    assert c.replica(admin).serving
-    assert c.publish(admin, ROOM, OWNER, "create") is not None
-    for _ in range(2):
-        c.heartbeat(admin, ROOM)
-        c.stabilize()
 
 
 def sent_by(c: Cluster, node: str, kind: str) -> list[Msg]:
@@ -39,7 +34,7 @@ def sent_by(c: Cluster, node: str, kind: str) -> list[Msg]:
 
 def test_vote_requests_wait_for_the_new_epoch_to_be_durable() -> None:
     """A campaign's vote requests leave only once its epoch and self-vote are on disk."""
-    c = make()
+    c = one_room()
     start(c, "a")
     c.advance(QUIET_MS)
     c.hold_writes("b")
@@ -56,7 +51,7 @@ def test_vote_requests_wait_for_the_new_epoch_to_be_durable() -> None:
 
 def test_a_granted_vote_waits_for_the_vote_to_be_durable() -> None:
     """A voter answers only once its vote is on disk: a crash before loses the answer."""
-    c = make()
+    c = one_room()
     start(c, "a")
     c.advance(QUIET_MS)
     c.campaign("b")
@@ -73,7 +68,7 @@ def test_a_granted_vote_waits_for_the_vote_to_be_durable() -> None:
 
 def test_append_answers_wait_for_the_entries_to_be_durable() -> None:
     """A follower acknowledges entries only once they are on disk."""
-    c = make()
+    c = one_room()
     start(c, "a")
     c.publish("a", ROOM, "u", "m1", "m1")
     c.hold_writes("b")
@@ -92,7 +87,7 @@ def test_no_message_of_a_new_epoch_leaves_before_the_epoch_is_durable() -> None:
     the campaign's write is held, b sends no vote request, no append and no
     heartbeat of epoch 2, whatever else happens (ticks, a's appends, time).
     """
-    c = make()
+    c = one_room()
     start(c, "a")
     c.crash("a")
     c.advance(QUIET_MS)
@@ -152,7 +147,7 @@ def test_a_vote_sent_before_it_is_durable_elects_two_administrators() -> None:
     dies before the vote is on disk, comes back and grants a too, in the same
     epoch. Two administrators of epoch 2 write different entries at one
     (index, epoch): the Log Matching break the engine's ordering rules out."""
-    c = make()
+    c = one_room()
     start(c, "a")
     c.checker.check_durable_sends = False  # let the consequence show
     c.send_before_persist()

@@ -11,38 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
-from sim import OWNER, Cluster
+from sim import Cluster, one_room, run_for, settle, start
 
 ROOM = "r0"
-TICK_MS = 50
-
-
-def make(nodes: str = "abc") -> Cluster:
-    names = list(nodes)
-    return Cluster(names, {ROOM: names})
-
-
-def start(c: Cluster, admin: str) -> None:
-    c.campaign(admin, ROOM)
-    c.stabilize()
-    assert c.publish(admin, ROOM, OWNER, "create") is not None
-    settle(c, admin)
-
-
-def settle(c: Cluster, admin: str) -> None:
-    for _ in range(2):
-        c.heartbeat(admin, ROOM)
-        c.stabilize()
-
-
-def run_for(c: Cluster, ms: int) -> None:
-    """Tick every running node every TICK_MS for ms, delivering all messages."""
-    for _ in range(ms // TICK_MS):
-        c.advance(TICK_MS)
-        for node in sorted(c.nodes):
-            if c.nodes[node].running:
-                c.tick(node)
-        c.stabilize()
 
 
 def reads(c: Cluster) -> dict[tuple[str, int], list[int | None]]:
@@ -61,7 +32,7 @@ def reads(c: Cluster) -> dict[tuple[str, int], list[int | None]]:
 
 def lagging_successor() -> Cluster:
     """a administers; its last entry reached c but not b (the next in line)."""
-    c = make()
+    c = one_room()
     start(c, "a")
     c.blocked.add(("a", "b"))
     assert c.publish("a", ROOM, "u", "m1", "m1") is not None
@@ -106,7 +77,7 @@ def test_without_transfer_the_same_drain_waits_for_timers(monkeypatch: pytest.Mo
 
 
 def partitioned_reads() -> tuple[Cluster, dict[tuple[str, int], list[int | None]], int]:
-    c = make()
+    c = one_room()
     start(c, "a")
     got = reads(c)
     c.isolate("a")
@@ -155,7 +126,7 @@ def _confirm_at_once(self: RoomReplica) -> None:
 
 
 def healed_link() -> Iterator[Cluster]:
-    c = make()
+    c = one_room()
     start(c, "a")
     c.isolate("c")
     run_for(c, 10_000)
