@@ -58,6 +58,7 @@ _HELP: dict[str, str] = {
     "k8s_service": "headless Service whose EndpointSlices list the nodes",
     "k8s_port": "gRPC port of nodes found through EndpointSlices",
     "member_grace": "seconds a vanished node stays in the placement set",
+    "move_concurrency": "rooms this node moves to a new replica group at once, at most",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
     "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "

@@ -48,6 +48,8 @@ class NodeConfig:
     k8s_port: int = 7000
     # seconds a vanished node stays in the placement set (a restart is not a removal)
     member_grace: float = 300.0
+    # rooms this node moves to their new replica group at once, at most
+    move_concurrency: int = 8
     # seconds to drain on SIGTERM before exiting
     drain_seconds: float = 5.0
     log_format: str = "auto"  # auto | json | console

@@ -82,6 +82,9 @@ class RoomAppend(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     COMMIT_INDEX_FIELD_NUMBER: _builtins.int
     TRANSFER_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    LEAVING_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     epoch: _builtins.int
@@ -97,9 +100,24 @@ class RoomAppend(_message.Message):
     room over; a follower whose log then ends where these entries end
     campaigns at once.
     """
+    incarnation: _builtins.str
+    """The room's incarnation (its create entry's id): a replica of another
+    incarnation of the same name (deleted and created again) refuses it.
+    """
+    leaving: _builtins.bool
+    """The receiver left the room's group in a committed move: once it holds
+    the entries up to commit_index it drops its copy of the room.
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
         """The entries to append; empty for a heartbeat."""
+
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """On an append from the start of the log (prev_index 0): the replicas
+        and learners the administrator replicates to. A node that holds no
+        replica of the room creates one only when it is named here.
+        """
 
     def __init__(
         self,
@@ -111,10 +129,13 @@ class RoomAppend(_message.Message):
         entries: _abc.Iterable[Global___LogEntry] | None = ...,
         commit_index: _builtins.int = ...,
         transfer: _builtins.bool = ...,
+        incarnation: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+        leaving: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "entries", b"entries", "epoch", b"epoch", "prev_epoch", b"prev_epoch", "prev_index", b"prev_index", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "entries", b"entries", "epoch", b"epoch", "incarnation", b"incarnation", "leaving", b"leaving", "members", b"members", "prev_epoch", b"prev_epoch", "prev_index", b"prev_index", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -159,6 +180,8 @@ class RoomAppendResult(_message.Message):
     SUCCESS_FIELD_NUMBER: _builtins.int
     MATCH_INDEX_FIELD_NUMBER: _builtins.int
     RETRY_INDEX_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIELD_NUMBER: _builtins.int
+    FOREIGN_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     epoch: _builtins.int
@@ -169,6 +192,10 @@ class RoomAppendResult(_message.Message):
     """The last index known to match (valid when success is true)."""
     retry_index: _builtins.int
     """On failure: the index the administrator should retry from."""
+    unknown: _builtins.bool
+    """The node holds no replica of the room (retry from index 1, naming it)."""
+    foreign: _builtins.bool
+    """The node holds another incarnation of the room."""
     def __init__(
         self,
         *,
@@ -177,10 +204,12 @@ class RoomAppendResult(_message.Message):
         success: _builtins.bool = ...,
         match_index: _builtins.int = ...,
         retry_index: _builtins.int = ...,
+        unknown: _builtins.bool = ...,
+        foreign: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "match_index", b"match_index", "retry_index", b"retry_index", "room", b"room", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "foreign", b"foreign", "match_index", b"match_index", "retry_index", b"retry_index", "room", b"room", "success", b"success", "unknown", b"unknown"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,6 +251,7 @@ class RoomVote(_message.Message):
     LAST_EPOCH_FIELD_NUMBER: _builtins.int
     PRE_FIELD_NUMBER: _builtins.int
     TRANSFER_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     epoch: _builtins.int
@@ -239,6 +269,8 @@ class RoomVote(_message.Message):
     """The campaign follows a leadership transfer: voters grant it although
     they still hear from the (handing over) administrator.
     """
+    incarnation: _builtins.str
+    """The room's incarnation, as on RoomAppend."""
     def __init__(
         self,
         *,
@@ -248,10 +280,11 @@ class RoomVote(_message.Message):
         last_epoch: _builtins.int = ...,
         pre: _builtins.bool = ...,
         transfer: _builtins.bool = ...,
+        incarnation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "last_epoch", b"last_epoch", "last_index", b"last_index", "pre", b"pre", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "incarnation", b"incarnation", "last_epoch", b"last_epoch", "last_index", b"last_index", "pre", b"pre", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -374,13 +407,32 @@ class LocateRoomResponse(_message.Message):
     KNOWN_FIELD_NUMBER: _builtins.int
     ADMINISTRATOR_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    SERVING_FIELD_NUMBER: _builtins.int
+    JOINING_FIELD_NUMBER: _builtins.int
+    LEARNERS_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
     known: _builtins.bool
     """True when the node holds a replica with a non-empty log."""
     administrator: _builtins.str
     """The administrator the node knows of ("" when none)."""
+    incarnation: _builtins.str
+    """The room's incarnation."""
+    serving: _builtins.bool
+    """This node administers the room and has committed an entry of its reign."""
+    committed: _builtins.bool
+    """The replica group above is committed (not a pending change)."""
     @_builtins.property
     def replicas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The room's replicas, in placement order."""
+
+    @_builtins.property
+    def joining(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The group the room is moving to (joint consensus), if any."""
+
+    @_builtins.property
+    def learners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Nodes being brought up to date to join the group."""
 
     def __init__(
         self,
@@ -388,10 +440,15 @@ class LocateRoomResponse(_message.Message):
         known: _builtins.bool = ...,
         administrator: _builtins.str = ...,
         replicas: _abc.Iterable[_builtins.str] | None = ...,
+        incarnation: _builtins.str = ...,
+        serving: _builtins.bool = ...,
+        joining: _abc.Iterable[_builtins.str] | None = ...,
+        learners: _abc.Iterable[_builtins.str] | None = ...,
+        committed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrator", b"administrator", "known", b"known", "replicas", b"replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrator", b"administrator", "committed", b"committed", "incarnation", b"incarnation", "joining", b"joining", "known", b"known", "learners", b"learners", "replicas", b"replicas", "serving", b"serving"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -39,6 +39,15 @@ class _EntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryKind.V
     """ENTRY_KIND_DELETE ends the room."""
     ENTRY_KIND_EPOCH: _EntryKind.ValueType  # 6
     """ENTRY_KIND_EPOCH is written by a new administrator; clients never see it."""
+    ENTRY_KIND_MOVE_JOINT: _EntryKind.ValueType  # 7
+    """ENTRY_KIND_MOVE_JOINT starts moving the room to the replica group in its
+    text: from here both the old and the new group must agree (joint
+    consensus); clients never see it.
+    """
+    ENTRY_KIND_MOVE_DONE: _EntryKind.ValueType  # 8
+    """ENTRY_KIND_MOVE_DONE ends a move: the group in its text alone holds the
+    room from here; clients never see it.
+    """
 
 class EntryKind(_EntryKind, metaclass=_EntryKindEnumTypeWrapper):
     """EntryKind is the kind of a room log entry."""
@@ -57,6 +66,15 @@ ENTRY_KIND_DELETE: EntryKind.ValueType  # 5
 """ENTRY_KIND_DELETE ends the room."""
 ENTRY_KIND_EPOCH: EntryKind.ValueType  # 6
 """ENTRY_KIND_EPOCH is written by a new administrator; clients never see it."""
+ENTRY_KIND_MOVE_JOINT: EntryKind.ValueType  # 7
+"""ENTRY_KIND_MOVE_JOINT starts moving the room to the replica group in its
+text: from here both the old and the new group must agree (joint
+consensus); clients never see it.
+"""
+ENTRY_KIND_MOVE_DONE: EntryKind.ValueType  # 8
+"""ENTRY_KIND_MOVE_DONE ends a move: the group in its text alone holds the
+room from here; clients never see it.
+"""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
 @_typing.final

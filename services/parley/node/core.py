@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley._generated.peer_service_pb2 import LocateRoomResponse
@@ -28,7 +30,7 @@ from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
 from parley.room.engine import Outbound, Ready, RoleChange, RoomEngine
 from parley.room.entries import EntryKind, LogEntry
-from parley.room.errors import NotAdministrator, NotFound, Unavailable
+from parley.room.errors import NotAdministrator, NotFound, RoomExists, Unavailable
 from parley.room.replica import Role, RoomReplica, Timing
 from parley.room.store import LogStore
 
@@ -46,8 +48,18 @@ READ_TIMEOUT = 2.0
 __all__ = ["NodeCore", "now_ms"]
 
 
-async def _nowhere(_room: str) -> LocateRoomResponse | None:
-    return None
+@dataclass(frozen=True, slots=True)
+class Located:
+    """What the other nodes said of a room (LocateRoom)."""
+
+    # the best answer from a node holding it: a serving administrator's if any
+    found: LocateRoomResponse | None
+    # how many nodes did not answer
+    silent: int = 0
+
+
+async def _nowhere(_room: str) -> Located:
+    return Located(None)
 
 
 def _no_transport(_messages: list[Outbound]) -> None:
@@ -80,7 +92,7 @@ class NodeCore:
         self.up_nodes = up_nodes
         self.replication = replication
         self.timing = timing or Timing()
-        self.engine = RoomEngine(node_id, self.timing, placement=self.placement)
+        self.engine = RoomEngine(node_id, self.timing)
         self.store = StoreWriter(store, node_id)
         self.loop = EngineLoop(self.engine, self.store, self._send, self._apply)
         self.commits = CommitWaiters()
@@ -95,7 +107,7 @@ class NodeCore:
         self._read_token = 0
         # the peer transport: appends and vote requests leave through it
         self.transport: Callable[[list[Outbound]], None] = _no_transport
-        self.locate: Callable[[str], Awaitable[LocateRoomResponse | None]] = _nowhere
+        self.locate: Callable[[str], Awaitable[Located]] = _nowhere
         self._tick_task: asyncio.Task[None] | None = None
 
     @property
@@ -114,7 +126,8 @@ class NodeCore:
         records = await self.store.load()
         now = now_ms()
         for room, record in records.items():
-            self.engine.add(room, self.placement(room), record, now)
+            if record.entries:  # a vote without a log is no copy of anything
+                self.engine.add(room, self.placement(room), record, now)
         self.loop.start()
         self._tick_task = asyncio.create_task(self._tick_loop(), name="tick")
         log.info("node core started", rooms=len(self.rooms))
@@ -147,24 +160,22 @@ class NodeCore:
         up = self.up_nodes() | {self.node_id}
         return next((r for r in replicas if r in up), "")
 
-    async def serving_replica(
-        self, room: str, timeout: float = 5.0, *, create: bool = False
-    ) -> RoomReplica:
+    async def serving_replica(self, room: str, timeout: float = 5.0) -> RoomReplica:
         """The room's replica once this node serves it as administrator.
 
-        Waits through an election this node is running. Only a create starts
-        the first election of a room nobody has administered yet: any other
-        request for a room that exists nowhere is answered NotFound, and
-        leaves no replica, no log and no election behind.
+        Waits through an election this node is running. A request for a
+        room this node does not hold is redirected to a node that does, or
+        answered NotFound: it leaves no replica, no log and no election
+        behind (only `create_room` starts a room).
 
         Raises:
             NotAdministrator: another node administers (or should) the room.
-            NotFound: no node holds the room (not a create).
+            NotFound: no node holds the room.
             Unavailable: no administrator could be established in time.
         """
         replica = self.rooms.get(room)
         if replica is None:
-            replica = await self._adopt_room(room, create)
+            raise await self._elsewhere(room)
         deadline = time.monotonic() + timeout
         while not replica.serving:
             if self.draining:
@@ -177,47 +188,88 @@ class NodeCore:
                 preferred = self._preferred(replica)
                 if preferred != self.node_id:
                     raise NotAdministrator(room, preferred)
-                if create and replica.last_index == 0 and replica.epoch == 0:
-                    # a room nobody has written to: no reign to wait out
-                    self.engine.campaign(room, now_ms())
-                    self.loop.kick()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Unavailable(f"no administrator for {room} yet; try again")
             await self.room_changed(room, min(remaining, 0.5))
         return replica
 
-    async def _adopt_room(self, room: str, create: bool) -> RoomReplica:
-        """Start hosting a room this node has no replica of, if it should.
+    async def _elsewhere(self, room: str) -> NotAdministrator | NotFound | Unavailable:
+        """Where a room this node does not hold is: the error to answer with.
 
-        Placement names this node, but the room may predate a change of the
-        node set and live on a group recorded in its log: ask the peers first,
-        so as never to start a second, empty copy of an existing room.
+        The room may predate a change of the node set and live on the group
+        its log records, or be moving here (this node a learner soon): ask
+        the other nodes. The answer is "not found" only when no node holds
+        it and none that might did stay silent.
         """
         replicas = self.placement(room)
+        located = await self.locate(room)
+        if located.found is not None:
+            return NotAdministrator(room, self._hint(located.found))
+        if located.silent:
+            # a node that did not answer may hold it: not a reason to say it
+            # does not exist
+            return Unavailable(f"room {room}: {located.silent} node(s) did not answer; try again")
+        if self.node_id not in replicas:
+            return NotAdministrator(room, self.first_up(replicas))
+        return NotFound(f"room {room} does not exist")
+
+    async def create_room(self, room: str, user: str) -> LogEntry:
+        """Create a room, with this node (placement's first up) founding it.
+
+        The room must exist nowhere: every other node is asked, and a create
+        goes ahead only if no node holds the room and at most quorum - 1 did
+        not answer (a committed room is on at least a quorum of its group, so
+        one of them answered). The create entry gets a fresh incarnation, so
+        that two creates racing on different nodes cannot mix: at most one
+        of them commits (see `RoomReplica.found`).
+
+        Raises:
+            NotAdministrator: another node holds the room, or should found it.
+            RoomExists: the room exists here.
+            Unavailable: too many nodes were silent, or the create did not
+                commit in time.
+        """
+        replicas = self.placement(room)
+        replica = self.rooms.get(room)
+        if replica is not None and not self._dead_founding(replica):
+            replica = await self.serving_replica(room)
+            raise RoomExists(f"room {room} already exists")
         if self.node_id not in replicas:
             raise NotAdministrator(room, self.first_up(replicas))
-        found = await self.locate(room)
-        existing = self.rooms.get(room)  # created while we asked
-        if existing is not None:
-            return existing
-        now = now_ms()
-        if found is not None:
-            group = list(found.replicas)
-            hint = found.administrator or self.first_up(group)
-            if self.node_id not in group:
-                raise NotAdministrator(room, hint)
-            # a member of the group that lost its copy: rejoin and catch up
-            self.engine.add(room, group, None, now)
-            raise NotAdministrator(room, hint)
-        if not create:
-            unheard = set(self.members()) - self.up_nodes() - {self.node_id}
-            if unheard:
-                # a node that did not answer may hold it: not a reason to say
-                # it does not exist, nor to start an empty copy
-                raise Unavailable(f"room {room}: {len(unheard)} node(s) did not answer; try again")
-            raise NotFound(f"room {room} does not exist")
-        return self.engine.add(room, replicas, None, now)
+        located = await self.locate(room)
+        if located.found is not None:
+            raise NotAdministrator(room, self._hint(located.found))
+        if located.silent > (len(replicas) // 2 + 1) - 1:
+            raise Unavailable(
+                f"room {room}: {located.silent} node(s) did not answer; cannot tell it is new"
+            )
+        replica = self.rooms.get(room)  # a create that raced this one here
+        if replica is not None and not self._dead_founding(replica):
+            raise RoomExists(f"room {room} already exists")
+        entry = self.engine.found(room, replicas, user, uuid.uuid4().hex, now_ms())
+        future = self.commits.wait(self.rooms[room], entry.index)
+        self.loop.kick()
+        try:
+            return await asyncio.wait_for(future, 5.0)
+        except TimeoutError:
+            raise Unavailable(f"room {room}: the create did not commit in time") from None
+
+    def _hint(self, found: LocateRoomResponse) -> str:
+        """Where to send a request for a room another node told about."""
+        return found.administrator or self.first_up([*found.replicas, *found.joining])
+
+    @staticmethod
+    def _dead_founding(replica: RoomReplica) -> bool:
+        """A copy that a founder kept of a create that never reached anyone
+        (it died before a peer had it): nothing of it is committed, it is
+        not administered, and (checked by the caller) no other node has it."""
+        return (
+            replica.commit_index == 0
+            and replica.role is not Role.ADMINISTRATOR
+            and replica.epoch == 1
+            and replica.voted_for == replica.self_id
+        )
 
     def _preferred(self, replica: RoomReplica) -> str:
         up = self.up_nodes() | {self.node_id}
@@ -352,10 +404,21 @@ class NodeCore:
         for change in ready.roles:
             self._role_changed(change)
         for room, committed in ready.committed:
-            replica = self.rooms[room]
-            if replica.role is Role.ADMINISTRATOR:
+            replica = self.rooms.get(room)
+            if replica is not None and replica.role is Role.ADMINISTRATOR:
                 self._deliver(replica, committed)
             self._wake_watchers(room)
+        for room in ready.dropped:
+            self._dropped(room)
+        for outcome in ready.moves:
+            metrics.TWOPC.labels(outcome=outcome.outcome).inc()
+            metrics.TWOPC_DURATION.observe(outcome.duration_ms / 1000)
+            log.info(
+                "room move " + outcome.outcome,
+                room=outcome.room,
+                to=",".join(outcome.target),
+                ms=outcome.duration_ms,
+            )
         for _room, answer in ready.reads:
             future = self._reads.get(answer.token)
             if future is not None and not future.done():
@@ -378,6 +441,17 @@ class NodeCore:
         self.commits.committed(replica)
         self.hub.deliver(room, committed)
 
+    def _dropped(self, room: str) -> None:
+        """The room left this node (deleted, or moved to a group without it)."""
+        log.info("room dropped", room=room)
+        self.administered.discard(room)
+        err = NotAdministrator(room, "")
+        self.commits.fail(room, err)
+        self.hub.end_room(room, err)
+        self.presence.forget(room)
+        for key in [k for k in self._proposed_at if k[0] == room]:
+            del self._proposed_at[key]
+
     def _role_changed(self, change: RoleChange) -> None:
         room, before, role = change.room, change.before, change.after
         if role is Role.CANDIDATE:
@@ -391,7 +465,9 @@ class NodeCore:
         elif before is Role.ADMINISTRATOR:
             self.administered.discard(room)
             log.info("stepped down", room=room, epoch=change.epoch, role=role.value)
-            self._lose_reign(self.rooms[room])
+            replica = self.rooms.get(room)
+            if replica is not None:
+                self._lose_reign(replica)
         metrics.ROOMS.labels(role="administrator").set(len(self.administered))
         metrics.ROOMS.labels(role="replica").set(len(self.rooms) - len(self.administered))
 

@@ -24,6 +24,7 @@ from parley.observability.log import configure, get_logger
 from parley.room.stores import open_store
 
 from .core import NodeCore
+from .mover import RoomMover
 from .peers import PeerServicer, PeerTransport
 from .rooms import RoomServicer
 
@@ -50,6 +51,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
         replication=cfg.replicas,
     )
     transport = PeerTransport(core, pool)
+    mover = RoomMover(core, cfg.move_concurrency)
     await core.start()
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -69,6 +71,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     await server.start()
     await monitor.start()
     transport.start()
+    mover.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, serving)
@@ -86,6 +89,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     while core.administered and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     http.close()
+    await _bounded("room mover", mover.stop())
     grace = min(1.0, cfg.drain_seconds)
     await _bounded("grpc server", server.stop(grace=grace), grace + 2.0)
     await _bounded("peer senders", transport.stop())

@@ -22,7 +22,7 @@ from parley.observability import tracing
 from parley.observability.log import get_logger
 from parley.room.engine import Outbound
 
-from .core import NodeCore
+from .core import Located, NodeCore
 from .errors import Context
 
 log = get_logger("parley.node.peers")
@@ -59,7 +59,14 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         if replica is None or replica.last_index == 0:
             return peer_pb.LocateRoomResponse(known=False)
         return peer_pb.LocateRoomResponse(
-            known=True, administrator=replica.administrator, replicas=replica.replicas
+            known=True,
+            administrator=replica.administrator,
+            replicas=replica.tip.replicas or replica.replicas,
+            incarnation=replica.incarnation,
+            serving=replica.serving,
+            joining=replica.tip.joining,
+            learners=sorted(replica.learners),
+            committed=replica.commit_index >= replica.tip.config_index,
         )
 
 
@@ -186,20 +193,24 @@ class PeerTransport:
             return
         self.core.votes_answered(peer, list(response.rooms))
 
-    async def locate(self, room: str) -> peer_pb.LocateRoomResponse | None:
-        """Ask every up peer about a room; the first that holds it answers."""
-        peers = [p for p in self.core.up_nodes() if p != self.core.node_id]
+    async def locate(self, room: str) -> Located:
+        """Ask every other node about a room, up or not as far as health
+        knows (a node just started may not have seen its peers yet)."""
+        peers = [p for p in self.core.members() if p != self.core.node_id]
 
         async def ask(peer: str) -> peer_pb.LocateRoomResponse | None:
             try:
                 stub = peer_grpc.PeerServiceStub(self.pool.get(peer))
                 return await stub.LocateRoom(
-                    peer_pb.LocateRoomRequest(room=room), timeout=RPC_TIMEOUT / 2
+                    peer_pb.LocateRoomRequest(room=room),
+                    timeout=RPC_TIMEOUT / 2,
+                    wait_for_ready=True,
                 )
             except (grpc.aio.AioRpcError, KeyError):
                 return None
 
-        for found in await asyncio.gather(*(ask(p) for p in peers)):
-            if found is not None and found.known:
-                return found
-        return None
+        answers = await asyncio.gather(*(ask(p) for p in peers))
+        known = [a for a in answers if a is not None and a.known]
+        # a serving administrator's word first: it knows the room's group
+        known.sort(key=lambda a: not a.serving)
+        return Located(known[0] if known else None, sum(1 for a in answers if a is None))

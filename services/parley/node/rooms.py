@@ -65,12 +65,8 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         self, request: pb.CreateRoomRequest, context: Context
     ) -> pb.CreateRoomResponse:
         rules.check_names(request.room, request.user)
-        replica = await self.core.serving_replica(request.room, create=True)
-        rules.check_create(replica.tip, request.room)
-        # the create entry records the replica group: the room stays on it
-        # even when placement later changes with the node set
-        group = ",".join(replica.replicas)
-        entry = await self._commit(replica, EntryKind.CREATE, request.user, group)
+        # the create entry records the replica group; a move records the next
+        entry = await self.core.create_room(request.room, request.user)
         return pb.CreateRoomResponse(owner=entry.user, seq=entry.seq)
 
     @rpc_boundary

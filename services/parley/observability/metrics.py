@@ -41,11 +41,20 @@ REPLICATION_LAG = Gauge(
     "parley_replication_lag_entries",
     "Administrator: most entries any follower is behind, over all rooms.",
 )
-TWOPC = Counter("parley_twopc_total", "Two-phase commits, by outcome.", ["outcome"])
+TWOPC = Counter("parley_twopc_total", "Room moves (two-phase commits), by outcome.", ["outcome"])
+for _outcome in ("committed", "aborted"):
+    TWOPC.labels(outcome=_outcome)  # both series exist from start-up, at 0
 TWOPC_DURATION = Histogram(
     "parley_twopc_duration_seconds",
-    "Two-phase commit duration, prepare to decision.",
-    buckets=LATENCY_BUCKETS,
+    "Room move duration as its coordinator saw it, prepare to decision.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+MOVES_IN_FLIGHT = Gauge(
+    "parley_room_moves_in_flight", "Room moves this node coordinates right now."
+)
+UNDER_REPLICATED = Gauge(
+    "parley_rooms_under_replicated",
+    "Rooms this node administers whose live replicas are fewer than R.",
 )
 PEER_UP = Gauge("parley_peer_up", "1 while the health watch sees the peer SERVING.", ["peer"])
 WS_CONNECTIONS = Gauge("parley_ws_connections", "Open WebSocket connections.")

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from parley._generated import peer_service_pb2 as peer_pb
+from parley.coordination.move import MoveOutcome
 from parley.room.entries import EntryKind, LogEntry, RoomRecord, RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
 
@@ -77,11 +78,32 @@ class Ready:
     reads: list[tuple[str, ReadAnswer]] = field(default_factory=list)
     # (room, last index, its epoch) for each write: what `advance` marks held
     persisted: list[tuple[str, int, int]] = field(default_factory=list)
+    # rooms this node let go of (deleted, or moved to a group without it);
+    # their drop is among `writes`
+    dropped: list[str] = field(default_factory=list)
+    # moves this node coordinated that ended
+    moves: list[MoveOutcome] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.writes or self.eager or self.messages or self.committed or self.roles or self.reads
+            self.writes
+            or self.eager
+            or self.messages
+            or self.committed
+            or self.roles
+            or self.reads
+            or self.dropped
+            or self.moves
         )
+
+
+def _unknown_answer(body: PeerBody) -> PeerBody:
+    """What a node that holds no replica of the room answers to a request."""
+    if isinstance(body, peer_pb.RoomAppendResult):
+        return peer_pb.RoomAppendResult(room=body.room, success=False, unknown=True, retry_index=1)
+    if isinstance(body, peer_pb.RoomVoteResult):
+        return peer_pb.RoomVoteResult(room=body.room, granted=False, pre=body.pre)
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +131,8 @@ class RoomEngine:
         timing: Timing | None = None,
         rng: random.Random | None = None,
         window: int = 1,
-        placement: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.node_id = node_id
-        # the replicas a room a peer first tells this node about starts with
-        # (its create entry, once replicated, names the group for good)
-        self.placement = placement or (lambda _room: [node_id])
         self.timing = timing or Timing()
         self._rng = rng or random.Random()
         self.window = window
@@ -131,6 +149,7 @@ class RoomEngine:
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._next_id = 0
         self._up: set[str] = {node_id}
+        self._stale: set[str] = set()
         # called for each replica created, before it takes any input
         self.on_create: Callable[[RoomReplica], None] = lambda _replica: None
 
@@ -155,6 +174,36 @@ class RoomEngine:
         self._durable_epoch[room] = record.hard.epoch if record else 0
         self.on_create(replica)
         return replica
+
+    def found(
+        self, room: str, replicas: list[str], user: str, incarnation: str, now_ms: int
+    ) -> LogEntry:
+        """Create a new room with this node as its first administrator; the
+        create entry (returned, not yet committed) names the group.
+
+        A copy this node holds already is replaced: the caller found that no
+        other node holds the room, so that copy never committed anything (a
+        founder that died before any peer had its create) and no client was
+        ever told of it.
+        """
+        replica = self.rooms.get(room)
+        stale = replica is not None and replica.last_index > 0
+        if replica is None or stale:
+            replica = self.add(room, replicas, None, now_ms)
+        if stale:
+            replica.discard_stored()  # the old copy goes in the same write
+        entry = replica.found(user, incarnation, now_ms)
+        self._touched.add(room)
+        return entry
+
+    def move(self, room: str, target: list[str], now_ms: int) -> bool:
+        """Start moving a room this node administers to `target` (see
+        `parley.coordination.move`). Returns False when no move starts."""
+        replica = self.rooms.get(room)
+        if replica is None or not replica.begin_move(target, now_ms):
+            return False
+        self._touched.add(room)
+        return True
 
     def get(self, room: str) -> RoomReplica | None:
         """The room's replica on this node, if it has one."""
@@ -217,14 +266,30 @@ class RoomEngine:
 
     def step_append(self, sender: str, msg: peer_pb.RoomAppend, token: int, now_ms: int) -> None:
         """An administrator's append; the answer comes in `Ready.messages`."""
-        replica = self._replica_for(msg.room, now_ms)
+        replica = self.rooms.get(msg.room)
+        if replica is None:
+            if msg.prev_index == 0 and self.node_id in msg.members:
+                # the administrator names this node among the room's
+                # replicas or learners: start the copy from its entries
+                replica = self.add(msg.room, list(msg.members), None, now_ms)
+            else:
+                unknown = peer_pb.RoomAppendResult(
+                    room=msg.room, success=False, unknown=True, retry_index=1
+                )
+                self._outbox.append(Outbound(sender, msg.room, unknown, reply_to=token))
+                return
         result = replica.handle_append(sender, msg, now_ms)
         self._outbox.append(Outbound(sender, msg.room, result, reply_to=token))
         self._touched.add(msg.room)
 
     def step_vote(self, candidate: str, msg: peer_pb.RoomVote, token: int, now_ms: int) -> None:
         """A (pre-)vote request; the answer comes in `Ready.messages`."""
-        replica = self._replica_for(msg.room, now_ms)
+        replica = self.rooms.get(msg.room)
+        if replica is None:
+            # a room this node does not hold: never a vote, never a replica
+            refused = peer_pb.RoomVoteResult(room=msg.room, granted=False, pre=msg.pre)
+            self._outbox.append(Outbound(candidate, msg.room, refused, reply_to=token))
+            return
         result = replica.handle_vote(candidate, msg, now_ms)
         self._outbox.append(Outbound(candidate, msg.room, result, reply_to=token))
         self._touched.add(msg.room)
@@ -261,24 +326,21 @@ class RoomEngine:
             replica.handle_vote_result(voter, result, now_ms)
             self._touched.add(result.room)
 
-    def _replica_for(self, room: str, now_ms: int) -> RoomReplica:
-        replica = self.rooms.get(room)
-        if replica is None:
-            # a peer replicates a room placement gave this node too
-            replica = self.add(room, self.placement(room), None, now_ms)
-        return replica
-
     # -------------------------------------------------------------- output
 
     def has_ready(self) -> bool:
         """True when `ready()` has something to do."""
-        return bool(self._touched or self._outbox)
+        return bool(self._touched or self._outbox or self._stale)
 
     def ready(self, now_ms: int) -> Ready:
         """Everything the inputs so far produced; hand it back with `advance`."""
         ready = Ready()
         touched, self._touched = self._touched, set()
         outbox, self._outbox = self._outbox, []
+        for room in sorted(self._stale):
+            ready.writes.append(RoomWrite(room, drop=True))
+            ready.dropped.append(room)
+        self._stale.clear()
         for room in sorted(touched):
             replica = self.rooms.get(room)
             if replica is None:
@@ -300,15 +362,54 @@ class RoomEngine:
             if committed:
                 ready.committed.append((room, committed))
             ready.reads.extend((room, answer) for answer in replica.take_reads())
+            ready.moves.extend(replica.take_moves())
             before = self._roles.get(room, Role.FOLLOWER)
             if replica.role is not before:
                 self._roles[room] = replica.role
                 ready.roles.append(RoleChange(room, before, replica.role, replica.epoch))
+            if replica.removed:
+                self._drop(room, ready)
         if self.unsafe_send_before_persist:
             ready.eager.extend(outbox)
         else:
             ready.messages.extend(outbox)
+        for room in ready.dropped:
+            ready.eager = self._void_answers(room, ready.eager)
+            ready.messages = self._void_answers(room, ready.messages)
         return ready
+
+    def _drop(self, room: str, ready: Ready) -> None:
+        """Forget a room this node is done with, in memory and (with this
+        Ready's writes) on disk."""
+        self._forget(room)
+        ready.writes.append(RoomWrite(room, drop=True))
+        ready.dropped.append(room)
+
+    def _forget(self, room: str) -> None:
+        del self.rooms[room]
+        self._roles.pop(room, None)
+        self._durable_epoch.pop(room, None)
+
+    @staticmethod
+    def _void_answers(room: str, messages: list[Outbound]) -> list[Outbound]:
+        """Answers about a dropped room promise nothing any more: each says
+        the room is unknown here (other messages of the room are dropped)."""
+        return [
+            Outbound(m.to, m.room, _unknown_answer(m.body), reply_to=m.reply_to)
+            if m.room == room and m.reply_to
+            else m
+            for m in messages
+            if m.room != room or m.reply_to
+        ]
+
+    def drop(self, room: str) -> None:
+        """Forget a stale copy of a room (its group went on without this
+        node; see `parley.coordination.move.superseded`)."""
+        if room not in self.rooms:
+            return
+        self._forget(room)
+        self._stale.add(room)
+        self._outbox = self._void_answers(room, self._outbox)
 
     def _appends(self, replica: RoomReplica, now_ms: int) -> Iterable[Outbound]:
         room = replica.room

@@ -15,6 +15,9 @@ class EntryKind(IntEnum):
     LEAVE = 4
     DELETE = 5
     EPOCH = 6  # written by a new administrator to commit its epoch; never shown
+    # a room move by joint consensus (parley.coordination.move); never shown
+    MOVE_JOINT = 7  # text: the new group; old and new must both agree from here
+    MOVE_DONE = 8  # text: the new group, which alone holds the room from here
 
 
 VISIBLE_KINDS = frozenset(
@@ -68,11 +71,14 @@ class RoomRecord:
 class RoomWrite:
     """Changes to one room's stored state, applied atomically with a batch.
 
-    Order of application: truncate (drop entries with index >= truncate_from),
-    then append entries, then replace the hard state.
+    Order of application: drop (forget the room: every entry and the hard
+    state), truncate (drop entries with index >= truncate_from), then append
+    entries, then replace the hard state.
     """
 
     room: str
     hard: HardState | None = None
     truncate_from: int | None = None
     entries: tuple[LogEntry, ...] | list[LogEntry] = ()
+    # the room left this node (deleted, or moved to a group without it)
+    drop: bool = False

@@ -31,6 +31,8 @@ def check_write(write: RoomWrite, last_index: int) -> int:
         ValueError: If `truncate_from` is below 1, or the appended entries do
             not continue the (truncated) log one index at a time.
     """
+    if write.drop:
+        last_index = 0
     if write.truncate_from is not None:
         if write.truncate_from < 1:
             raise ValueError(
@@ -99,6 +101,9 @@ class MemoryLogStore:
                 current = len(self._logs.get(write.room, ()))
             last[write.room] = check_write(write, current)
         for write in batch:
+            if write.drop:
+                self._logs.pop(write.room, None)
+                self._hard.pop(write.room, None)
             log = self._logs.setdefault(write.room, [])
             if write.truncate_from is not None:
                 del log[write.truncate_from - 1 :]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from parley._generated import peer_service_pb2 as peer_pb
+from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
 from parley.room.codec import entry_from_pb, entry_to_pb
 from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
 from parley.room.state import RoomState
@@ -95,11 +96,27 @@ class RoomReplica:
     ) -> None:
         self.room = room
         self.self_id = self_id
+        self.role = Role.FOLLOWER
+        # the group a replica without a create entry starts with
+        self._initial = tuple(replicas)
+        # voters (old and new group during a move), in placement order
         self.replicas: list[str] = []
+        # voters other than self: whom to ask for votes
         self.peers: list[str] = []
+        # administrator only: nodes being brought up to date to join (a
+        # move's prepare), and nodes of the old group still to be told the
+        # move is committed; both get appends but never count
+        self.learners: set[str] = set()
+        self.leavers: set[str] = set()
         self.next_index: dict[str, int] = {}
         self.match_index: dict[str, int] = {}
-        self._set_replicas(replicas)
+        self.move: RoomMove | None = None
+        self._outcomes: list[MoveOutcome] = []
+        # a follower the administrator told it left the group (a move)
+        self.leaving = False
+        # administrator: the highest commit index each peer acknowledged
+        self._told: dict[str, int] = {}
+        self._retire_due_ms = 0
         self.timing = timing or Timing()
         self._rng = rng or random.Random()
         hard = record.hard if record else HardState()
@@ -109,7 +126,7 @@ class RoomReplica:
         # the state after the whole log (committed or not): what an
         # administrator validates new requests against
         self.tip = RoomState.from_entries(self.log)
-        self._adopt_recorded_replicas()
+        self._apply_config()
         self.commit_index = 0
         self._taken_index = 0
         self.role = Role.FOLLOWER
@@ -122,6 +139,7 @@ class RoomReplica:
         self._epoch_index = 0  # index of this administrator's epoch entry
         self._write: RoomWrite | None = None
         self._heard_ms = now_ms
+        self._now_ms = now_ms  # the latest time an input brought
         self._election_due_ms = now_ms + self._jitter()
         self._up: set[str] = set(replicas)
         self._vote_out: peer_pb.RoomVote | None = None
@@ -137,19 +155,55 @@ class RoomReplica:
         self._reads: list[_Read] = []
         self._read_answers: list[ReadAnswer] = []
 
-    def _set_replicas(self, replicas: list[str] | tuple[str, ...]) -> None:
-        self.replicas = list(replicas)
-        self.peers = [r for r in self.replicas if r != self.self_id]
+    def groups(self) -> list[tuple[str, ...]]:
+        """The groups whose majorities must agree: the room's group, and
+        during a move (joint consensus) the group it moves to as well.
 
-    def _adopt_recorded_replicas(self) -> None:
-        """Use the group the create entry recorded: placement may have moved
-        since (nodes added or removed), the room has not."""
-        recorded = self.tip.replicas
-        if recorded and list(recorded) != self.replicas:
-            self._set_replicas(recorded)
-            for peer in self.peers:
-                self.next_index.setdefault(peer, self.last_index + 1)
-                self.match_index.setdefault(peer, 0)
+        The latest group entry in the log counts, committed or not (Raft's
+        rule for configuration changes); a truncation that removes one
+        brings the one before back.
+        """
+        old = self.tip.replicas or self._initial
+        return [old, self.tip.joining] if self.tip.joining else [old]
+
+    def _apply_config(self) -> None:
+        """Follow the log's groups: voters, peers, and the administrator's
+        replication targets."""
+        before = set(self.replicas)
+        voters: list[str] = []
+        for group in self.groups():
+            voters.extend(r for r in group if r not in voters)
+        if voters == self.replicas:
+            return
+        self.replicas = voters
+        self.peers = [r for r in voters if r != self.self_id]
+        if self.role is Role.ADMINISTRATOR:
+            # old voters keep getting appends until they know they left
+            self.leavers |= (before - set(voters)) - {self.self_id}
+            self.learners -= set(voters)
+            self.leavers -= set(voters)
+        for peer in self.targets:
+            self.next_index.setdefault(peer, self.last_index + 1)
+            self.match_index.setdefault(peer, 0)
+
+    @property
+    def targets(self) -> list[str]:
+        """Every node this administrator sends appends to."""
+        extra = sorted((self.learners | self.leavers) - set(self.peers) - {self.self_id})
+        return [*self.peers, *extra]
+
+    def _has_quorum(self, nodes: set[str]) -> bool:
+        """True when nodes hold a majority of every group (both, in a move)."""
+        return all(sum(1 for r in g if r in nodes) > len(g) // 2 for g in self.groups())
+
+    def _quorum_value(self, value_of: dict[str, int]) -> int:
+        """The highest value a majority of every group has reached."""
+        result: int | None = None
+        for group in self.groups():
+            values = sorted((value_of.get(r, 0) for r in group), reverse=True)
+            reached = values[len(group) // 2]
+            result = reached if result is None else min(result, reached)
+        return result or 0
 
     # ------------------------------------------------------------------ log
 
@@ -172,9 +226,26 @@ class RoomReplica:
         return self.log[index - 1].epoch if index > 0 else 0
 
     @property
-    def quorum(self) -> int:
-        """How many replicas make a majority."""
-        return len(self.replicas) // 2 + 1
+    def incarnation(self) -> str:
+        """The room's incarnation ("" before the create entry arrives)."""
+        return self.tip.incarnation
+
+    def _foreign(self, incarnation: str) -> bool:
+        return bool(incarnation and self.tip.incarnation and incarnation != self.tip.incarnation)
+
+    @property
+    def removed(self) -> bool:
+        """True when this replica is done with the room and may be dropped:
+        a committed group without this node, or a committed delete."""
+        if self.tip.deleted_index and self.commit_index >= self.tip.deleted_index:
+            if self.role is not Role.ADMINISTRATOR:
+                return True
+            return all(self._told.get(p, 0) >= self.tip.deleted_index for p in self.targets)
+        if self.role is not Role.FOLLOWER or not self.leaving:
+            return False
+        # only on the administrator's word: a learner, too, is outside the
+        # group its log names so far (stragglers: `coordination.superseded`)
+        return self.self_id not in self.replicas and self.commit_index >= self.tip.config_index
 
     @property
     def serving(self) -> bool:
@@ -188,6 +259,7 @@ class RoomReplica:
             and self._epoch_index > 0
             and self.commit_index >= self._epoch_index
             and not self.transfer_target
+            and self.self_id in self.replicas
         )
 
     @property
@@ -202,6 +274,10 @@ class RoomReplica:
         write = self._pending_write()
         write.hard = HardState(self.epoch, self.voted_for)
 
+    def discard_stored(self) -> None:
+        """Make the next write replace whatever the store holds of the room."""
+        self._pending_write().drop = True
+
     def _pending_write(self) -> RoomWrite:
         if self._write is None:
             self._write = RoomWrite(self.room, entries=[])
@@ -214,8 +290,8 @@ class RoomReplica:
         self.log.extend(entries)
         for entry in entries:
             self.tip.apply(entry)
-            if entry.kind is EntryKind.CREATE:
-                self._adopt_recorded_replicas()
+            if self.tip.config_index == entry.index:
+                self._apply_config()
 
     def _truncate(self, from_index: int) -> None:
         if from_index <= self.commit_index:
@@ -231,7 +307,7 @@ class RoomReplica:
         del self.log[from_index - 1 :]
         self.persisted_index = min(self.persisted_index, from_index - 1)
         self.tip = RoomState.from_entries(self.log)
-        self._adopt_recorded_replicas()
+        self._apply_config()
 
     # -------------------------------------------------------------- effects
 
@@ -251,6 +327,7 @@ class RoomReplica:
             self.persisted_index = index
             if self.role is Role.ADMINISTRATOR:
                 self._advance_commit()
+                self.drive_move(self._now_ms)
 
     def take_committed(self) -> list[LogEntry]:
         """Entries committed since the last call, in log order."""
@@ -285,7 +362,12 @@ class RoomReplica:
             entries=[entry_to_pb(self.log[i - 1]) for i in range(start, end + 1)],
             commit_index=self.commit_index,
             transfer=peer == self.transfer_target and end == self.last_index,
+            incarnation=self.tip.incarnation,
+            leaving=peer in self.leavers and self.commit_index >= self.tip.config_index,
         )
+        if prev == 0:
+            # lets a node without the room create its replica (see engine)
+            msg.members.extend([*self.replicas, *sorted(self.learners)])
         self.next_index[peer] = end + 1
         if end < self.last_index:
             self._dirty_peers.add(peer)
@@ -304,6 +386,7 @@ class RoomReplica:
             last_epoch=self.last_epoch,
             pre=pre,
             transfer=transfer,
+            incarnation=self.tip.incarnation,
         )
 
     # --------------------------------------------------------------- reads
@@ -320,7 +403,7 @@ class RoomReplica:
             return
         self.read_round += 1
         self._reads.append(_Read(token, self.commit_index, self.read_round))
-        self._dirty_peers.update(self.peers)  # a heartbeat round now
+        self._dirty_peers.update(self.targets)  # a heartbeat round now
         self._confirm_reads()
 
     def take_reads(self) -> list[ReadAnswer]:
@@ -331,9 +414,7 @@ class RoomReplica:
     def _confirm_reads(self) -> None:
         if not self._reads:
             return
-        rounds = sorted((self._acked_round.get(p, 0) for p in self.peers), reverse=True)
-        # self counts as one; the quorum - 1 best peers bound the round
-        confirmed = rounds[self.quorum - 2] if self.quorum > 1 else self.read_round
+        confirmed = self._quorum_value({**self._acked_round, self.self_id: self.read_round})
         while self._reads and self._reads[0].round <= confirmed:
             read = self._reads.pop(0)
             self._read_answers.append(ReadAnswer(read.token, read.index))
@@ -358,7 +439,8 @@ class RoomReplica:
         """
         if self.role is not Role.ADMINISTRATOR:
             raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
-        seq = self.tip.next_seq() if kind is not EntryKind.EPOCH else max(self.tip.last_seq, 0)
+        visible = kind not in (EntryKind.EPOCH, EntryKind.MOVE_JOINT, EntryKind.MOVE_DONE)
+        seq = self.tip.next_seq() if visible else max(self.tip.last_seq, 0)
         entry = LogEntry(
             index=self.last_index + 1,
             epoch=self.epoch,
@@ -370,7 +452,7 @@ class RoomReplica:
             client_msg_id=client_msg_id,
         )
         self._append_local([entry])
-        self._dirty_peers.update(self.peers)
+        self._dirty_peers.update(self.targets)
         return entry
 
     def handle_append_result(
@@ -387,11 +469,24 @@ class RoomReplica:
             read_round: `read_round` when the append was made: the answer
                 confirms the reads requested up to then.
         """
-        if result.epoch > self.epoch:
+        self._now_ms = max(self._now_ms, now_ms)
+        if result.epoch > self.epoch and not result.foreign:
             self._step_down(result.epoch, now_ms)
             return
         if self.role is not Role.ADMINISTRATOR or sent.epoch != self.epoch:
             return  # an answer to an older reign
+        if peer not in self.next_index:
+            return  # no longer replicated to (an aborted move's learner)
+        if result.foreign or (result.unknown and peer in self.leavers):
+            # another incarnation there, or a leaver that already dropped
+            # the room: nothing to replicate to it
+            self.leavers.discard(peer)
+            self.next_index[peer] = self.last_index + 1
+            return
+        if result.success and sent.commit_index > self._told.get(peer, 0):
+            self._told[peer] = sent.commit_index
+            if peer in self.leavers and sent.leaving:
+                self.leavers.discard(peer)  # it knows it left
         self._acked_ms[peer] = now_ms
         if read_round > self._acked_round.get(peer, 0):
             self._acked_round[peer] = read_round
@@ -408,10 +503,11 @@ class RoomReplica:
             self.next_index[peer] = min(self.next_index[peer], retry)
             self.match_index[peer] = min(self.match_index.get(peer, 0), retry - 1)
             self._dirty_peers.add(peer)
+        self.drive_move(now_ms)
 
     def heartbeat(self) -> None:
         """Send every peer an append (or heartbeat) with the next Ready."""
-        self._dirty_peers.update(self.peers)
+        self._dirty_peers.update(self.targets)
 
     def append_failed(self, peer: str, sent: peer_pb.RoomAppend) -> None:
         """An append was lost (RPC error): resend its entries next time."""
@@ -422,16 +518,142 @@ class RoomReplica:
             self._dirty_peers.add(peer)
 
     def _advance_commit(self) -> None:
-        matched = sorted(
-            [self.persisted_index, *(self.match_index.get(p, 0) for p in self.peers)],
-            reverse=True,
-        )
-        candidate = matched[self.quorum - 1]
+        candidate = self._quorum_value({**self.match_index, self.self_id: self.persisted_index})
         # Raft's rule (the "Figure 8" case): count replicas only for entries
         # of the current epoch; earlier ones commit with them.
         if candidate > self.commit_index and self.epoch_at(candidate) == self.epoch:
             self.commit_index = candidate
-            self._dirty_peers.update(self.peers)
+            self._dirty_peers.update(self.targets)
+
+    def found(self, user: str, incarnation: str, now_ms: int) -> LogEntry:
+        """Start a new room here: this empty replica becomes its first
+        administrator and appends the create entry, which names the group.
+
+        No election: nobody else holds the room, and an empty copy may not
+        vote. A second founder of the same name (two creates racing on
+        different nodes) is told apart by its incarnation: a replica follows
+        only the first incarnation it holds, so at most one create commits.
+        """
+        if self.last_index:
+            raise RuntimeError(f"{self.room}: found on a replica that has a log")
+        self.epoch += 1
+        self.voted_for = self.self_id
+        self._persist_hard()
+        self._become_administrator_of_empty(now_ms)
+        entry = self.propose(EntryKind.CREATE, user, ",".join(self.replicas), incarnation, now_ms)
+        self._epoch_index = entry.index
+        return entry
+
+    def _become_administrator_of_empty(self, now_ms: int) -> None:
+        self.role = Role.ADMINISTRATOR
+        self.administrator = self.self_id
+        self.learners, self.leavers, self._told = set(), set(), {}
+        self.next_index = {p: 1 for p in self.peers}
+        self.match_index = {p: 0 for p in self.peers}
+        self._acked_ms = {p: now_ms for p in self.peers}
+        self._last_sent_ms, self._acked_round = {}, {}
+        self._vote_out = None
+        self._dirty_peers = set(self.peers)
+
+    # --------------------------------------------------------------- moves
+
+    def begin_move(self, target: list[str] | tuple[str, ...], now_ms: int) -> bool:
+        """Coordinate moving the room to `target` (placement order).
+
+        Returns:
+            False when no move starts: not serving, a move already under
+            way, or the room already on that group.
+        """
+        target = tuple(target)
+        if (
+            not self.serving
+            or self.move is not None
+            or self.tip.joining
+            or not target
+            or same_group(target, self.tip.replicas or self._initial)
+            or not self.tip.exists
+        ):
+            return False
+        self.move = RoomMove(target, now_ms, now_ms + PREPARE_TIMEOUT_MS)
+        self.move.learners = set(target) - set(self.replicas)
+        self.learners = set(self.move.learners)
+        for peer in self.learners:
+            # from the start: the learner may have nothing (or a stale copy)
+            self.next_index[peer] = 1
+            self.match_index[peer] = 0
+            self._dirty_peers.add(peer)
+        self.drive_move(now_ms)
+        return True
+
+    def drive_move(self, now_ms: int) -> None:
+        """Take the move one step further, if it can go on (administrator)."""
+        move = self.move
+        if self.role is not Role.ADMINISTRATOR:
+            return
+        if move is None:
+            if self.tip.joining and self.serving:
+                self.move = RoomMove(self.tip.joining, now_ms, now_ms + PREPARE_TIMEOUT_MS)
+                self.move.joint_proposed = True
+                self.drive_move(now_ms)
+            elif (
+                self._left_committed()
+                and not self.transfer_target
+                and self._epoch_index
+                and self.commit_index >= self._epoch_index
+            ):
+                # elected to finish a move that removed this node: once the
+                # new group holds it, hand the room over
+                self.transfer(now_ms, self._up)
+            return
+        if not move.joint_proposed:
+            if now_ms >= move.deadline_ms:
+                self._end_move("aborted", now_ms)
+                return
+            behind = [p for p in move.learners if self.match_index.get(p, 0) < self.commit_index]
+            if behind or not self.serving:
+                return
+            # every learner holds everything committed: they voted yes
+            move.joint_proposed = True
+            self.propose(EntryKind.MOVE_JOINT, self.self_id, ",".join(move.target), "", now_ms)
+            return
+        if not move.done_proposed:
+            if not self.tip.joining:
+                # the joint entry was lost (truncated under a new reign): abort
+                self._end_move("aborted", now_ms)
+                return
+            if self.commit_index >= self.tip.config_index:
+                move.done_proposed = True
+                self.propose(
+                    EntryKind.MOVE_DONE, self.self_id, ",".join(self.tip.joining), "", now_ms
+                )
+            return
+        if not self.tip.joining and self.commit_index >= self.tip.config_index:
+            self._end_move("committed", now_ms)
+            if self._left_committed() and not self.transfer_target:
+                # the new group goes on without this node: hand it over
+                self.transfer(now_ms, self._up)
+
+    def _left_committed(self) -> bool:
+        return self.self_id not in self.replicas and self.commit_index >= self.tip.config_index
+
+    def _end_move(self, outcome: str, now_ms: int, unless_joint: bool = False) -> None:
+        move = self.move
+        if move is None or (unless_joint and move.joint_proposed):
+            return
+        self.move = None
+        if outcome == "aborted":
+            for learner in move.learners - set(self.replicas):
+                self.learners.discard(learner)
+                self.next_index.pop(learner, None)
+                self.match_index.pop(learner, None)
+        self._outcomes.append(
+            MoveOutcome(self.room, outcome, max(0, now_ms - move.started_ms), move.target)
+        )
+
+    def take_moves(self) -> list[MoveOutcome]:
+        """Moves this replica coordinated that ended since the last call."""
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
 
     # ------------------------------------------------------------ follower
 
@@ -440,8 +662,12 @@ class RoomReplica:
     ) -> peer_pb.RoomAppendResult:
         """Take an administrator's append; the answer may be sent once
         `take_write()` is durable."""
+        if self._foreign(msg.incarnation):
+            # (epoch 0: this replica's epochs are another room's business)
+            return peer_pb.RoomAppendResult(room=self.room, success=False, foreign=True)
         if msg.epoch < self.epoch:
             return peer_pb.RoomAppendResult(room=self.room, epoch=self.epoch, success=False)
+        self.leaving = msg.leaving
         if msg.epoch > self.epoch or self.role is not Role.FOLLOWER:
             self._become_follower(msg.epoch, now_ms)
         self.administrator = sender
@@ -488,6 +714,13 @@ class RoomReplica:
     ) -> peer_pb.RoomVoteResult:
         """Take a vote request; a granted vote may be sent once
         `take_write()` is durable."""
+        if self._foreign(msg.incarnation):
+            # another room of that name (Raft has voters outside their own
+            # latest group vote too: a move's old members may be needed
+            # until the new group is committed)
+            return peer_pb.RoomVoteResult(
+                room=self.room, epoch=self.epoch, granted=False, pre=msg.pre
+            )
         if not msg.transfer and self._administrator_alive(candidate, now_ms):
             # a live administrator: a candidate that thinks otherwise (a node
             # back from a pause or a partition) must not disrupt the room
@@ -515,12 +748,12 @@ class RoomReplica:
 
     def _administrator_alive(self, candidate: str, now_ms: int) -> bool:
         if self.role is Role.ADMINISTRATOR:
-            recent = sum(
-                1
+            recent = {
+                p
                 for p in self.peers
                 if now_ms - self._acked_ms.get(p, 0) < self.timing.election_min_ms
-            )
-            return recent + 1 >= self.quorum
+            }
+            return self._has_quorum(recent | {self.self_id})
         return (
             self.role is Role.FOLLOWER
             and self.administrator not in ("", candidate)
@@ -542,7 +775,7 @@ class RoomReplica:
         self._votes = {self.self_id}
         campaign = self.timing.campaign_ms
         self._election_due_ms = now_ms + campaign + self._rng.randrange(0, campaign)
-        if len(self._votes) >= self.quorum:
+        if self._has_quorum(self._votes):
             self.campaign(now_ms)
             return
         self._ask_votes(pre=True)
@@ -564,7 +797,7 @@ class RoomReplica:
         # the vote) if no majority answers
         campaign = self.timing.campaign_ms
         self._election_due_ms = now_ms + campaign + self._rng.randrange(0, campaign)
-        if len(self._votes) >= self.quorum:
+        if self._has_quorum(self._votes):
             self._become_administrator(now_ms)
             return True
         self._ask_votes(transfer=transfer)
@@ -577,7 +810,7 @@ class RoomReplica:
             if result.granted:
                 if self.role is Role.PRE_CANDIDATE and result.epoch == self.epoch + 1:
                     self._votes.add(voter)
-                    if len(self._votes) >= self.quorum:
+                    if self._has_quorum(self._votes):
                         return self.campaign(now_ms)
             elif result.epoch > self.epoch:
                 self._step_down(result.epoch, now_ms)
@@ -589,7 +822,7 @@ class RoomReplica:
         if self.role is not Role.CANDIDATE or result.epoch != self.epoch or not result.granted:
             return False
         self._votes.add(voter)
-        if len(self._votes) >= self.quorum:
+        if self._has_quorum(self._votes):
             self._become_administrator(now_ms)
             return True
         return False
@@ -597,6 +830,9 @@ class RoomReplica:
     def _become_administrator(self, now_ms: int) -> None:
         self.role = Role.ADMINISTRATOR
         self.administrator = self.self_id
+        self.learners = set()
+        self.leavers = set()
+        self._told = {}
         self.next_index = {p: self.last_index + 1 for p in self.peers}
         self.match_index = {p: 0 for p in self.peers}
         self._acked_ms = {p: now_ms for p in self.peers}
@@ -604,6 +840,11 @@ class RoomReplica:
         self._acked_round = {}
         self._vote_out = None
         self._dirty_peers = set(self.peers)
+        if self.tip.joining:
+            # a move its coordinator did not finish: this reign finishes it
+            self.move = RoomMove(
+                self.tip.joining, now_ms, now_ms + PREPARE_TIMEOUT_MS, joint_proposed=True
+            )
         # an entry of its own epoch: committing it commits every earlier
         # entry, which is what makes the new administrator safe to serve
         self._epoch_index = self.propose(EntryKind.EPOCH, self.self_id, "", "", now_ms).index
@@ -615,6 +856,12 @@ class RoomReplica:
             self._persist_hard()
         if self.role is Role.ADMINISTRATOR:
             self._refuse_reads()
+            # before the joint entry nothing changed: aborted; after it, the
+            # next administrator finishes the move (and reports it)
+            self._end_move("aborted", now_ms, unless_joint=True)
+            self.move = None
+            self.learners = set()
+            self.leavers = set()
         self.role = Role.FOLLOWER
         self.administrator = ""
         self._epoch_index = 0
@@ -642,7 +889,7 @@ class RoomReplica:
         if self.role is not Role.ADMINISTRATOR:
             self.step_down(now_ms)
             return ""
-        candidates = [p for p in self.peers if p in up]
+        candidates = [p for p in self.peers if p in up and p in self.groups()[-1]]
         if not candidates:
             self.step_down(now_ms)
             return ""
@@ -669,28 +916,35 @@ class RoomReplica:
             up: nodes the failure detector sees as up (self included).
         """
         self._up = up
+        self._now_ms = max(self._now_ms, now_ms)
         if self.role is Role.ADMINISTRATOR:
             if self.transfer_target and now_ms >= self._transfer_due_ms:
                 self.step_down(now_ms)  # the target never took over: let go
                 return False
-            for peer in self.peers:
+            for peer in self.targets:
                 if now_ms - self._last_sent_ms.get(peer, -self.timing.heartbeat_ms) >= (
                     self.timing.heartbeat_ms
                 ):
                     self._dirty_peers.add(peer)
             # an administrator cut off from a majority steps down, so that it
             # stops claiming the room and clients move to the majority side
-            recent = sum(
-                1
+            recent = {
+                p
                 for p in self.peers
                 if now_ms - self._acked_ms.get(p, 0) < self.timing.election_max_ms
-            )
-            if recent + 1 < self.quorum:
+            }
+            if not self._has_quorum(recent | {self.self_id}) and self.commit_index:
+                # (with nothing committed yet, nobody else can take over: a
+                # founder keeps trying until its create is held)
                 self._become_follower(self.epoch, now_ms)
+                return False
+            self.drive_move(now_ms)
             return False
         if self.draining:
             return False
-        if sum(1 for r in self.replicas if r in up) < self.quorum:
+        if self.last_index == 0 or not self._may_campaign():
+            return False  # an empty copy, or no longer needed: never a candidate
+        if not self._has_quorum(up & set(self.replicas)):
             return False  # cannot win; campaigning would only inflate epochs
         if self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
             if now_ms >= self._election_due_ms:
@@ -710,6 +964,14 @@ class RoomReplica:
             self.pre_vote(now_ms)
             return True
         return False
+
+    def _may_campaign(self) -> bool:
+        """A voter may; so may a node that a move's uncommitted last step
+        removed, since the new group may still need it (Raft thesis §4.2.2)."""
+        if self.self_id in self.replicas:
+            return True
+        index = self.tip.config_index
+        return index > self.commit_index and self.log[index - 1].kind is EntryKind.MOVE_DONE
 
     def _preferred(self, up: set[str]) -> bool:
         """True when this node is the first replica (placement order) that is up

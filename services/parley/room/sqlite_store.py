@@ -234,6 +234,13 @@ class SqliteLogStore:
         rows: list[tuple[str, int, int, int, int, str, str, int, str]] = []
         hard: dict[str, tuple[str, int, str]] = {}
         for write in batch:
+            if write.drop:
+                if rows:
+                    conn.executemany(_INSERT_ENTRY, rows)
+                    rows = []
+                hard.pop(write.room, None)
+                conn.execute("DELETE FROM entries WHERE room = ?", (write.room,))
+                conn.execute("DELETE FROM hard_state WHERE room = ?", (write.room,))
             if write.truncate_from is not None:
                 # Rows queued earlier in this batch may be among those this
                 # delete must remove: insert them first (truncation is rare).

@@ -21,8 +21,16 @@ class RoomState:
     members: set[str] = field(default_factory=set)
     last_seq: int = -1  # -1: no visible entry yet (the create entry takes 0)
     last_ts_ms: int = 0
-    # the replica group, as recorded by the create entry (placement order)
+    # the replica group, as recorded by the create entry or the last move
+    # (placement order); during a move, `joining` is the group it moves to
     replicas: tuple[str, ...] = ()
+    joining: tuple[str, ...] = ()
+    # index of the entry that set the group (create, move joint or done)
+    config_index: int = 0
+    # the create entry's id: tells a room from an earlier one of the same name
+    incarnation: str = ""
+    # index of the delete entry (0: not deleted)
+    deleted_index: int = 0
     # (user, client_msg_id) -> seq of the stored message
     dedupe: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
 
@@ -49,11 +57,21 @@ class RoomState:
             self.exists = True
             self.owner = entry.user
             self.members = {entry.user}
+            self.incarnation = entry.client_msg_id
             if entry.text:
                 self.replicas = tuple(entry.text.split(","))
+                self.config_index = entry.index
         elif kind is EntryKind.DELETE:
             self.exists = False
             self.members = set()
+            self.deleted_index = entry.index
+        elif kind is EntryKind.MOVE_JOINT:
+            self.joining = tuple(entry.text.split(","))
+            self.config_index = entry.index
+        elif kind is EntryKind.MOVE_DONE:
+            self.replicas = tuple(entry.text.split(","))
+            self.joining = ()
+            self.config_index = entry.index
 
     @classmethod
     def from_entries(cls, entries: list[LogEntry]) -> RoomState:

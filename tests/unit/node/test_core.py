@@ -17,7 +17,7 @@ from parley.room.engine import Outbound
 from parley.room.entries import EntryKind
 from parley.room.errors import NotAdministrator, NotFound
 from parley.room.memory_store import MemoryLogStore
-from parley.room.replica import Role
+from parley.room.replica import Role, RoomReplica
 from support.wait import wait_for
 
 NODES = ["n0", "n1", "n2"]
@@ -78,15 +78,15 @@ async def net() -> AsyncIterator[LocalNet]:
         await core.stop()
 
 
-async def serving(net: LocalNet, room: str) -> tuple[NodeCore, object]:
+async def serving(net: LocalNet, room: str) -> tuple[NodeCore, RoomReplica]:
     """Ask each core in turn until one serves the room (following hints)."""
 
-    async def attempt() -> tuple[NodeCore, object] | None:
+    async def attempt() -> tuple[NodeCore, RoomReplica] | None:
         for core in net.cores.values():
             if core.node_id in net.down:
                 continue
             try:
-                return core, await core.serving_replica(room, timeout=0.5, create=True)
+                return core, await core.serving_replica(room, timeout=0.5)
             except NotAdministrator:
                 continue
         return None
@@ -94,10 +94,26 @@ async def serving(net: LocalNet, room: str) -> tuple[NodeCore, object]:
     return await wait_for(attempt, 10, message=f"an administrator for {room}")
 
 
+async def create(net: LocalNet, room: str) -> tuple[NodeCore, RoomReplica]:
+    """Create the room at the first core that takes it; its founder serves it."""
+
+    async def attempt() -> tuple[NodeCore, RoomReplica] | None:
+        for core in net.cores.values():
+            if core.node_id in net.down:
+                continue
+            try:
+                entry = await core.create_room(room, "alice")
+            except NotAdministrator:
+                continue
+            assert entry.kind is EntryKind.CREATE and entry.seq == 0
+            return core, core.rooms[room]
+        return None
+
+    return await wait_for(attempt, 10, message=f"a founder for {room}")
+
+
 async def test_a_room_is_created_and_replicated(net: LocalNet) -> None:
-    core, replica = await serving(net, "lobby")
-    entry = await core.propose(replica, EntryKind.CREATE, "alice", ",".join(replica.replicas))
-    assert entry.seq == 0
+    core, replica = await create(net, "lobby")
     message = await core.propose(replica, EntryKind.MESSAGE, "alice", "hi", "m1")
     assert message.seq == 1
     for other in net.cores.values():
@@ -111,8 +127,7 @@ async def test_a_room_is_created_and_replicated(net: LocalNet) -> None:
 
 
 async def test_reads_are_confirmed_on_the_administrator_only(net: LocalNet) -> None:
-    core, replica = await serving(net, "lobby")
-    await core.propose(replica, EntryKind.CREATE, "alice", "")
+    core, replica = await create(net, "lobby")
     await core.confirm_read(replica)  # a majority answers: no error
     follower = next(c for c in net.cores.values() if c is not core)
     await wait_for(lambda: "lobby" in follower.rooms, 5)
@@ -121,8 +136,7 @@ async def test_reads_are_confirmed_on_the_administrator_only(net: LocalNet) -> N
 
 
 async def test_hand_over_moves_rooms_and_never_takes_them_back(net: LocalNet) -> None:
-    core, replica = await serving(net, "lobby")
-    await core.propose(replica, EntryKind.CREATE, "alice", "")
+    core, replica = await create(net, "lobby")
     core.hand_over()
     await wait_for(lambda: not core.administered, 5, message="the drained node lets go")
     new, new_replica = await serving(net, "lobby")
@@ -147,13 +161,12 @@ async def test_requests_for_unknown_rooms_leave_nothing_behind(net: LocalNet) ->
     for core in net.cores.values():
         assert core.rooms == {}
         assert await core.store.load() == {}
-    core, replica = await serving(net, "real")  # a create still works
+    core, replica = await create(net, "real")  # a create still works
     assert replica.serving
 
 
 async def test_a_lost_reign_fails_its_waiting_proposals(net: LocalNet) -> None:
-    core, replica = await serving(net, "lobby")
-    await core.propose(replica, EntryKind.CREATE, "alice", "")
+    core, replica = await create(net, "lobby")
     net.down = set(net.cores) - {core.node_id}  # its followers are gone
     pending = core.propose(replica, EntryKind.MESSAGE, "alice", "stranded", "m1")
     replica.step_down(0)  # as its tick does once no majority answers

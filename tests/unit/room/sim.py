@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parley._generated import peer_service_pb2 as peer_pb
+from parley.coordination.move import superseded
+from parley.room.codec import entry_from_pb
 from parley.room.engine import Outbound, Ready, RoomEngine
 from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
 from parley.room.memory_store import MemoryLogStore
@@ -136,8 +138,8 @@ class Checker:
         """Start with nothing observed."""
         self.admins: dict[tuple[str, int], str] = {}
         """(room, epoch) -> the only node ever administrator in it."""
-        self.entries: dict[tuple[str, int, int], LogEntry] = {}
-        """(room, index, epoch) -> the one entry ever written with that position."""
+        self.entries: dict[tuple[str, str, int, int], LogEntry] = {}
+        """(room, incarnation, index, epoch) -> the one entry ever written there."""
         self.committed: dict[str, list[LogEntry]] = {}
         """Per room, the longest committed prefix any replica has reported."""
         self.client_keys: dict[str, dict[tuple[str, str], int]] = {}
@@ -164,6 +166,17 @@ class Checker:
         """Raise an InvariantViolation."""
         raise InvariantViolation(what)
 
+    def refounded(self, room: str) -> None:
+        """A founder replaces its copy that never reached anyone: what it
+        held was never anywhere else, and nothing of it committed."""
+        if self.committed.get(room):
+            self.fail(f"{room}: founded again after entries committed")
+
+    def forget_replica(self, node: str, room: str) -> None:
+        """A node dropped its copy of a room (it may get a new one later)."""
+        self.commit_seen.pop((node, room), None)
+        self.taken.pop((node, room), None)
+
     def forget(self, node: str) -> None:
         """A node restarted: its replicas start over from commit index 0."""
         for key in [k for k in self.commit_seen if k[0] == node]:
@@ -183,11 +196,19 @@ class Checker:
                         f"{node}/{room}: truncates committed entry {index} "
                         f"{committed[index - 1]} (truncate_from={write.truncate_from})"
                     )
-        for entry in write.entries:
-            key = (room, entry.index, entry.epoch)
+
+    def record(self, node: str, room: str, incarnation: str, entries: Any) -> None:
+        """Entries became durable on a node, or left it in an append: from
+        then on, no other entry may ever take the same (index, epoch).
+
+        (An entry that was only submitted and died with its process, unsent,
+        was never anywhere: a restarted node may write another in its place.)
+        """
+        for entry in entries:
+            key = (room, incarnation, entry.index, entry.epoch)
             first = self.entries.setdefault(key, entry)
             if first != entry:
-                self.fail(f"{node}/{room}: two entries at index/epoch {key[1:]}: {first} {entry}")
+                self.fail(f"{node}/{room}: two entries at index/epoch {key[2:]}: {first} {entry}")
 
     def before_send(self, node: SimNode, msg: Msg) -> None:
         """Nothing leaves a node before what it promises is durable there.
@@ -310,7 +331,14 @@ class Checker:
         committed prefix), logs agree wherever index and epoch agree, the
         store matches memory, and every acknowledged entry survived.
         """
-        for room, members in cluster.rooms.items():
+        for room in cluster.rooms:
+            members = cluster.group(room)
+            for node_id, node in cluster.nodes.items():
+                if node_id not in members and room in node.replicas:
+                    self.fail(f"{node_id}/{room}: holds a copy outside the group {members}")
+                stored = node.store.load().get(room)
+                if node_id not in members and stored is not None:
+                    self.fail(f"{node_id}/{room}: stored copy outside the group {members}")
             reps = [(n, cluster.nodes[n].replicas[room]) for n in members]
             committed = self.committed.get(room, [])
             commits = {n: r.commit_index for n, r in reps}
@@ -328,7 +356,7 @@ class Checker:
                 for b, rb in reps[i + 1 :]:
                     check_log_matching(f"{room} {a}/{b}", ra.log, rb.log)
         for room, entry in self.acked:
-            for node in cluster.rooms[room]:
+            for node in cluster.group(room):
                 rep = cluster.nodes[node].replicas[room]
                 if entry.index > rep.commit_index or rep.entry(entry.index) != entry:
                     self.fail(f"{node}/{room}: acknowledged {entry} lost")
@@ -423,12 +451,26 @@ class Cluster:
         sends one at a time; more pipelines, as append_for allows."""
         self._token = 0
         self.reads = 0
+        self.foundings = 0
         for node in self.nodes.values():
-            self._start(node)
+            self._start(node, first=True)
 
     # ------------------------------------------------------------ lifecycle
 
-    def _start(self, node: SimNode) -> None:
+    def group(self, room: str) -> list[str]:
+        """The room's group now: what its serving administrator's log says
+        (the initial placement before anyone serves)."""
+        for node in self.nodes.values():
+            rep = node.replicas.get(room)
+            if node.running and rep is not None and rep.serving:
+                return list(rep.replicas)
+        return list(self.rooms[room])
+
+    def holders(self, room: str) -> list[str]:
+        """Nodes (running or paused) that hold a replica of the room."""
+        return [n for n, node in sorted(self.nodes.items()) if room in node.replicas]
+
+    def _start(self, node: SimNode, first: bool = False) -> None:
         records = node.store.load()
         engine = RoomEngine(
             node.id,
@@ -438,8 +480,11 @@ class Cluster:
         )
         engine.unsafe_send_before_persist = self.unsafe_send_before_persist
         for room, members in self.rooms.items():
-            if node.id in members:
-                engine.add(room, members, records.get(room), self.now)
+            record = records.get(room)
+            # the initial group starts with empty copies (what a create
+            # finds); later, as on a real node, only what the store holds
+            if record is not None or (first and node.id in members):
+                engine.add(room, members, record, self.now)
         node.engine = engine
         node.pending = {room: {} for room in engine.rooms}
         node.requests = {}
@@ -502,7 +547,7 @@ class Cluster:
         """Running nodes that currently believe they are the room's administrator."""
         return [
             n
-            for n in self.rooms[room]
+            for n in self.holders(room)
             if self.nodes[n].running and self.nodes[n].replicas[room].role is Role.ADMINISTRATOR
         ]
 
@@ -568,6 +613,12 @@ class Cluster:
             ready = node.writing
             node.store.write(ready.writes)
             for write in ready.writes:
+                held = node.replicas.get(write.room)
+                room_incarnation = held.incarnation if held is not None else ""
+                self.checker.record(node.id, write.room, room_incarnation, write.entries)
+                if write.drop:
+                    node.disk.pop(write.room, None)
+                    node.disk_hard.pop(write.room, None)
                 disk = node.disk.setdefault(write.room, [])
                 if write.truncate_from is not None:
                     del disk[write.truncate_from - 1 :]
@@ -591,6 +642,13 @@ class Cluster:
         self._send_all(node, ready.messages)
         if node.crashed:
             return
+        for room in ready.dropped:
+            self.checker.stats["dropped"] += 1
+            self.checker.forget_replica(node.id, room)
+            node.disk.pop(room, None)
+            node.disk_hard.pop(room, None)
+        for outcome in ready.moves:
+            self.checker.stats[f"move_{outcome.outcome}"] += 1
         committed = dict(ready.committed)
         for room, rep in engine.rooms.items():
             self.checker.observe(node.id, rep, committed.get(room, []))
@@ -609,6 +667,9 @@ class Cluster:
                 return
             msg = self._to_msg(node, out)
             self.checker.before_send(node, msg)
+            if msg.kind == APPEND:
+                entries = [entry_from_pb(e) for e in msg.body.entries]
+                self.checker.record(node.id, msg.room, msg.body.incarnation, entries)
             self.send(msg)
 
     def _to_msg(self, node: SimNode, out: Outbound) -> Msg:
@@ -687,6 +748,10 @@ class Cluster:
         self.checker.elections += 1
         self._input(self.nodes[node_id], lambda engine: engine.campaign(room, self.now))
 
+    def move(self, node_id: str, room: str, target: list[str]) -> None:
+        """Ask a node (the room's administrator) to move the room to target."""
+        self._input(self.nodes[node_id], lambda engine: engine.move(room, target, self.now))
+
     def heartbeat(self, node_id: str, room: str = "r0") -> None:
         """Make an administrator send an append to every peer now."""
         self._input(self.nodes[node_id], lambda engine: engine.heartbeat(room))
@@ -720,9 +785,11 @@ class Cluster:
         """
         node = self.nodes[node_id]
         rep = node.replicas.get(room)
+        kind = EntryKind.CREATE if client_msg_id == "create" else EntryKind.MESSAGE
+        if kind is EntryKind.CREATE and node.running and (rep is None or rep.last_index == 0):
+            return self.found(node_id, room)
         if not node.running or rep is None or not rep.serving:
             return None
-        kind = EntryKind.CREATE if client_msg_id == "create" else EntryKind.MESSAGE
         if kind is EntryKind.CREATE:
             text = ",".join(self.recorded[room])  # the create entry records the replica group
         existing: LogEntry | None = None
@@ -756,6 +823,25 @@ class Cluster:
         )
         if existing is None:
             self._pump(node)
+        return entry
+
+    def found(self, node_id: str, room: str = "r0") -> LogEntry | None:
+        """A create at a node that holds nothing of the room: it founds it
+        (first administrator, create entry naming the recorded group), as
+        the node's CreateRoom does. The incarnation is "create", the id the
+        clients wait for."""
+        node = self.nodes[node_id]
+        if not node.running:
+            return None
+        assert node.engine is not None
+        rep = node.replicas.get(room)
+        if rep is not None and rep.last_index:
+            self.checker.refounded(room)
+        self.foundings += 1
+        incarnation = f"create{self.foundings}"
+        entry = node.engine.found(room, self.recorded[room], OWNER, incarnation, self.now)
+        node.pending.setdefault(room, {})[entry.index] = (entry.epoch, entry.user, incarnation)
+        self._pump(node)
         return entry
 
     # -------------------------------------------------------------- network
@@ -866,11 +952,10 @@ def settle(c: Cluster, admin: str, room: str = "r0") -> None:
 
 
 def start(c: Cluster, admin: str, room: str = "r0") -> None:
-    """Elect admin and create the room, committed everywhere."""
-    c.campaign(admin, room)
+    """Create the room at admin (its first administrator), committed everywhere."""
+    assert c.found(admin, room) is not None
     c.stabilize()
     assert c.replica(admin, room).serving
-    assert c.publish(admin, room, OWNER, "create") is not None
     settle(c, admin, room)
 
 
@@ -919,6 +1004,9 @@ class SimConfig:
     timing: Timing = field(default_factory=Timing)
     send_before_persist: bool = False
     """Test-only planted bug: engines send everything before it is durable."""
+    moves: int = 0
+    """How many of the fault draws (out of about 13) move a room to a random
+    group of `replication` nodes (needs nodes > replication to go anywhere)."""
 
     @classmethod
     def for_seed(cls, seed: int, nodes: int, steps: int, **overrides: Any) -> SimConfig:
@@ -1035,14 +1123,16 @@ class Simulation:
 
     def check_logs_match(self) -> None:
         """Log matching across every pair of live replicas, mid-run."""
-        for room, members in self.cluster.rooms.items():
+        for room in self.cluster.rooms:
             reps = [
                 (n, self.cluster.nodes[n].replicas[room])
-                for n in members
+                for n in self.cluster.holders(room)
                 if not self.cluster.nodes[n].crashed
             ]
             for i, (a, rep_a) in enumerate(reps):
                 for b, rep_b in reps[i + 1 :]:
+                    if rep_a.incarnation != rep_b.incarnation:
+                        continue  # a dead founding's copy, to be dropped
                     # committed prefixes are already checked against the cluster's
                     known = min(rep_a.commit_index, rep_b.commit_index)
                     check_log_matching(f"{room} {a}/{b}", rep_a.log, rep_b.log, known)
@@ -1134,7 +1224,19 @@ class Simulation:
             client.next_try = cluster.now
         if client.current is not None and cluster.now >= client.next_try:
             admins = cluster.administrators(room)
-            if admins:
+            founder = cluster.rooms[room][0]
+            founding = self.cluster.nodes[founder].replicas.get(room)
+            if (
+                client.current == "create"
+                and not admins
+                and not any(n.disk.get(room) for i, n in cluster.nodes.items() if i != founder)
+                and (founding is None or founding.role is not Role.ADMINISTRATOR)
+            ):
+                # nobody else holds the room: the create founds it (at one
+                # node, as placement's first choice would), replacing a copy
+                # of an earlier try that never reached anyone
+                cluster.found(founder, room)
+            elif admins:
                 node = self.rng.choice(admins)
                 user = OWNER if client.current == "create" else client.user
                 cluster.publish(node, room, user, client.current, f"{client.current}@{node}")
@@ -1149,7 +1251,9 @@ class Simulation:
     def _on_ack(self, room: str, entry: LogEntry) -> None:
         for client in self.clients[room]:
             user = OWNER if client.current == "create" else client.user
-            if client.current == entry.client_msg_id and user == entry.user:
+            # a create entry's id is the room's incarnation
+            msg_id = "create" if entry.kind is EntryKind.CREATE else entry.client_msg_id
+            if client.current == msg_id and user == entry.user:
                 client.acked.append(entry)
                 client.current = None
 
@@ -1174,6 +1278,7 @@ class Simulation:
         action = rng.choice(
             ["crash", "crash_admin", "pause", "pause_admin", "isolate", "isolate_admin",
              "split", "one_way", "lie", "lie", "mute_admin", "drain_admin", "nothing"]
+            + ["move"] * self.config.moves
         )  # fmt: skip
         victim = rng.choice(names)
         admins = [n for room in cluster.rooms for n in cluster.administrators(room)]
@@ -1182,7 +1287,14 @@ class Simulation:
             if admins:
                 victim = rng.choice(admins)
         heal_after = rng.randrange(100, 6000)
-        if action == "crash":
+        if action == "move":
+            room = rng.choice(sorted(cluster.rooms))
+            admin = self.serving(room)
+            if admin is not None:
+                target = rng.sample(names, self.config.replication)
+                self.log.append(f"{now} move {room} from {admin} to {target}")
+                cluster.move(admin, room, target)
+        elif action == "crash":
             cluster.crash(victim)
             self.after(rng.randrange(50, 5000), lambda: self._restart(victim))
         elif action == "pause":
@@ -1296,16 +1408,51 @@ class Simulation:
         for node in self.cluster.nodes.values():
             if node.engine is None or node.writing is not None or node.engine.has_ready():
                 return False  # down (a drained node exiting), or still busy
-        for room, members in self.cluster.rooms.items():
-            admin = self.serving(room)
-            if admin is None:
+        return all([self._room_quiet(room) for room in self.cluster.rooms])
+
+    def _room_quiet(self, room: str) -> bool:
+        admin = self.serving(room)
+        if admin is None:
+            return False
+        target = self.cluster.nodes[admin].replicas[room]
+        if target.move is not None or target.tip.joining:
+            return False  # a move still under way
+        members = list(target.replicas)
+        if self.cluster.holders(room) != sorted(members):
+            self._reconcile(room)
+            return False  # copies still to be made, or to be dropped
+        for node in members:
+            rep = self.cluster.nodes[node].replicas[room]
+            if rep.commit_index != target.last_index or rep.last_index != target.last_index:
+                if rep.incarnation != target.incarnation:
+                    self._reconcile(room)
                 return False
-            target = self.cluster.nodes[admin].replicas[room]
-            for node in members:
-                rep = self.cluster.nodes[node].replicas[room]
-                if rep.commit_index != target.last_index or rep.last_index != target.last_index:
-                    return False
         return True
+
+    def _reconcile(self, room: str) -> None:
+        """What each node's reconciler does with LocateRoom: a copy the
+        room's serving administrator does not count on is dropped."""
+        admin = self.serving(room)
+        if admin is None:
+            return
+        target = self.cluster.nodes[admin].replicas[room]
+        for node_id in self.cluster.holders(room):
+            node = self.cluster.nodes[node_id]
+            rep = node.replicas[room]
+            if not node.running or node.engine is None:
+                continue
+            if superseded(
+                node_id,
+                rep.incarnation,
+                serving=True,
+                committed=target.commit_index >= target.tip.config_index,
+                their_incarnation=target.incarnation,
+                replicas=target.replicas,
+                joining=target.tip.joining,
+                learners=target.learners,
+            ):
+                self.cluster.checker.stats["reconciled"] += 1
+                self.cluster._input(node, lambda e, r=room: e.drop(r))
 
     def run(self) -> Simulation:
         """Chaos for `steps` events, then heal, check liveness and the final state.

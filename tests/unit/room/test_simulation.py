@@ -70,7 +70,18 @@ def test_same_seed_same_run() -> None:
 
 def test_the_checks_notice_a_broken_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a quorum one short, some seed commits conflicting entries and fails."""
-    monkeypatch.setattr(RoomReplica, "quorum", property(lambda self: len(self.replicas) // 2))
+
+    def one_short(self: RoomReplica, nodes: set[str]) -> bool:
+        return all(sum(1 for r in g if r in nodes) >= len(g) // 2 for g in self.groups())
+
+    def one_short_value(self: RoomReplica, value_of: dict[str, int]) -> int:
+        return min(
+            sorted((value_of.get(r, 0) for r in g), reverse=True)[max(len(g) // 2 - 1, 0)]
+            for g in self.groups()
+        )
+
+    monkeypatch.setattr(RoomReplica, "_has_quorum", one_short)
+    monkeypatch.setattr(RoomReplica, "_quorum_value", one_short_value)
     with pytest.raises(InvariantViolation):
         for seed in range(20):
             run_seed(seed, 3, 2000)
@@ -111,11 +122,11 @@ def test_the_checks_notice_sending_before_persisting(nodes: int) -> None:
 def test_liveness_bound_is_enforced() -> None:
     """A run whose clients can never be served fails the liveness check."""
     sim = Simulation(3, SimConfig(steps=200, liveness_ms=2_000))
-    # no administrator can ever be elected: every vote request is lost
+    # no administrator can ever serve: every vote request and append is lost
     original = sim.cluster.schedule
 
     def no_votes(msg: object) -> None:
-        if getattr(msg, "kind", "") != "vote":
+        if getattr(msg, "kind", "") not in ("vote", "append"):
             original(msg)  # type: ignore[arg-type]
 
     sim.cluster.schedule = no_votes  # type: ignore[method-assign]

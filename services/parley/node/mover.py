@@ -1,0 +1,127 @@
+"""Rooms follow the node set: the node's side of `parley.coordination.move`.
+
+Every second the mover starts the moves placement asks for (paced by
+`plan_moves`) in the rooms this node administers, and keeps the move
+gauges; every few seconds it asks about copies this node holds but may no
+longer be part of (a learner of an aborted move, a node that was down when
+its room moved away, an earlier incarnation of a deleted room) and drops
+those the room's administrator says left for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from parley.coordination.move import RoomPlacement, plan_moves, superseded
+from parley.observability import metrics
+from parley.observability.log import get_logger
+from parley.room.replica import Role
+
+from .core import NodeCore
+from .engine_loop import now_ms
+
+log = get_logger("parley.node.mover")
+
+PLAN_SECONDS = 1.0
+SWEEP_EVERY = 5  # plans
+SWEEP_MAX_ROOMS = 64
+
+
+class RoomMover:
+    """Starts room moves and drops stale copies; see the module docstring."""
+
+    def __init__(self, core: NodeCore, concurrency: int) -> None:
+        self.core = core
+        self.concurrency = max(1, concurrency)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="room-mover")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(PLAN_SECONDS)
+            rounds += 1
+            try:
+                self.plan()
+                if rounds % SWEEP_EVERY == 0:
+                    await self.sweep()
+            except Exception:
+                log.error("room mover failed", exc_info=True)
+
+    def plan(self) -> list[str]:
+        """Start the moves placement asks for; returns the rooms started."""
+        core = self.core
+        up = core.up_nodes() | {core.node_id}
+        rooms: list[RoomPlacement] = []
+        under = 0
+        wanted = min(core.replication, len(set(core.members()) | {core.node_id}))
+        for room in sorted(core.administered):
+            replica = core.rooms.get(room)
+            if replica is None:
+                continue
+            group = replica.tip.replicas or tuple(replica.replicas)
+            if sum(1 for r in group if r in up) < wanted:
+                under += 1
+            rooms.append(
+                RoomPlacement(
+                    room,
+                    group,
+                    serving=replica.serving,
+                    moving=replica.move is not None or bool(replica.tip.joining),
+                )
+            )
+        started: list[str] = []
+        if not core.draining:
+            now = now_ms()
+            for room, target in plan_moves(rooms, core.placement, up, self.concurrency):
+                if core.engine.move(room, target, now):
+                    log.info("room move started", room=room, to=",".join(target))
+                    started.append(room)
+            if started:
+                core.loop.kick()
+        metrics.MOVES_IN_FLIGHT.set(sum(1 for r in rooms if r.moving) + len(started))
+        metrics.UNDER_REPLICATED.set(under)
+        return started
+
+    async def sweep(self) -> list[str]:
+        """Drop copies the room's administrator says this node no longer
+        belongs to; returns the rooms dropped."""
+        core = self.core
+        suspects = [
+            room
+            for room, replica in core.rooms.items()
+            if replica.role is not Role.ADMINISTRATOR
+            and (core.node_id not in replica.replicas or not replica.administrator)
+        ][:SWEEP_MAX_ROOMS]
+        dropped: list[str] = []
+        for room in suspects:
+            located = await core.locate(room)
+            replica = core.rooms.get(room)
+            found = located.found
+            if replica is None or found is None or replica.role is Role.ADMINISTRATOR:
+                continue
+            if superseded(
+                core.node_id,
+                replica.incarnation,
+                serving=found.serving,
+                committed=found.committed,
+                their_incarnation=found.incarnation,
+                replicas=found.replicas,
+                joining=found.joining,
+                learners=found.learners,
+            ):
+                log.info("dropping a stale copy", room=room, administrator=found.administrator)
+                core.engine.drop(room)
+                dropped.append(room)
+        if dropped:
+            core.loop.kick()
+        return dropped
