@@ -136,7 +136,7 @@ async def test_reads_are_confirmed_on_the_administrator_only(net: LocalNet) -> N
 
 
 async def test_hand_over_moves_rooms_and_never_takes_them_back(net: LocalNet) -> None:
-    core, replica = await create(net, "lobby")
+    core, _ = await create(net, "lobby")
     core.hand_over()
     await wait_for(lambda: not core.administered, 5, message="the drained node lets go")
     new, new_replica = await serving(net, "lobby")

@@ -136,6 +136,8 @@ class Checker:
 
     def __init__(self) -> None:
         """Start with nothing observed."""
+        self.incarnations: dict[str, str] = {}
+        """Per room, the incarnation first seen administered."""
         self.admins: dict[tuple[str, int], str] = {}
         """(room, epoch) -> the only node ever administrator in it."""
         self.entries: dict[tuple[str, str, int, int], LogEntry] = {}
@@ -244,9 +246,13 @@ class Checker:
         room = rep.room
         key = (node, room)
         if rep.role is Role.ADMINISTRATOR:
-            if (room, rep.epoch) not in self.admins:
+            # another incarnation of the room (two creates racing) is another
+            # room that happens to have the same name: its epochs are its own
+            main = self.incarnations.setdefault(room, rep.incarnation)
+            name = room if rep.incarnation in ("", main) else f"{room}/{rep.incarnation}"
+            if (name, rep.epoch) not in self.admins:
                 self.stats["administrators"] += 1
-            first = self.admins.setdefault((room, rep.epoch), node)
+            first = self.admins.setdefault((name, rep.epoch), node)
             if first != node:
                 self.fail(f"{room}: two administrators in epoch {rep.epoch}: {first}, {node}")
         if rep.commit_index > rep.last_index:
@@ -713,6 +719,33 @@ class Cluster:
             self._durable(node, node.incarnation)
         else:
             self._run(node, lambda: self._pump(node))
+
+    def reconcile(self, room: str) -> None:
+        """What each node's mover does with LocateRoom: a copy the room's
+        serving administrator does not count on is dropped."""
+        admin = next(
+            (n for n in self.administrators(room) if self.nodes[n].replicas[room].serving), None
+        )
+        if admin is None:
+            return
+        target = self.nodes[admin].replicas[room]
+        for node_id in self.holders(room):
+            node = self.nodes[node_id]
+            rep = node.replicas[room]
+            if not node.running or node.engine is None:
+                continue
+            if superseded(
+                node_id,
+                rep.incarnation,
+                serving=True,
+                committed=target.commit_index >= target.tip.config_index,
+                their_incarnation=target.incarnation,
+                replicas=target.replicas,
+                joining=target.tip.joining,
+                learners=target.learners,
+            ):
+                self.checker.stats["reconciled"] += 1
+                self._input(node, lambda e, r=room: e.drop(r))
 
     # --------------------------------------------------------------- inputs
 
@@ -1419,40 +1452,15 @@ class Simulation:
             return False  # a move still under way
         members = list(target.replicas)
         if self.cluster.holders(room) != sorted(members):
-            self._reconcile(room)
+            self.cluster.reconcile(room)
             return False  # copies still to be made, or to be dropped
         for node in members:
             rep = self.cluster.nodes[node].replicas[room]
             if rep.commit_index != target.last_index or rep.last_index != target.last_index:
                 if rep.incarnation != target.incarnation:
-                    self._reconcile(room)
+                    self.cluster.reconcile(room)
                 return False
         return True
-
-    def _reconcile(self, room: str) -> None:
-        """What each node's reconciler does with LocateRoom: a copy the
-        room's serving administrator does not count on is dropped."""
-        admin = self.serving(room)
-        if admin is None:
-            return
-        target = self.cluster.nodes[admin].replicas[room]
-        for node_id in self.cluster.holders(room):
-            node = self.cluster.nodes[node_id]
-            rep = node.replicas[room]
-            if not node.running or node.engine is None:
-                continue
-            if superseded(
-                node_id,
-                rep.incarnation,
-                serving=True,
-                committed=target.commit_index >= target.tip.config_index,
-                their_incarnation=target.incarnation,
-                replicas=target.replicas,
-                joining=target.tip.joining,
-                learners=target.learners,
-            ):
-                self.cluster.checker.stats["reconciled"] += 1
-                self.cluster._input(node, lambda e, r=room: e.drop(r))
 
     def run(self) -> Simulation:
         """Chaos for `steps` events, then heal, check liveness and the final state.
