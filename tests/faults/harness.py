@@ -209,7 +209,7 @@ class Result:
 class FaultLab:
     """A cluster on namespaced hosts with a load-generating client; see the module docstring."""
 
-    def __init__(self, tmp_path: Path, net: NetLab, name: str, nodeid: str = "") -> None:
+    def __init__(self, tmp_path: Path, net: NetLab | None, name: str, nodeid: str = "") -> None:
         """Plan; start() builds the hosts and starts everything.
 
         Args:
@@ -230,6 +230,9 @@ class FaultLab:
         self.load_started = 0.0
         self.load_stopped = 0.0
         self.store = "memory"
+        self.replica_nodes: list[str] | None = None
+        """The nodes whose logs must match the history (default: every node;
+        a test that retires nodes names the ones left)."""
 
     async def start(
         self,
@@ -240,6 +243,7 @@ class FaultLab:
         users: int = 4,
     ) -> LocalCluster:
         """Make the hosts, start the agent and the cluster, create rooms and join users."""
+        assert self.net is not None, "a lab on this host: use start_on()"
         node_ids = [f"node-{i}" for i in range(nodes)]
         gateway_names = [f"gateway-{i}" for i in range(gateways)]
         addrs = self.net.add_hosts([*node_ids, "client"])
@@ -258,16 +262,29 @@ class FaultLab:
             probe=self.agent.probe,
         )
         await self.cluster.start()
+        await self._setup(store, rooms, users)
+        return self.cluster
+
+    async def start_on(
+        self, cluster: LocalCluster, store: str = "memory", rooms: int = 3, users: int = 4
+    ) -> None:
+        """The same lab on this host (127.0.0.1): for a cluster the caller
+        started (with `LocalCluster.start_only`, say), the agent runs here."""
+        self.cluster = cluster
+        self.agent = await AgentProc.start([], self.tmp_path / "agent.log")
+        await self._setup(store, rooms, users)
+
+    async def _setup(self, store: str, rooms: int, users: int) -> None:
+        assert self.cluster is not None and self.agent is not None
         self.store = store
         self.rooms = [f"r{i}" for i in range(rooms)]
         self.users = [f"u{i}" for i in range(users)]
         await self.agent.call(
             "setup",
-            gateways=[self.cluster.gateway_url(i) for i in range(gateways)],
+            gateways=[self.cluster.gateway_url(i) for i in range(len(self.cluster.gateway_names))],
             rooms=self.rooms,
             users=self.users,
         )
-        return self.cluster
 
     def _agent(self) -> AgentProc:
         assert self.agent is not None, "start() first"
@@ -415,7 +432,8 @@ class FaultLab:
         target = next(iter(history.histories.values()))
         deadline = time.monotonic() + REPLICA_TIMEOUT
         while True:
-            views = {f"replica-{n}": self.read_replica(n) for n in self.cluster.node_ids}
+            nodes = self.replica_nodes or self.cluster.node_ids
+            views = {f"replica-{n}": self.read_replica(n) for n in nodes}
             behind = [
                 name
                 for name, view in views.items()

@@ -338,6 +338,13 @@ class LocalCluster:
             await self.stop()
             self._plan()
 
+    async def start_only(self, names: Sequence[str], timeout: float | None = None) -> None:
+        """Start just these processes (the rest stay down until started) and
+        wait until they are ready: for clusters that grow while the test runs."""
+        for name in names:
+            self._spawn(self.procs[name])
+        await asyncio.gather(*(self._wait_ready(name, timeout) for name in names))
+
     async def _wait_all_ready(self) -> None:
         """Wait for every process; on the first failure cancel the other waits and raise it."""
         tasks = [

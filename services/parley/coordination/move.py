@@ -58,7 +58,9 @@ class MoveOutcome:
     """How a move of one room ended, as its coordinator saw it."""
 
     room: str
-    outcome: str  # "committed" | "aborted"
+    # "prepared" (every participant voted yes: joint consensus from here),
+    # then "committed" | "aborted"
+    outcome: str
     duration_ms: int
     target: tuple[str, ...]
 

@@ -411,8 +411,9 @@ class NodeCore:
         for room in ready.dropped:
             self._dropped(room)
         for outcome in ready.moves:
-            metrics.TWOPC.labels(outcome=outcome.outcome).inc()
-            metrics.TWOPC_DURATION.observe(outcome.duration_ms / 1000)
+            if outcome.outcome != "prepared":
+                metrics.TWOPC.labels(outcome=outcome.outcome).inc()
+                metrics.TWOPC_DURATION.observe(outcome.duration_ms / 1000)
             log.info(
                 "room move " + outcome.outcome,
                 room=outcome.room,

@@ -615,6 +615,9 @@ class RoomReplica:
             # every learner holds everything committed: they voted yes
             move.joint_proposed = True
             self.propose(EntryKind.MOVE_JOINT, self.self_id, ",".join(move.target), "", now_ms)
+            self._outcomes.append(
+                MoveOutcome(self.room, "prepared", now_ms - move.started_ms, move.target)
+            )
             return
         if not move.done_proposed:
             if not self.tip.joining:

@@ -1,0 +1,352 @@
+"""Rooms follow the node set: real processes, discovery through the Kubernetes API emulator.
+
+Every node and the gateway find the nodes through EndpointSlices served by
+`support.k8s_emulator` on 127.0.0.1 (one slice per node, since each local
+"pod" has a port of its own). Scaling is what Kubernetes does: a new pod's
+endpoint appears and the pod starts; a removed pod gets SIGTERM and its
+endpoint goes. The fault suite's load generator (`tests/faults/agent.py`)
+publishes to every room all along, and its verdict is the fault suite's:
+nothing acknowledged lost, no duplicates, one order, seq rising by exactly
+1 for every subscriber, every replica's own log equal to the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import statistics
+import time
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from faults.harness import FaultLab
+from parley._generated import peer_service_pb2 as peer_pb
+from parley._generated import peer_service_pb2_grpc as peer_grpc
+from parley.cluster.placement import replicas_for
+from support.checker import History, longest_ack_gap
+from support.cluster import LocalCluster
+from support.k8s_emulator import K8sEmulator, endpoint
+from support.wait import wait_for
+
+pytestmark = pytest.mark.slow
+
+GRACE = 3.0
+"""--member-grace: seconds a vanished node stays in the placement set."""
+
+ROOMS = 24
+RATE = 24.0
+"""Messages per second each of the 4 users sends, over all rooms: a room gets
+an ack about every quarter second, so a move's pause shows above that."""
+MOVE_TIMEOUT = 90.0
+
+
+def _kubeconfig(path: Path, server: str) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+        "users": [{"name": "emulator", "user": {}}],
+        "contexts": [
+            {
+                "name": "emulator",
+                "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+            }
+        ],
+        "current-context": "emulator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+class KubeCluster:
+    """A LocalCluster whose processes discover nodes through the emulator."""
+
+    def __init__(self, tmp_path: Path, emulator: K8sEmulator, nodes: int) -> None:
+        self.emulator = emulator
+        api = _kubeconfig(tmp_path / "kubeconfig", emulator.url)
+        discovery = ["--discovery", "kubernetes", "--k8s-namespace", "default"]
+        discovery += ["--member-grace", str(GRACE)]
+        self.cluster = LocalCluster(
+            tmp_path / "cluster",
+            nodes=nodes,
+            gateways=1,
+            store="sqlite",
+            extra_env={"KUBECONFIG": api},
+            node_args=[*discovery, "--move-concurrency", "8"],
+            gateway_args=discovery,
+            ready_timeout=60.0,
+        )
+        self.members: set[str] = set()
+
+    def announce(self, node_id: str) -> None:
+        """The pod's endpoint appears in the node Service's EndpointSlices."""
+        port = int(self.cluster.node_addr(node_id).rpartition(":")[2])
+        self.emulator.put_slice(
+            f"parley-node-{node_id}",
+            [endpoint(node_id, "127.0.0.1")],
+            ports=[{"name": "grpc", "port": port, "protocol": "TCP"}],
+        )
+        self.members.add(node_id)
+
+    def withdraw(self, node_id: str) -> None:
+        """The pod is deleted: its endpoint goes."""
+        self.emulator.delete_slice(f"parley-node-{node_id}")
+        self.members.discard(node_id)
+
+    async def scale_up(self, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            self.announce(node_id)
+        await self.cluster.start_only(node_ids)
+
+    async def retire(self, node_id: str) -> None:
+        """Scale down by one pod: SIGTERM (it drains), its endpoint goes."""
+        self.withdraw(node_id)
+        self.cluster.kill_node(node_id, signal.SIGTERM)
+        await self.cluster.wait_exit(node_id)
+
+    async def locate(self, node_id: str, room: str) -> peer_pb.LocateRoomResponse | None:
+        async with grpc.aio.insecure_channel(self.cluster.node_addr(node_id)) as channel:
+            stub = peer_grpc.PeerServiceStub(channel)
+            try:
+                return await stub.LocateRoom(peer_pb.LocateRoomRequest(room=room), timeout=2)
+            except grpc.aio.AioRpcError:
+                return None
+
+    async def on_placement(self, rooms: list[str]) -> bool:
+        """Every room served by an administrator of its placement group over
+        the current members, committed, not moving; no other live node holds it."""
+        live = sorted(n for n in self.members if self.cluster.is_running(n))
+        for room in rooms:
+            want = set(replicas_for(room, self.members, self.cluster.replicas))
+            answers = await asyncio.gather(*(self.locate(n, room) for n in live))
+            holders = {n for n, a in zip(live, answers, strict=True) if a is not None and a.known}
+            serving = [a for a in answers if a is not None and a.serving]
+            if holders != want or len(serving) != 1:
+                return False
+            admin = serving[0]
+            if set(admin.replicas) != want or admin.joining or not admin.committed:
+                return False
+        return True
+
+    async def wait_placement(self, rooms: list[str], what: str) -> float:
+        started = time.monotonic()
+        await wait_for(lambda: self.on_placement(rooms), MOVE_TIMEOUT, interval=0.25, message=what)
+        return time.monotonic() - started
+
+
+@pytest.fixture
+async def kube(tmp_path: Path) -> AsyncIterator[tuple[KubeCluster, FaultLab]]:
+    emulator = K8sEmulator()
+    await emulator.start()
+    kube = KubeCluster(tmp_path, emulator, nodes=5)
+    lab = FaultLab(tmp_path, None, "room moves")
+    try:
+        yield kube, lab
+    finally:
+        await lab.close()
+        await emulator.stop()
+
+
+def _moves(cluster: LocalCluster) -> list[dict[str, object]]:
+    """Every "room move ..." record in the nodes' logs."""
+    found = []
+    for node_id in cluster.node_ids:
+        path = cluster.log_path(node_id)
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if '"room move' in line:
+                try:
+                    found.append({**json.loads(line), "node": node_id})
+                except json.JSONDecodeError:
+                    continue
+    return found
+
+
+def _held(cluster: LocalCluster, node_id: str) -> set[str]:
+    path = cluster.tmp_path / "data" / node_id / f"{node_id}.db"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return {room for (room,) in db.execute("SELECT DISTINCT room FROM entries")}
+
+
+def _pauses(history: History, rooms: list[str], since: float, until: float) -> list[float]:
+    return sorted(longest_ack_gap(history, since, until, rooms).values())
+
+
+def _report(label: str, seconds: float, pauses: list[float]) -> str:
+    p99 = pauses[min(len(pauses) - 1, int(len(pauses) * 0.99))]
+    return (
+        f"{label}: rooms on their new groups after {seconds:.1f} s; longest pause without "
+        f"an ack per room p50 {statistics.median(pauses):.2f} s, p99 {p99:.2f} s, "
+        f"max {pauses[-1]:.2f} s"
+    )
+
+
+async def test_scale_three_to_five_to_three_under_load(
+    kube: tuple[KubeCluster, FaultLab],
+) -> None:
+    """3 → 5: nine rooms in ten move to groups with a new node; 5 → 3, one
+    pod at a time: every room moves back. Publishing never stops."""
+    k8s, lab = kube
+    cluster = k8s.cluster
+    first = cluster.node_ids[:3]
+    for node_id in first:
+        k8s.announce(node_id)
+    await cluster.start_only([*first, *cluster.gateway_names])
+    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
+    rooms = lab.rooms
+    await lab.start_load(rate=RATE, seconds=600)
+    await lab.wait_acks(count=100)
+    steady = time.monotonic()
+    await lab.hold(3.0)
+    steady_end = time.monotonic()
+
+    up = lab.mark("scale 3 -> 5")
+    await k8s.scale_up(cluster.node_ids[3:])
+    grow_s = await k8s.wait_placement(rooms, "rooms on their groups over five nodes")
+    grown = time.monotonic()
+    moved_up = {m["room"] for m in _moves(cluster) if m.get("event") == "room move committed"}
+    assert moved_up, "placement over five nodes moves some rooms"
+
+    await lab.hold(2.0)
+    down = lab.mark("scale 5 -> 4")
+    await k8s.retire("node-4")
+    shrink1_s = await k8s.wait_placement(rooms, "rooms off node-4")
+    lab.mark("scale 4 -> 3")
+    await k8s.retire("node-3")
+    shrink2_s = await k8s.wait_placement(rooms, "rooms off node-3")
+    shrunk = time.monotonic()
+    await lab.hold(2.0)
+
+    lab.replica_nodes = first  # the retired pods' disks went with them
+    result = await lab.finish()
+    print(_report("steady (no move)", 0.0, _pauses(result.history, rooms, steady, steady_end)))
+    print(_report("3 -> 5", grow_s, _pauses(result.history, rooms, up.t, grown)))
+    print(_report("5 -> 3", shrink1_s + shrink2_s, _pauses(result.history, rooms, down.t, shrunk)))
+    result.assert_ok()
+    committed = [m for m in _moves(cluster) if m.get("event") == "room move committed"]
+    print(f"moves committed: {len(committed)}, rooms moved up: {len(moved_up)}")
+    for node_id in first:  # three nodes, three replicas: each holds every room
+        assert _held(cluster, node_id) == set(rooms)
+
+
+def _events(cluster: LocalCluster, event: str, skip: int) -> list[dict[str, object]]:
+    return [m for m in _moves(cluster) if m.get("event") == event][skip:]
+
+
+async def _kill_when(
+    k8s: KubeCluster, event: str, skip: int, what: str
+) -> tuple[str, dict[str, object]]:
+    """SIGKILL the node that logs `event` (after the first `skip` of them) as
+    soon as it does; returns the node and the record."""
+    cluster = k8s.cluster
+    record = await wait_for(
+        lambda: next(iter(_events(cluster, event, skip)), None), MOVE_TIMEOUT, message=what
+    )
+    node = str(record["node"])
+    cluster.kill_node(node)
+    return node, record
+
+
+async def _restart_soon(cluster: LocalCluster, node_id: str) -> None:
+    """What the kubelet does with a killed container: start it again."""
+    await asyncio.sleep(1.0)
+    await cluster.restart_node(node_id)
+
+
+async def test_moves_survive_killing_coordinators_and_participants(
+    kube: tuple[KubeCluster, FaultLab],
+) -> None:
+    """SIGKILL the coordinator right after a move's prepare starts, a
+    participant right after it voted yes (the room is in joint consensus
+    with it), and a coordinator right after its decision committed; each
+    comes back, as a pod's container would. Every move ends all-or-nothing."""
+    k8s, lab = kube
+    cluster = k8s.cluster
+    first = cluster.node_ids[:3]
+    for node_id in first:
+        k8s.announce(node_id)
+    await cluster.start_only([*first, *cluster.gateway_names])
+    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
+    rooms = lab.rooms
+    await lab.start_load(rate=RATE, seconds=600)
+    await lab.wait_acks(count=100)
+
+    lab.mark("add node-3, SIGKILL a coordinator after prepare")
+    started = len(_events(cluster, "room move started", 0))
+    await k8s.scale_up(["node-3"])
+    coordinator, _ = await _kill_when(k8s, "room move started", started, "a move starts")
+    await _restart_soon(cluster, coordinator)
+    await k8s.wait_placement(rooms, "rooms on four nodes")
+
+    lab.mark("add node-4, SIGKILL a participant that voted yes")
+    prepared = len(_events(cluster, "room move prepared", 0))
+    k8s.announce("node-4")
+    await cluster.start_only(["node-4"])
+
+    def joint_with_node_4() -> dict[str, object] | None:
+        # "prepared": every participant holds the log; the joint entry is out
+        events = _events(cluster, "room move prepared", prepared)
+        return next((m for m in events if "node-4" in str(m["to"]).split(",")), None)
+
+    await wait_for(joint_with_node_4, MOVE_TIMEOUT, message="node-4 votes yes in a move")
+    cluster.kill_node("node-4")
+    await _restart_soon(cluster, "node-4")
+    await k8s.wait_placement(rooms, "rooms on five nodes")
+
+    lab.mark("retire node-0, SIGKILL a coordinator after its decision")
+    committed = len(_events(cluster, "room move committed", 0))
+    k8s.withdraw("node-0")
+    cluster.kill_node("node-0", signal.SIGTERM)
+    coordinator, record = await _kill_when(k8s, "room move committed", committed, "a move commits")
+    await _restart_soon(cluster, coordinator)
+    await k8s.wait_placement(rooms, "rooms off node-0")
+    await lab.hold(2.0)
+
+    lab.replica_nodes = sorted(k8s.members)
+    result = await lab.finish()
+    result.assert_ok()
+    outcomes = [m["event"] for m in _moves(cluster)]
+    print(
+        f"moves: {outcomes.count('room move committed')} committed, "
+        f"{outcomes.count('room move aborted')} aborted; killed after its decision: "
+        f"{coordinator} ({record['room']})"
+    )
+
+
+async def test_replacing_every_original_node(kube: tuple[KubeCluster, FaultLab]) -> None:
+    """Add two nodes, retire node-0, then node-1, then SIGKILL one more:
+    every room still accepts messages, on the groups placement names."""
+    k8s, lab = kube
+    cluster = k8s.cluster
+    first = cluster.node_ids[:3]
+    for node_id in first:
+        k8s.announce(node_id)
+    await cluster.start_only([*first, *cluster.gateway_names])
+    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
+    rooms = lab.rooms
+    await lab.start_load(rate=RATE, seconds=600)
+    await lab.wait_acks(count=100)
+
+    lab.mark("add node-3 and node-4")
+    await k8s.scale_up(["node-3", "node-4"])
+    await k8s.wait_placement(rooms, "rooms on five nodes")
+    for old in ("node-0", "node-1"):
+        lab.mark(f"retire {old}")
+        await k8s.retire(old)
+        await k8s.wait_placement(rooms, f"rooms off {old}")
+    # three nodes left, three replicas each: every room on all of them
+    assert all(_held(cluster, n) == set(rooms) for n in ("node-2", "node-3", "node-4"))
+    lab.mark("SIGKILL node-3")
+    cluster.kill_node("node-3")
+    await lab.hold(8.0)  # two of three replicas: every room goes on
+
+    lab.replica_nodes = ["node-2", "node-4"]
+    result = await lab.finish()
+    result.assert_ok()
