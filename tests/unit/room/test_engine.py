@@ -169,3 +169,40 @@ def test_a_vote_sent_before_it_is_durable_elects_two_administrators() -> None:
     two = r"two administrators in epoch 2|two entries at index/epoch \(2, 2\)"
     with pytest.raises(InvariantViolation, match=two):
         c.stabilize()  # c's first grant reaches b
+
+
+def test_a_node_without_the_room_never_votes_or_starts_a_copy() -> None:
+    """What made scaling 3 -> 5 split rooms: a new node asked for its vote, or
+    sent an append by another node without the room, created an empty copy
+    (which then voted, and campaigned). Now it answers and keeps nothing."""
+    engine = RoomEngine("d")
+    engine.step_vote("e", peer_pb.RoomVote(room="r0", epoch=2, last_index=0, last_epoch=0), 1, 0)
+    engine.step_vote(
+        "e", peer_pb.RoomVote(room="r0", epoch=2, last_index=0, last_epoch=0, pre=True), 2, 0
+    )
+    engine.step_append(
+        "e", peer_pb.RoomAppend(room="r0", epoch=2, prev_index=0, members=["e", "c"]), 3, 0
+    )
+    engine.step_append("e", peer_pb.RoomAppend(room="r0", epoch=2, prev_index=4), 4, 0)
+    ready = engine.ready(0)
+    assert engine.rooms == {} and ready.writes == []
+    votes = [m.body for m in ready.messages if isinstance(m.body, peer_pb.RoomVoteResult)]
+    assert [v.granted for v in votes] == [False, False]
+    appends = [m.body for m in ready.messages if isinstance(m.body, peer_pb.RoomAppendResult)]
+    assert [(a.success, a.unknown, a.retry_index) for a in appends] == [(False, True, 1)] * 2
+    # named by the administrator on an append from the start: a copy begins
+    engine.step_append(
+        "e", peer_pb.RoomAppend(room="r0", epoch=2, prev_index=0, members=["e", "d", "c"]), 5, 0
+    )
+    assert "r0" in engine.rooms
+
+
+def test_an_empty_copy_never_campaigns() -> None:
+    """A replica with nothing in its log (only a founder's first moment has
+    one) never starts an election, whatever its detector says."""
+    c = one_room()
+    for node in "abc":
+        c.advance(10_000)
+        c.tick(node)
+    assert all(c.replica(n).role is Role.FOLLOWER for n in "abc")
+    assert not c.inflight
