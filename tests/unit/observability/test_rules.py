@@ -22,6 +22,7 @@ ALERTS = {
     "ParleyCommitLatencyHigh",
     "ParleyReplicationLagGrowing",
     "ParleyGatewayDisconnectStorm",
+    "ParleyRoomsUnderReplicated",
 }
 # DESIGN §6: the dashboard must show every one of these.
 METRICS = {
@@ -34,6 +35,8 @@ METRICS = {
     "parley_replication_lag_entries",
     "parley_twopc_total",
     "parley_twopc_duration_seconds_bucket",
+    "parley_room_moves_in_flight",
+    "parley_rooms_under_replicated",
     "parley_peer_up",
     "parley_ws_connections",
     "parley_ws_frames_total",
