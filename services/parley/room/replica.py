@@ -477,10 +477,14 @@ class RoomReplica:
             return  # an answer to an older reign
         if peer not in self.next_index:
             return  # no longer replicated to (an aborted move's learner)
-        if result.foreign or (result.unknown and peer in self.leavers):
-            # another incarnation there, or a leaver that already dropped
-            # the room: nothing to replicate to it
+        deleted = self.tip.deleted_index and self.commit_index >= self.tip.deleted_index
+        if result.foreign or (result.unknown and (peer in self.leavers or deleted)):
+            # another incarnation there, or a node that already dropped the
+            # room (it left the group, or the room is deleted): nothing more
+            # to replicate to it
             self.leavers.discard(peer)
+            if deleted and result.unknown:
+                self._told[peer] = self.tip.deleted_index
             self.next_index[peer] = self.last_index + 1
             return
         if result.success and sent.commit_index > self._told.get(peer, 0):

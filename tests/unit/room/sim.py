@@ -174,6 +174,18 @@ class Checker:
         if self.committed.get(room):
             self.fail(f"{room}: founded again after entries committed")
 
+    def recreated(self, room: str) -> None:
+        """The room was deleted and a new one of that name is being created:
+        its history starts over (the old one's acknowledged entries went with
+        the delete)."""
+        self.committed.pop(room, None)
+        self.last_seq.pop(room, None)
+        self.client_keys.pop(room, None)
+        self.incarnations.pop(room, None)
+        self.admins = {k: v for k, v in self.admins.items() if k[0] != room}
+        self.acked = [(r, e) for r, e in self.acked if r != room]
+        self.acked_index.pop(room, None)
+
     def forget_replica(self, node: str, room: str) -> None:
         """A node dropped its copy of a room (it may get a new one later)."""
         self.commit_seen.pop((node, room), None)
@@ -870,6 +882,8 @@ class Cluster:
         rep = node.replicas.get(room)
         if rep is not None and rep.last_index:
             self.checker.refounded(room)
+        if any(e.kind is EntryKind.DELETE for e in self.checker.committed.get(room, [])):
+            self.checker.recreated(room)
         self.foundings += 1
         incarnation = f"create{self.foundings}"
         entry = node.engine.found(room, self.recorded[room], OWNER, incarnation, self.now)

@@ -345,3 +345,25 @@ def test_a_move_cut_off_from_the_old_group(planted: bool, monkeypatch: pytest.Mo
     group = finish(c)
     assert sorted(group) in (sorted(OLD), sorted(NEW))
     assert committed_texts(c)[:2] == ["m0", "m1"]
+
+
+def test_a_deleted_room_leaves_every_replica_and_can_be_founded_again() -> None:
+    c = Cluster(list("abc"), {"r0": list(OLD)})
+    start(c, "a")
+    publish(c, "r0", "m0")
+    settle(c, "a")
+    first = c.replica("a").incarnation
+    c.publish("a", "r0", OWNER, "bye")  # a message, then the owner deletes
+    c.stabilize()
+    assert c.nodes["a"].engine is not None
+    c._input(c.nodes["a"], lambda e: e.propose("r0", EntryKind.DELETE, OWNER, "", "", c.now))
+    run_for(c, 1000)
+    assert c.holders("r0") == []  # administrator and followers alike
+    assert all(c.nodes[n].store.load().get("r0") is None for n in "abc")
+    assert not c.inflight  # nobody keeps replicating it (or re-creating it)
+    # the name is free: a create founds a new room, another incarnation
+    assert c.found("b", "r0") is not None
+    c.stabilize()
+    settle(c, "b")
+    assert c.replica("b").incarnation != first
+    assert sorted(c.holders("r0")) == list("abc")
