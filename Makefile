@@ -46,6 +46,7 @@ manifests: $(STAMP)
 ## Benchmarks (print numbers; see docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python -m parley.bench
+	$(BIN)/python scripts/bench_moves.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -22,16 +22,12 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
-import grpc
 import pytest
-import yaml
 from faults.harness import FaultLab
-from parley._generated import peer_service_pb2 as peer_pb
-from parley._generated import peer_service_pb2_grpc as peer_grpc
-from parley.cluster.placement import replicas_for
 from support.checker import History, longest_ack_gap
 from support.cluster import LocalCluster
-from support.k8s_emulator import K8sEmulator, endpoint
+from support.k8s_emulator import K8sEmulator
+from support.kube import MOVE_TIMEOUT, KubeCluster
 from support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -43,108 +39,13 @@ ROOMS = 24
 RATE = 24.0
 """Messages per second each of the 4 users sends, over all rooms: a room gets
 an ack about every quarter second, so a move's pause shows above that."""
-MOVE_TIMEOUT = 90.0
-
-
-def _kubeconfig(path: Path, server: str) -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "emulator", "user": {}}],
-        "contexts": [
-            {
-                "name": "emulator",
-                "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
-            }
-        ],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
-class KubeCluster:
-    """A LocalCluster whose processes discover nodes through the emulator."""
-
-    def __init__(self, tmp_path: Path, emulator: K8sEmulator, nodes: int) -> None:
-        self.emulator = emulator
-        api = _kubeconfig(tmp_path / "kubeconfig", emulator.url)
-        discovery = ["--discovery", "kubernetes", "--k8s-namespace", "default"]
-        discovery += ["--member-grace", str(GRACE)]
-        self.cluster = LocalCluster(
-            tmp_path / "cluster",
-            nodes=nodes,
-            gateways=1,
-            store="sqlite",
-            extra_env={"KUBECONFIG": api},
-            node_args=[*discovery, "--move-concurrency", "8"],
-            gateway_args=discovery,
-            ready_timeout=60.0,
-        )
-        self.members: set[str] = set()
-
-    def announce(self, node_id: str) -> None:
-        """The pod's endpoint appears in the node Service's EndpointSlices."""
-        port = int(self.cluster.node_addr(node_id).rpartition(":")[2])
-        self.emulator.put_slice(
-            f"parley-node-{node_id}",
-            [endpoint(node_id, "127.0.0.1")],
-            ports=[{"name": "grpc", "port": port, "protocol": "TCP"}],
-        )
-        self.members.add(node_id)
-
-    def withdraw(self, node_id: str) -> None:
-        """The pod is deleted: its endpoint goes."""
-        self.emulator.delete_slice(f"parley-node-{node_id}")
-        self.members.discard(node_id)
-
-    async def scale_up(self, node_ids: list[str]) -> None:
-        for node_id in node_ids:
-            self.announce(node_id)
-        await self.cluster.start_only(node_ids)
-
-    async def retire(self, node_id: str) -> None:
-        """Scale down by one pod: SIGTERM (it drains), its endpoint goes."""
-        self.withdraw(node_id)
-        self.cluster.kill_node(node_id, signal.SIGTERM)
-        await self.cluster.wait_exit(node_id)
-
-    async def locate(self, node_id: str, room: str) -> peer_pb.LocateRoomResponse | None:
-        async with grpc.aio.insecure_channel(self.cluster.node_addr(node_id)) as channel:
-            stub = peer_grpc.PeerServiceStub(channel)
-            try:
-                return await stub.LocateRoom(peer_pb.LocateRoomRequest(room=room), timeout=2)
-            except grpc.aio.AioRpcError:
-                return None
-
-    async def on_placement(self, rooms: list[str]) -> bool:
-        """Every room served by an administrator of its placement group over
-        the current members, committed, not moving; no other live node holds it."""
-        live = sorted(n for n in self.members if self.cluster.is_running(n))
-        for room in rooms:
-            want = set(replicas_for(room, self.members, self.cluster.replicas))
-            answers = await asyncio.gather(*(self.locate(n, room) for n in live))
-            holders = {n for n, a in zip(live, answers, strict=True) if a is not None and a.known}
-            serving = [a for a in answers if a is not None and a.serving]
-            if holders != want or len(serving) != 1:
-                return False
-            admin = serving[0]
-            if set(admin.replicas) != want or admin.joining or not admin.committed:
-                return False
-        return True
-
-    async def wait_placement(self, rooms: list[str], what: str) -> float:
-        started = time.monotonic()
-        await wait_for(lambda: self.on_placement(rooms), MOVE_TIMEOUT, interval=0.25, message=what)
-        return time.monotonic() - started
 
 
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[tuple[KubeCluster, FaultLab]]:
     emulator = K8sEmulator()
     await emulator.start()
-    kube = KubeCluster(tmp_path, emulator, nodes=5)
+    kube = KubeCluster(tmp_path, emulator, nodes=5, grace=GRACE)
     lab = FaultLab(tmp_path, None, "room moves")
     try:
         yield kube, lab
