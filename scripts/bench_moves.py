@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from parley.cluster.placement import replicas_for  # noqa: E402
-from support.client import ChatClient  # noqa: E402
-from support.k8s_emulator import K8sEmulator  # noqa: E402
-from support.kube import KubeCluster  # noqa: E402
+from parley.cluster.placement import replicas_for
+from support.client import ChatClient
+from support.k8s_emulator import K8sEmulator
+from support.kube import KubeCluster
 
 CONNECTIONS = 10
 
