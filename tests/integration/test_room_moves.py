@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from faults.harness import FaultLab
+from parley.cluster.placement import replicas_for
 from support.checker import History, longest_ack_gap
 from support.cluster import LocalCluster
 from support.k8s_emulator import K8sEmulator
@@ -114,6 +115,10 @@ async def test_scale_three_to_five_to_three_under_load(
     grown = time.monotonic()
     moved_up = {m["room"] for m in _moves(cluster) if m.get("event") == "room move committed"}
     assert moved_up, "placement over five nodes moves some rooms"
+    # the `rooms` listing names administrators of the new groups
+    listed = await lab.administrators()
+    for room in rooms:
+        assert listed[room] in replicas_for(room, k8s.members, 3), (room, listed[room])
 
     await lab.hold(2.0)
     down = lab.mark("scale 5 -> 4")
@@ -133,6 +138,8 @@ async def test_scale_three_to_five_to_three_under_load(
     result.assert_ok()
     committed = [m for m in _moves(cluster) if m.get("event") == "room move committed"]
     print(f"moves committed: {len(committed)}, rooms moved up: {len(moved_up)}")
+    each = longest_ack_gap(result.history, up.t, grown, sorted(moved_up))
+    print("pause per room moved up (s): " + ", ".join(f"{r} {g:.2f}" for r, g in each.items()))
     for node_id in first:  # three nodes, three replicas: each holds every room
         assert _held(cluster, node_id) == set(rooms)
 

@@ -189,6 +189,8 @@ class RoomReplica:
     @property
     def targets(self) -> list[str]:
         """Every node this administrator sends appends to."""
+        if not self.learners and not self.leavers:
+            return self.peers  # the common case, on every proposal
         extra = sorted((self.learners | self.leavers) - set(self.peers) - {self.self_id})
         return [*self.peers, *extra]
 
