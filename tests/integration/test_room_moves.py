@@ -258,3 +258,35 @@ async def test_replacing_every_original_node(kube: tuple[KubeCluster, FaultLab])
     lab.replica_nodes = ["node-2", "node-4"]
     result = await lab.finish()
     result.assert_ok()
+
+
+async def test_a_rolling_restart_moves_nothing(tmp_path: Path) -> None:
+    """Every node restarted in turn (SIGTERM, start again, as a rollout does)
+    within the member grace: no room moves, publishing goes on."""
+    emulator = K8sEmulator()
+    await emulator.start()
+    k8s = KubeCluster(tmp_path, emulator, nodes=5, grace=60.0)
+    lab = FaultLab(tmp_path, None, "rolling restart")
+    cluster = k8s.cluster
+    try:
+        for node_id in cluster.node_ids:
+            k8s.announce(node_id)
+        await cluster.start_only([*cluster.node_ids, *cluster.gateway_names])
+        await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
+        await k8s.wait_placement(lab.rooms, "rooms on their groups")
+        await lab.start_load(rate=RATE, seconds=600)
+        await lab.wait_acks(count=100)
+        before = len(_events(cluster, "room move started", 0))
+        for node_id in reversed(cluster.node_ids):  # a StatefulSet rolls from the top
+            lab.mark(f"restart {node_id}")
+            cluster.kill_node(node_id, signal.SIGTERM)
+            await cluster.wait_exit(node_id)
+            await cluster.restart_node(node_id)
+            await lab.hold(2.0)
+        await k8s.wait_placement(lab.rooms, "rooms on their groups after the rollout")
+        result = await lab.finish()
+        result.assert_ok()
+        assert len(_events(cluster, "room move started", 0)) == before
+    finally:
+        await lab.close()
+        await emulator.stop()
