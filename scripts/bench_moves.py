@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from parley.cluster.placement import replicas_for
 from support.client import ChatClient
+from support.cluster import LocalCluster
 from support.k8s_emulator import K8sEmulator
 from support.kube import KubeCluster
 
@@ -53,6 +56,29 @@ async def publisher(
             acks.append((room, sent, time.monotonic()))
         else:
             await asyncio.sleep(0.05)  # an error frame: the gateway retries inside; pace
+
+
+def _move_span(cluster: LocalCluster) -> tuple[float, float]:
+    """Wall-clock times of the first "room move started" and the last "room
+    move committed" in the nodes' logs."""
+    starts, commits = [], []
+    for node in cluster.node_ids:
+        path = cluster.log_path(node)
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if '"room move' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            when = datetime.fromisoformat(record["timestamp"]).timestamp()
+            if record.get("event") == "room move started":
+                starts.append(when)
+            elif record.get("event") == "room move committed":
+                commits.append(when)
+    return min(starts, default=0.0), max(commits, default=0.0)
 
 
 async def bench(rooms_count: int, concurrency: int) -> None:
@@ -88,6 +114,7 @@ async def bench(rooms_count: int, concurrency: int) -> None:
                 if set(replicas_for(r, everyone, 3)) != set(replicas_for(r, set(first), 3))
             ]
             started = time.monotonic()
+            wall_start = time.time()
             await kube.scale_up(cluster.node_ids[3:])
             await kube.wait_placement(rooms, "rooms on five nodes")
             done = time.monotonic()
@@ -97,6 +124,7 @@ async def bench(rooms_count: int, concurrency: int) -> None:
             for client in clients:
                 await client.close()
 
+            first, last = _move_span(cluster)
             pauses = []
             for room in moved:
                 during = [end - s for r, s, end in acks if r == room and started <= end <= done + 1]
@@ -105,6 +133,10 @@ async def bench(rooms_count: int, concurrency: int) -> None:
                 f"moves: {len(moved)} of {rooms_count} rooms moved to groups with a new node "
                 f"in {done - started:.2f} s (move concurrency {concurrency} per node, "
                 f"node start-up included)"
+            )
+            print(
+                f"first move started {first - wall_start:.2f} s after the scale-up began, "
+                f"last committed {last - wall_start:.2f} s after"
             )
             print(
                 f"pause per moved room (its slowest ack during the move): "

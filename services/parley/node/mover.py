@@ -18,14 +18,15 @@ from parley.observability import metrics
 from parley.observability.log import get_logger
 from parley.room.replica import Role
 
-from .core import NodeCore
+from .core import Located, NodeCore
 from .engine_loop import now_ms
 
 log = get_logger("parley.node.mover")
 
 PLAN_SECONDS = 1.0
-SWEEP_EVERY = 5  # plans
-SWEEP_MAX_ROOMS = 64
+SWEEP_EVERY = 2  # plans
+SWEEP_MAX_ROOMS = 256
+SWEEP_PARALLEL = 32
 
 
 class RoomMover:
@@ -103,8 +104,14 @@ class RoomMover:
             and (core.node_id not in replica.replicas or not replica.administrator)
         ][:SWEEP_MAX_ROOMS]
         dropped: list[str] = []
-        for room in suspects:
-            located = await core.locate(room)
+        answers: dict[str, Located] = {}
+        for start in range(0, len(suspects), SWEEP_PARALLEL):
+            chunk = suspects[start : start + SWEEP_PARALLEL]
+            for room, located in zip(
+                chunk, await asyncio.gather(*(core.locate(r) for r in chunk)), strict=True
+            ):
+                answers[room] = located
+        for room, located in answers.items():
             replica = core.rooms.get(room)
             found = located.found
             if replica is None or found is None or replica.role is Role.ADMINISTRATOR:

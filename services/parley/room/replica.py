@@ -112,7 +112,8 @@ class RoomReplica:
         self.match_index: dict[str, int] = {}
         self.move: RoomMove | None = None
         self._outcomes: list[MoveOutcome] = []
-        # a follower the administrator told it left the group (a move)
+        # a follower the administrator told it left the group (a move), or
+        # an administrator that saw the move without it commit
         self.leaving = False
         # administrator: the highest commit index each peer acknowledged
         self._told: dict[str, int] = {}
@@ -609,6 +610,7 @@ class RoomReplica:
             ):
                 # elected to finish a move that removed this node: once the
                 # new group holds it, hand the room over
+                self.leaving = True
                 self.transfer(now_ms, self._up)
             return
         if not move.joint_proposed:
@@ -638,6 +640,8 @@ class RoomReplica:
             return
         if not self.tip.joining and self.commit_index >= self.tip.config_index:
             self._end_move("committed", now_ms)
+            if self._left_committed():
+                self.leaving = True  # it saw the commit: drop once handed over
             if self._left_committed() and not self.transfer_target:
                 # the new group goes on without this node: hand it over
                 self.transfer(now_ms, self._up)

@@ -261,7 +261,7 @@ def test_random_moves_under_faults(seed: int) -> None:
 
 def test_random_moves_do_commit_and_abort() -> None:
     stats: Counter[str] = Counter()
-    for seed in range(12):
+    for seed in range(24):
         sim = run_seed(51_000 + seed, 5, 3000, replication=3, rooms=3, moves=6)
         stats.update(sim.cluster.checker.stats)
     assert stats["move_committed"] >= 5 and stats["move_aborted"] >= 1
