@@ -31,6 +31,7 @@ import pytest
 import yaml
 from parley.supervisor import grpc_serving, http_status
 from support.k8s_emulator import K8sEmulator, endpoint
+from support.kube import kubeconfig
 from support.wait import wait_for
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -186,25 +187,6 @@ class Pod:
         return f"--- {self.name} ---\n" + "\n".join(text.splitlines()[-lines:])
 
 
-def kubeconfig(path: Path, server: str) -> str:
-    """Write a kubeconfig for the emulator; returns its path."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "emulator", "user": {}}],
-        "contexts": [
-            {
-                "name": "emulator",
-                "context": {"cluster": "emulator", "user": "emulator", "namespace": NAMESPACE},
-            }
-        ],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 @pytest.fixture
 async def deployment(
     tmp_path: Path, request: pytest.FixtureRequest
@@ -222,7 +204,7 @@ async def deployment(
 
     emulator = K8sEmulator()
     await emulator.start()
-    api = kubeconfig(tmp_path / "kubeconfig", emulator.url)
+    api = kubeconfig(tmp_path / "kubeconfig", emulator.url, NAMESPACE)
     sts_name = statefulset["metadata"]["name"]
     nodes = [
         Pod(f"{sts_name}-{i}", statefulset["spec"]["template"], entrypoint("node"), tmp_path, api)

@@ -90,6 +90,19 @@ def _report(label: str, seconds: float, pauses: list[float]) -> str:
     )
 
 
+async def _three_nodes_under_load(k8s: KubeCluster, lab: FaultLab) -> list[str]:
+    """Start node-0..2 and the gateway, create the rooms, start publishing."""
+    cluster = k8s.cluster
+    first = cluster.node_ids[:3]
+    for node_id in first:
+        k8s.announce(node_id)
+    await cluster.start_only([*first, *cluster.gateway_names])
+    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
+    await lab.start_load(rate=RATE, seconds=600)
+    await lab.wait_acks(count=100)
+    return lab.rooms
+
+
 async def test_scale_three_to_five_to_three_under_load(
     kube: tuple[KubeCluster, FaultLab],
 ) -> None:
@@ -98,13 +111,7 @@ async def test_scale_three_to_five_to_three_under_load(
     k8s, lab = kube
     cluster = k8s.cluster
     first = cluster.node_ids[:3]
-    for node_id in first:
-        k8s.announce(node_id)
-    await cluster.start_only([*first, *cluster.gateway_names])
-    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
-    rooms = lab.rooms
-    await lab.start_load(rate=RATE, seconds=600)
-    await lab.wait_acks(count=100)
+    rooms = await _three_nodes_under_load(k8s, lab)
     steady = time.monotonic()
     await lab.hold(3.0)
     steady_end = time.monotonic()
@@ -177,14 +184,7 @@ async def test_moves_survive_killing_coordinators_and_participants(
     comes back, as a pod's container would. Every move ends all-or-nothing."""
     k8s, lab = kube
     cluster = k8s.cluster
-    first = cluster.node_ids[:3]
-    for node_id in first:
-        k8s.announce(node_id)
-    await cluster.start_only([*first, *cluster.gateway_names])
-    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
-    rooms = lab.rooms
-    await lab.start_load(rate=RATE, seconds=600)
-    await lab.wait_acks(count=100)
+    rooms = await _three_nodes_under_load(k8s, lab)
 
     lab.mark("add node-3, SIGKILL a coordinator after prepare")
     started = len(_events(cluster, "room move started", 0))
@@ -233,14 +233,7 @@ async def test_replacing_every_original_node(kube: tuple[KubeCluster, FaultLab])
     every room still accepts messages, on the groups placement names."""
     k8s, lab = kube
     cluster = k8s.cluster
-    first = cluster.node_ids[:3]
-    for node_id in first:
-        k8s.announce(node_id)
-    await cluster.start_only([*first, *cluster.gateway_names])
-    await lab.start_on(cluster, store="sqlite", rooms=ROOMS, users=4)
-    rooms = lab.rooms
-    await lab.start_load(rate=RATE, seconds=600)
-    await lab.wait_acks(count=100)
+    rooms = await _three_nodes_under_load(k8s, lab)
 
     lab.mark("add node-3 and node-4")
     await k8s.scale_up(["node-3", "node-4"])

@@ -27,7 +27,8 @@ MOVE_TIMEOUT = 90.0
 """Seconds rooms get to reach the groups placement names."""
 
 
-def kubeconfig(path: Path, server: str) -> str:
+def kubeconfig(path: Path, server: str, namespace: str = "default") -> str:
+    """Write a kubeconfig for the emulator at `server`; returns its path."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -36,7 +37,7 @@ def kubeconfig(path: Path, server: str) -> str:
         "contexts": [
             {
                 "name": "emulator",
-                "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+                "context": {"cluster": "emulator", "user": "emulator", "namespace": namespace},
             }
         ],
         "current-context": "emulator",
