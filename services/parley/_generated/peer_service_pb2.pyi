@@ -85,6 +85,7 @@ class RoomAppend(_message.Message):
     INCARNATION_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     LEAVING_FIELD_NUMBER: _builtins.int
+    QUIESCE_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     epoch: _builtins.int
@@ -107,6 +108,11 @@ class RoomAppend(_message.Message):
     leaving: _builtins.bool
     """The receiver left the room's group in a committed move: once it holds
     the entries up to commit_index it drops its copy of the room.
+    """
+    quiesce: _builtins.bool
+    """The room is idle and every follower holds all of it: the administrator
+    sends no more heartbeats until something happens, and followers stop
+    their election timers while their failure detector sees its node up.
     """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
@@ -132,10 +138,11 @@ class RoomAppend(_message.Message):
         incarnation: _builtins.str = ...,
         members: _abc.Iterable[_builtins.str] | None = ...,
         leaving: _builtins.bool = ...,
+        quiesce: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "entries", b"entries", "epoch", b"epoch", "incarnation", b"incarnation", "leaving", b"leaving", "members", b"members", "prev_epoch", b"prev_epoch", "prev_index", b"prev_index", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "entries", b"entries", "epoch", b"epoch", "incarnation", b"incarnation", "leaving", b"leaving", "members", b"members", "prev_epoch", b"prev_epoch", "prev_index", b"prev_index", "quiesce", b"quiesce", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

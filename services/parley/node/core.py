@@ -497,7 +497,7 @@ class NodeCore:
         self.engine.tick(now_ms(), self.up_nodes() | {self.node_id})
         self.loop.kick()
         lag = 0
-        for room in self.administered:
+        for room in self.administered & self.engine.awake:  # quiescent: nothing to lag
             replica = self.rooms[room]
             for peer in replica.peers:
                 lag = max(lag, replica.last_index - replica.match_index.get(peer, 0))

@@ -150,6 +150,7 @@ class RoomEngine:
         self._next_id = 0
         self._up: set[str] = {node_id}
         self._stale: set[str] = set()
+        self._awake: set[str] = set()
         # called for each replica created, before it takes any input
         self.on_create: Callable[[RoomReplica], None] = lambda _replica: None
 
@@ -170,6 +171,7 @@ class RoomEngine:
         )
         replica.draining = self.draining
         self.rooms[room] = replica
+        self._awake.add(room)
         self._roles[room] = replica.role
         self._durable_epoch[room] = record.hard.epoch if record else 0
         self.on_create(replica)
@@ -244,14 +246,23 @@ class RoomEngine:
         Returns:
             The rooms whose election (pre-vote) began.
         """
+        changed = set(up) != self._up
         self._up = set(up)
         view = self._up - {self.node_id} if self.draining else self._up
         started = []
-        for room, replica in self.rooms.items():
+        # quiescent rooms need no periodic work: only a change of the
+        # detector's view (or any input for them) wakes them
+        rooms = self.rooms if changed else {r: self.rooms[r] for r in self._awake}
+        for room, replica in rooms.items():
             if replica.tick(now_ms, view):
                 started.append(room)
             self._touched.add(room)
         return started
+
+    @property
+    def awake(self) -> set[str]:
+        """Rooms that are not quiescent (as of the last Ready)."""
+        return self._awake
 
     def drain(self, now_ms: int, up: set[str]) -> None:
         """Shutting down: hand every administered room to an up-to-date peer
@@ -367,6 +378,10 @@ class RoomEngine:
             if replica.role is not before:
                 self._roles[room] = replica.role
                 ready.roles.append(RoleChange(room, before, replica.role, replica.epoch))
+            if replica.quiet:
+                self._awake.discard(room)
+            else:
+                self._awake.add(room)
             if replica.removed:
                 self._drop(room, ready)
         if self.unsafe_send_before_persist:
@@ -387,6 +402,7 @@ class RoomEngine:
 
     def _forget(self, room: str) -> None:
         del self.rooms[room]
+        self._awake.discard(room)
         self._roles.pop(room, None)
         self._durable_epoch.pop(room, None)
 

@@ -118,6 +118,10 @@ class RoomReplica:
         # administrator: the highest commit index each peer acknowledged
         self._told: dict[str, int] = {}
         self._retire_due_ms = 0
+        # quiescence: an idle room sends no heartbeats, and its followers run
+        # no election timers while their detector sees the administrator up
+        self.quiet = False
+        self._quiet_peers_up: set[str] = set()
         self.timing = timing or Timing()
         self._rng = rng or random.Random()
         hard = record.hard if record else HardState()
@@ -367,6 +371,7 @@ class RoomReplica:
             transfer=peer == self.transfer_target and end == self.last_index,
             incarnation=self.tip.incarnation,
             leaving=peer in self.leavers and self.commit_index >= self.tip.config_index,
+            quiesce=self.quiet,
         )
         if prev == 0:
             # lets a node without the room create its replica (see engine)
@@ -404,6 +409,7 @@ class RoomReplica:
         if not self.serving:
             self._read_answers.append(ReadAnswer(token, None))
             return
+        self._wake(self._now_ms)
         self.read_round += 1
         self._reads.append(_Read(token, self.commit_index, self.read_round))
         self._dirty_peers.update(self.targets)  # a heartbeat round now
@@ -442,6 +448,7 @@ class RoomReplica:
         """
         if self.role is not Role.ADMINISTRATOR:
             raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
+        self._wake(now_ms)
         visible = kind not in (EntryKind.EPOCH, EntryKind.MOVE_JOINT, EntryKind.MOVE_DONE)
         seq = self.tip.next_seq() if visible else max(self.tip.last_seq, 0)
         entry = LogEntry(
@@ -514,7 +521,40 @@ class RoomReplica:
 
     def heartbeat(self) -> None:
         """Send every peer an append (or heartbeat) with the next Ready."""
+        self._wake(self._now_ms)
         self._dirty_peers.update(self.targets)
+
+    # ---------------------------------------------------------- quiescence
+
+    def _wake(self, now_ms: int) -> None:
+        """Leave quiescence: heartbeats (and their acknowledgements) resume."""
+        if not self.quiet:
+            return
+        self.quiet = False
+        if self.role is Role.ADMINISTRATOR:
+            # the peers were silent because nothing was sent: not cut off
+            self._acked_ms = {p: max(self._acked_ms.get(p, 0), now_ms) for p in self.peers}
+            self._dirty_peers.update(self.targets)
+
+    def _may_quiesce(self, up: set[str]) -> bool:
+        """An administrator's room is idle, and every follower holds all of
+        it and knows it is committed."""
+        last = self.last_index
+        return (
+            self.serving
+            and self.move is None
+            and not self.learners
+            and not self.leavers
+            and not self._reads
+            and not self.tip.joining
+            and self.commit_index == last
+            and self.persisted_index == last
+            and all(
+                self.match_index.get(p, 0) == last and self._told.get(p, 0) >= last
+                for p in self.peers
+            )
+            and set(self.peers) <= up
+        )
 
     def append_failed(self, peer: str, sent: peer_pb.RoomAppend) -> None:
         """An append was lost (RPC error): resend its entries next time."""
@@ -581,6 +621,7 @@ class RoomReplica:
             or not self.tip.exists
         ):
             return False
+        self._wake(now_ms)
         self.move = RoomMove(target, now_ms, now_ms + PREPARE_TIMEOUT_MS)
         self.move.learners = set(target) - set(self.replicas)
         self.learners = set(self.move.learners)
@@ -683,6 +724,7 @@ class RoomReplica:
         self.leaving = msg.leaving
         if msg.epoch > self.epoch or self.role is not Role.FOLLOWER:
             self._become_follower(msg.epoch, now_ms)
+        self.quiet = msg.quiesce
         self.administrator = sender
         self._heard(now_ms)
         if msg.prev_index > self.last_index:
@@ -761,6 +803,8 @@ class RoomReplica:
 
     def _administrator_alive(self, candidate: str, now_ms: int) -> bool:
         if self.role is Role.ADMINISTRATOR:
+            if self.quiet:
+                return True  # idle, and nobody has been seen to leave
             recent = {
                 p
                 for p in self.peers
@@ -771,7 +815,7 @@ class RoomReplica:
             self.role is Role.FOLLOWER
             and self.administrator not in ("", candidate)
             and self.administrator in self._up
-            and now_ms - self._heard_ms < self.timing.election_min_ms
+            and (self.quiet or now_ms - self._heard_ms < self.timing.election_min_ms)
         )
 
     # ------------------------------------------------------------ elections
@@ -877,6 +921,7 @@ class RoomReplica:
             self.leavers = set()
         self.role = Role.FOLLOWER
         self.administrator = ""
+        self.quiet = False
         self._epoch_index = 0
         self.transfer_target = ""
         self._vote_out = None
@@ -899,6 +944,7 @@ class RoomReplica:
             down instead).
         """
         self.draining = True
+        self._wake(now_ms)
         if self.role is not Role.ADMINISTRATOR:
             self.step_down(now_ms)
             return ""
@@ -930,6 +976,17 @@ class RoomReplica:
         """
         self._up = up
         self._now_ms = max(self._now_ms, now_ms)
+        if self.quiet:
+            if self.role is Role.ADMINISTRATOR:
+                if up & set(self.peers) == self._quiet_peers_up:
+                    return False
+                self._wake(now_ms)  # a peer came or went: a heartbeat round
+            elif self.administrator and self.administrator in up:
+                # the detector vouches for the administrator's node: as if heard
+                self._heard(now_ms)
+                return False
+            else:
+                self.quiet = False  # its node is gone: elections as usual
         if self.role is Role.ADMINISTRATOR:
             if self.transfer_target and now_ms >= self._transfer_due_ms:
                 self.step_down(now_ms)  # the target never took over: let go
@@ -952,6 +1009,11 @@ class RoomReplica:
                 self._become_follower(self.epoch, now_ms)
                 return False
             self.drive_move(now_ms)
+            if self._may_quiesce(up):
+                # one last heartbeat says so; then nothing until something happens
+                self.quiet = True
+                self._quiet_peers_up = up & set(self.peers)
+                self._dirty_peers.update(self.peers)
             return False
         if self.draining:
             return False

@@ -1,0 +1,96 @@
+"""Idle rooms are quiescent: no heartbeats, no timers, woken by any event.
+
+An administrator whose followers hold its whole log, committed, sends one
+last heartbeat flagged `quiesce` and then nothing; its followers stop their
+election timers while their failure detector sees its node up. A message, a
+read, a move or a change of the detector's view wakes the room.
+"""
+
+from __future__ import annotations
+
+import pytest
+from parley.room.replica import Role, RoomReplica
+from sim import OWNER, Cluster, one_room, run_for, settle, start
+
+
+def idle(nodes: str = "abc") -> Cluster:
+    c = one_room(nodes)
+    start(c, "a")
+    c.publish("a", "r0", "alice", "m1", "hello")
+    c.stabilize()
+    settle(c, "a")
+    run_for(c, 1000)
+    return c
+
+
+def test_an_idle_room_goes_quiet() -> None:
+    c = idle()
+    assert all(c.replica(n).quiet for n in "abc")
+    assert c.engine("a").awake == set()
+    sent = len(c.inflight)
+    run_for(c, 60_000)  # a minute of nothing
+    assert not c.inflight and sent == 0
+    assert [c.replica(n).role for n in "abc"] == [Role.ADMINISTRATOR, Role.FOLLOWER, Role.FOLLOWER]
+
+
+def test_quiescent_rooms_are_not_ticked(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = idle()
+    calls = 0
+    real = RoomReplica.tick
+
+    def counting(self: RoomReplica, now_ms: int, up: set[str]) -> bool:
+        nonlocal calls
+        calls += 1
+        return real(self, now_ms, up)
+
+    monkeypatch.setattr(RoomReplica, "tick", counting)
+    run_for(c, 5_000)
+    assert calls == 0
+
+
+def test_a_message_wakes_the_room_and_it_quiets_again() -> None:
+    c = idle()
+    entry = c.publish("a", "r0", "alice", "m2", "again")
+    assert entry is not None and not c.replica("a").quiet
+    c.stabilize()
+    run_for(c, 1000)
+    assert c.checker.acked[-1][1].client_msg_id == "m2"
+    assert all(c.replica(n).quiet for n in "abc")
+
+
+def test_the_administrator_dying_wakes_its_followers() -> None:
+    c = idle()
+    c.crash("a")
+    run_for(c, 1500)  # the detector sees it at once; b is next in line
+    assert c.replica("b").serving
+    assert c.publish("b", "r0", "alice", "m2", "after") is not None
+    c.stabilize()
+    assert c.checker.acked[-1][1].client_msg_id == "m2"
+
+
+def test_a_lying_detector_wakes_one_follower_but_deposes_nobody() -> None:
+    c = idle()
+    c.down["c"] = {"a"}  # c's detector wrongly reports a down
+    run_for(c, 20_000)
+    assert c.administrators() == ["a"]
+    assert {c.replica(n).epoch for n in "abc"} == {1}
+
+
+def test_a_restarted_follower_is_brought_back_to_quiet() -> None:
+    """Its quiet state died with it: the administrator sees it come back,
+    wakes for a heartbeat round, and quiets again, with no election."""
+    c = idle()
+    c.crash("c")
+    run_for(c, 500)
+    c.restart("c")
+    run_for(c, 10_000)
+    assert c.administrators() == ["a"] and {c.replica(n).epoch for n in "abc"} == {1}
+    assert all(c.replica(n).quiet for n in "abc")
+
+
+def test_a_create_goes_quiet_too() -> None:
+    c = one_room()
+    assert c.publish("a", "r0", OWNER, "create") is not None
+    c.stabilize()
+    run_for(c, 2000)
+    assert all(c.replica(n).quiet for n in "abc")
