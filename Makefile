@@ -47,6 +47,7 @@ manifests: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m parley.bench
 	$(BIN)/python scripts/bench_moves.py
+	$(BIN)/python scripts/bench_idle.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -24,6 +24,7 @@ from .engine_loop import now_ms
 log = get_logger("parley.node.mover")
 
 PLAN_SECONDS = 1.0
+REPLAN_EVERY = 30  # plans: a full pass even when nothing seems to have changed
 SWEEP_EVERY = 2  # plans
 SWEEP_MAX_ROOMS = 256
 SWEEP_PARALLEL = 32
@@ -36,6 +37,8 @@ class RoomMover:
         self.core = core
         self.concurrency = max(1, concurrency)
         self._task: asyncio.Task[None] | None = None
+        self._last_view: object = None
+        self._moving = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="room-mover")
@@ -52,7 +55,18 @@ class RoomMover:
             await asyncio.sleep(PLAN_SECONDS)
             rounds += 1
             try:
-                self.plan()
+                # every room is looked at only when something that decides
+                # placement changed (or a move is under way): idle rooms by
+                # the ten thousand must not cost a pass a second
+                view = (
+                    frozenset(self.core.members()),
+                    frozenset(self.core.up_nodes()),
+                    frozenset(self.core.administered),
+                    self.core.draining,
+                )
+                if view != self._last_view or self._moving or rounds % REPLAN_EVERY == 0:
+                    self._last_view = view
+                    self.plan()
                 if rounds % SWEEP_EVERY == 0:
                     await self.sweep()
             except Exception:
@@ -89,7 +103,8 @@ class RoomMover:
                     started.append(room)
             if started:
                 core.loop.kick()
-        metrics.MOVES_IN_FLIGHT.set(sum(1 for r in rooms if r.moving) + len(started))
+        self._moving = sum(1 for r in rooms if r.moving) + len(started)
+        metrics.MOVES_IN_FLIGHT.set(self._moving)
         metrics.UNDER_REPLICATED.set(under)
         return started
 
