@@ -59,6 +59,8 @@ _HELP: dict[str, str] = {
     "k8s_port": "gRPC port of nodes found through EndpointSlices",
     "member_grace": "seconds a vanished node stays in the placement set",
     "move_concurrency": "rooms this node moves to a new replica group at once, at most",
+    "dedupe_seconds": "a retried message gets its original seq for this long (room time)",
+    "dedupe_count": "... and within this many of the room's latest messages",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
     "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "

@@ -50,6 +50,10 @@ class NodeConfig:
     member_grace: float = 300.0
     # rooms this node moves to their new replica group at once, at most
     move_concurrency: int = 8
+    # a retried message (same user and id) gets its original seq within the
+    # room's last dedupe_count messages and dedupe_seconds
+    dedupe_seconds: float = 300.0
+    dedupe_count: int = 100_000
     # seconds to drain on SIGTERM before exiting
     drain_seconds: float = 5.0
     log_format: str = "auto"  # auto | json | console

@@ -21,6 +21,8 @@ from parley.config import NodeConfig
 from parley.observability import tracing
 from parley.observability.http import serve_http
 from parley.observability.log import configure, get_logger
+from parley.room.replica import Timing
+from parley.room.state import DedupeWindow
 from parley.room.stores import open_store
 
 from .core import NodeCore
@@ -49,6 +51,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
         members=discovery.members,
         up_nodes=monitor.up_nodes,
         replication=cfg.replicas,
+        timing=Timing(dedupe=DedupeWindow(cfg.dedupe_count, int(cfg.dedupe_seconds * 1000))),
     )
     transport = PeerTransport(core, pool)
     mover = RoomMover(core, cfg.move_concurrency)

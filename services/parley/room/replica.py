@@ -21,14 +21,14 @@ Nothing here blocks, sleeps or reads a clock: time is the `now_ms` argument.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
 from parley.room.codec import entry_from_pb, entry_to_pb
 from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
-from parley.room.state import RoomState
+from parley.room.state import DedupeWindow, RoomState
 
 
 class Role(Enum):
@@ -69,6 +69,7 @@ class Timing:
     # a candidate gives up an election after this long without a majority
     campaign_ms: int = 1000
     max_batch_entries: int = 1024
+    dedupe: DedupeWindow = field(default_factory=DedupeWindow)
 
 
 class RoomReplica:
@@ -130,7 +131,7 @@ class RoomReplica:
         self.log: list[LogEntry] = list(record.entries) if record else []
         # the state after the whole log (committed or not): what an
         # administrator validates new requests against
-        self.tip = RoomState.from_entries(self.log)
+        self.tip = RoomState.from_entries(self.log, self.timing.dedupe)
         self._apply_config()
         self.commit_index = 0
         self._taken_index = 0
@@ -313,7 +314,7 @@ class RoomReplica:
             write.truncate_from = from_index
         del self.log[from_index - 1 :]
         self.persisted_index = min(self.persisted_index, from_index - 1)
-        self.tip = RoomState.from_entries(self.log)
+        self.tip = RoomState.from_entries(self.log, self.timing.dedupe)
         self._apply_config()
 
     # -------------------------------------------------------------- effects

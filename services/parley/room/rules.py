@@ -76,7 +76,7 @@ def check_publish(
     if not text:
         raise BadRequest("text must not be empty")
     if client_msg_id:
-        seq = state.dedupe.get((user, client_msg_id))
+        seq = state.original(user, client_msg_id)
         if seq is not None:
             return seq
     check_member(state, room, user)

@@ -7,9 +7,22 @@ from dataclasses import dataclass, field
 
 from parley.room.entries import EntryKind, LogEntry
 
-# Retries come seconds after the first try; remembering the last 100k message
-# ids per room bounds memory while covering any realistic retry window.
-DEDUPE_WINDOW = 100_000
+
+@dataclass(frozen=True, slots=True)
+class DedupeWindow:
+    """How long a (user, client message id) keeps its seq for retries.
+
+    A retry within both bounds — the last `count` messages of the room and
+    `ms` milliseconds of the room's own clock (the entries' order times) —
+    is answered with the original seq. Both are measured on the log, not on
+    a local clock, so every replica (and every future administrator, after a
+    failover or a restart) forgets the same ids at the same entry. Retries
+    come seconds after the first try; peers keep minutes (NATS JetStream 2,
+    Centrifugo 5).
+    """
+
+    count: int = 100_000
+    ms: int = 300_000
 
 
 @dataclass(slots=True)
@@ -31,12 +44,26 @@ class RoomState:
     incarnation: str = ""
     # index of the delete entry (0: not deleted)
     deleted_index: int = 0
-    # (user, client_msg_id) -> seq of the stored message
-    dedupe: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+    # (user, client_msg_id) -> (seq, order time) of the stored message, oldest first
+    dedupe: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
+    window: DedupeWindow = field(default_factory=DedupeWindow)
 
     def next_seq(self) -> int:
         """The seq the next visible entry gets."""
         return self.last_seq + 1
+
+    def original(self, user: str, client_msg_id: str) -> int | None:
+        """The seq of the message this (user, id) sent within the window, if any."""
+        found = self.dedupe.get((user, client_msg_id))
+        return found[0] if found is not None else None
+
+    def _forget_old(self, now_ms: int) -> None:
+        dedupe = self.dedupe
+        while len(dedupe) > self.window.count:
+            dedupe.popitem(last=False)
+        horizon = now_ms - self.window.ms
+        while dedupe and next(iter(dedupe.values()))[1] < horizon:
+            dedupe.popitem(last=False)
 
     def apply(self, entry: LogEntry) -> None:
         """Advance the state by one entry (the next one of the log)."""
@@ -46,9 +73,8 @@ class RoomState:
         kind = entry.kind
         if kind is EntryKind.MESSAGE:
             if entry.client_msg_id:
-                self.dedupe[(entry.user, entry.client_msg_id)] = entry.seq
-                if len(self.dedupe) > DEDUPE_WINDOW:
-                    self.dedupe.popitem(last=False)
+                self.dedupe[(entry.user, entry.client_msg_id)] = (entry.seq, entry.ts_ms)
+                self._forget_old(entry.ts_ms)
         elif kind is EntryKind.JOIN:
             self.members.add(entry.user)
         elif kind is EntryKind.LEAVE:
@@ -74,9 +100,9 @@ class RoomState:
             self.config_index = entry.index
 
     @classmethod
-    def from_entries(cls, entries: list[LogEntry]) -> RoomState:
+    def from_entries(cls, entries: list[LogEntry], window: DedupeWindow | None = None) -> RoomState:
         """The state after applying every entry in order."""
-        state = cls()
+        state = cls(window=window or DedupeWindow())
         for entry in entries:
             state.apply(entry)
         return state
