@@ -86,6 +86,7 @@ class RoomAppend(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     LEAVING_FIELD_NUMBER: _builtins.int
     QUIESCE_FIELD_NUMBER: _builtins.int
+    CONFIG_INDEX_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     epoch: _builtins.int
@@ -114,6 +115,11 @@ class RoomAppend(_message.Message):
     sends no more heartbeats until something happens, and followers stop
     their election timers while their failure detector sees its node up.
     """
+    config_index: _builtins.int
+    """On an append from the start of the log (prev_index 0): the index of the
+    administrator's current group entry. A copy the append creates takes no
+    part in elections until its log holds that entry.
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
         """The entries to append; empty for a heartbeat."""
@@ -139,10 +145,11 @@ class RoomAppend(_message.Message):
         members: _abc.Iterable[_builtins.str] | None = ...,
         leaving: _builtins.bool = ...,
         quiesce: _builtins.bool = ...,
+        config_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "entries", b"entries", "epoch", b"epoch", "incarnation", b"incarnation", "leaving", b"leaving", "members", b"members", "prev_epoch", b"prev_epoch", "prev_index", b"prev_index", "quiesce", b"quiesce", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "config_index", b"config_index", "entries", b"entries", "epoch", b"epoch", "incarnation", b"incarnation", "leaving", b"leaving", "members", b"members", "prev_epoch", b"prev_epoch", "prev_index", b"prev_index", "quiesce", b"quiesce", "room", b"room", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -126,8 +126,7 @@ class NodeCore:
         records = await self.store.load()
         now = now_ms()
         for room, record in records.items():
-            if record.entries:  # a vote without a log is no copy of anything
-                self.engine.add(room, self.placement(room), record, now)
+            self.engine.restore(room, self.placement(room), record, now)
         self.loop.start()
         self._tick_task = asyncio.create_task(self._tick_loop(), name="tick")
         log.info("node core started", rooms=len(self.rooms))

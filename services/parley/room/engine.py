@@ -33,8 +33,12 @@ from dataclasses import dataclass, field
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import MoveOutcome
-from parley.room.entries import EntryKind, LogEntry, RoomRecord, RoomWrite
+from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
+
+TOMBSTONE = "~"
+"""Marks a dropped room's stored hard state: voted_for is TOMBSTONE + its
+incarnation, epoch the last epoch this node saw (see `RoomEngine.restore`)."""
 
 PeerBody = peer_pb.RoomAppend | peer_pb.RoomAppendResult | peer_pb.RoomVote | peer_pb.RoomVoteResult
 
@@ -151,6 +155,11 @@ class RoomEngine:
         self._up: set[str] = {node_id}
         self._stale: set[str] = set()
         self._awake: set[str] = set()
+        # rooms this node dropped: (last epoch seen, incarnation). A copy
+        # made again later (the node rejoins the group) starts from that
+        # epoch, so that a stale administrator of an older one cannot use
+        # the fresh copy to commit (a dropped copy forgot what it promised)
+        self._tombstones: dict[str, tuple[int, str]] = {}
         # called for each replica created, before it takes any input
         self.on_create: Callable[[RoomReplica], None] = lambda _replica: None
 
@@ -167,7 +176,10 @@ class RoomEngine:
             record,
             now_ms,
             self.timing,
-            random.Random(self._rng.getrandbits(64)),
+            # one generator for every replica: a Random each would be 2.5 KB
+            # of state per room (the simulation stays deterministic: one
+            # engine's replicas draw in a deterministic order)
+            self._rng,
         )
         replica.draining = self.draining
         self.rooms[room] = replica
@@ -176,6 +188,18 @@ class RoomEngine:
         self._durable_epoch[room] = record.hard.epoch if record else 0
         self.on_create(replica)
         return replica
+
+    def restore(
+        self, room: str, replicas: list[str], record: RoomRecord, now_ms: int
+    ) -> RoomReplica | None:
+        """Load a stored record at start-up: a replica, or (no entries) the
+        tombstone of a dropped room, or nothing (a vote without a log is no
+        copy of anything)."""
+        if record.entries:
+            return self.add(room, replicas, record, now_ms)
+        if record.hard.voted_for.startswith(TOMBSTONE):
+            self._tombstones[room] = (record.hard.epoch, record.hard.voted_for[1:])
+        return None
 
     def found(
         self, room: str, replicas: list[str], user: str, incarnation: str, now_ms: int
@@ -188,6 +212,7 @@ class RoomEngine:
         founder that died before any peer had its create) and no client was
         ever told of it.
         """
+        self._tombstones.pop(room, None)  # a new incarnation: another room
         replica = self.rooms.get(room)
         stale = replica is not None and replica.last_index > 0
         if replica is None or stale:
@@ -279,10 +304,20 @@ class RoomEngine:
         """An administrator's append; the answer comes in `Ready.messages`."""
         replica = self.rooms.get(msg.room)
         if replica is None:
+            tomb = self._tombstones.get(msg.room)
+            known = tomb is not None and bool(tomb[1]) and tomb[1] == msg.incarnation
+            if known and tomb is not None and msg.epoch < tomb[0]:
+                # an administrator of an epoch this node has seen end
+                old = peer_pb.RoomAppendResult(room=msg.room, epoch=tomb[0], success=False)
+                self._outbox.append(Outbound(sender, msg.room, old, reply_to=token))
+                return
             if msg.prev_index == 0 and self.node_id in msg.members:
                 # the administrator names this node among the room's
                 # replicas or learners: start the copy from its entries
-                replica = self.add(msg.room, list(msg.members), None, now_ms)
+                record = RoomRecord(msg.room, HardState(tomb[0] if tomb and known else 0), [])
+                replica = self.add(msg.room, list(msg.members), record, now_ms)
+                replica.made_from(msg.config_index)
+                self._tombstones.pop(msg.room, None)
             else:
                 unknown = peer_pb.RoomAppendResult(
                     room=msg.room, success=False, unknown=True, retry_index=1
@@ -349,7 +384,7 @@ class RoomEngine:
         touched, self._touched = self._touched, set()
         outbox, self._outbox = self._outbox, []
         for room in sorted(self._stale):
-            ready.writes.append(RoomWrite(room, drop=True))
+            ready.writes.append(RoomWrite(room, drop=True, hard=self._tombstone(room)))
             ready.dropped.append(room)
         self._stale.clear()
         for room in sorted(touched):
@@ -397,10 +432,16 @@ class RoomEngine:
         """Forget a room this node is done with, in memory and (with this
         Ready's writes) on disk."""
         self._forget(room)
-        ready.writes.append(RoomWrite(room, drop=True))
+        ready.writes.append(RoomWrite(room, drop=True, hard=self._tombstone(room)))
         ready.dropped.append(room)
 
+    def _tombstone(self, room: str) -> HardState:
+        epoch, incarnation = self._tombstones[room]
+        return HardState(epoch, TOMBSTONE + incarnation)
+
     def _forget(self, room: str) -> None:
+        replica = self.rooms[room]
+        self._tombstones[room] = (replica.epoch, replica.incarnation)
         del self.rooms[room]
         self._awake.discard(room)
         self._roles.pop(room, None)

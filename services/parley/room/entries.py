@@ -56,6 +56,10 @@ class HardState:
 
     epoch: int = 0
     voted_for: str = ""
+    # a copy made from another node's log (a learner, a wiped replica) takes
+    # part in elections only once its log holds the group entry at this
+    # index: the groups before it, in the prefix it replays, are history
+    config_floor: int = 0
 
 
 @dataclass(slots=True)

@@ -77,7 +77,7 @@ class MemoryLogStore:
             hard = self._hard.get(room, HardState())
             records[room] = RoomRecord(
                 room=room,
-                hard=HardState(epoch=hard.epoch, voted_for=hard.voted_for),
+                hard=HardState(hard.epoch, hard.voted_for, hard.config_floor),
                 entries=list(self._logs.get(room, ())),
             )
         return records
@@ -111,7 +111,7 @@ class MemoryLogStore:
             if write.hard is not None:
                 # A copy: the caller may keep mutating its HardState object.
                 self._hard[write.room] = HardState(
-                    epoch=write.hard.epoch, voted_for=write.hard.voted_for
+                    write.hard.epoch, write.hard.voted_for, write.hard.config_floor
                 )
 
     def close(self) -> None:

@@ -128,6 +128,7 @@ class RoomReplica:
         hard = record.hard if record else HardState()
         self.epoch = hard.epoch
         self.voted_for = hard.voted_for
+        self.config_floor = hard.config_floor
         self.log: list[LogEntry] = list(record.entries) if record else []
         # the state after the whole log (committed or not): what an
         # administrator validates new requests against
@@ -280,7 +281,21 @@ class RoomReplica:
 
     def _persist_hard(self) -> None:
         write = self._pending_write()
-        write.hard = HardState(self.epoch, self.voted_for)
+        write.hard = HardState(self.epoch, self.voted_for, self.config_floor)
+
+    def made_from(self, config_index: int) -> None:
+        """This copy is being made from an administrator's log whose current
+        group entry is at config_index: the older groups its log replays on
+        the way (which may name this node, if it left the room before) are
+        history, so it takes no part in elections until it holds that entry.
+        Durable, like a vote: a restart must not forget it."""
+        self.config_floor = config_index
+        self._persist_hard()
+
+    @property
+    def electable(self) -> bool:
+        """True once this copy's log holds the group it was made under."""
+        return self.tip.config_index >= self.config_floor
 
     def discard_stored(self) -> None:
         """Make the next write replace whatever the store holds of the room."""
@@ -377,6 +392,7 @@ class RoomReplica:
         if prev == 0:
             # lets a node without the room create its replica (see engine)
             msg.members.extend([*self.replicas, *sorted(self.learners)])
+            msg.config_index = self.tip.config_index
         self.next_index[peer] = end + 1
         if end < self.last_index:
             self._dirty_peers.add(peer)
@@ -770,10 +786,11 @@ class RoomReplica:
     ) -> peer_pb.RoomVoteResult:
         """Take a vote request; a granted vote may be sent once
         `take_write()` is durable."""
-        if self._foreign(msg.incarnation):
-            # another room of that name (Raft has voters outside their own
-            # latest group vote too: a move's old members may be needed
-            # until the new group is committed)
+        if self._foreign(msg.incarnation) or not self.electable:
+            # another room of that name, or a copy still being made from
+            # another's log (Raft has voters outside their own latest group
+            # vote too: a move's old members may be needed until the new
+            # group is committed)
             return peer_pb.RoomVoteResult(
                 room=self.room, epoch=self.epoch, granted=False, pre=msg.pre
             )
@@ -1018,7 +1035,7 @@ class RoomReplica:
             return False
         if self.draining:
             return False
-        if self.last_index == 0 or not self._may_campaign():
+        if self.last_index == 0 or not self.electable or not self._may_campaign():
             return False  # an empty copy, or no longer needed: never a candidate
         if not self._has_quorum(up & set(self.replicas)):
             return False  # cannot win; campaigning would only inflate epochs

@@ -18,7 +18,7 @@ from pathlib import Path
 from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
 from parley.room.memory_store import check_write
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Stored in `PRAGMA user_version`; bump it (and migrate) when the tables change."""
 
 _SCHEMA = """
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS hard_state (
     room TEXT NOT NULL PRIMARY KEY,
     epoch INTEGER NOT NULL,
-    voted_for TEXT NOT NULL
+    voted_for TEXT NOT NULL,
+    config_floor INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
 # Entries are a rowid table, appended in commit order, with (room, idx) as a
@@ -52,8 +53,9 @@ _INSERT_ENTRY = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_HARD = (
-    "INSERT INTO hard_state (room, epoch, voted_for) VALUES (?, ?, ?)"
-    " ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch, voted_for = excluded.voted_for"
+    "INSERT INTO hard_state (room, epoch, voted_for, config_floor) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch, voted_for = excluded.voted_for,"
+    " config_floor = excluded.config_floor"
 )
 
 
@@ -124,6 +126,10 @@ class SqliteLogStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+            if version == 1:  # version 2 added hard_state.config_floor
+                self._conn.execute(
+                    "ALTER TABLE hard_state ADD COLUMN config_floor INTEGER NOT NULL DEFAULT 0"
+                )
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -140,11 +146,13 @@ class SqliteLogStore:
             Fresh records the caller owns.
         """
         records: dict[str, RoomRecord] = {}
-        for room, epoch, voted_for in self._conn.execute(
-            "SELECT room, epoch, voted_for FROM hard_state ORDER BY room"
+        for room, epoch, voted_for, floor in self._conn.execute(
+            "SELECT room, epoch, voted_for, config_floor FROM hard_state ORDER BY room"
         ):
             records[room] = RoomRecord(
-                room=room, hard=HardState(epoch=epoch, voted_for=voted_for), entries=[]
+                room=room,
+                hard=HardState(epoch=epoch, voted_for=voted_for, config_floor=floor),
+                entries=[],
             )
         # Read in rowid (append) order: a sequential scan of the table, where
         # ORDER BY room, idx would look every row up through the index.
@@ -232,7 +240,7 @@ class SqliteLogStore:
         """
         conn = self._conn
         rows: list[tuple[str, int, int, int, int, str, str, int, str]] = []
-        hard: dict[str, tuple[str, int, str]] = {}
+        hard: dict[str, tuple[str, int, str, int]] = {}
         for write in batch:
             if write.drop:
                 if rows:
@@ -267,7 +275,7 @@ class SqliteLogStore:
                 for e in write.entries
             )
             if write.hard is not None:
-                hard[room] = (room, write.hard.epoch, write.hard.voted_for)
+                hard[room] = (room, write.hard.epoch, write.hard.voted_for, write.hard.config_floor)
         if rows:
             conn.executemany(_INSERT_ENTRY, rows)
         if hard:

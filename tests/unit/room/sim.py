@@ -362,7 +362,7 @@ class Checker:
                 if node_id not in members and room in node.replicas:
                     self.fail(f"{node_id}/{room}: holds a copy outside the group {members}")
                 stored = node.store.load().get(room)
-                if node_id not in members and stored is not None:
+                if node_id not in members and stored is not None and stored.entries:
                     self.fail(f"{node_id}/{room}: stored copy outside the group {members}")
             reps = [(n, cluster.nodes[n].replicas[room]) for n in members]
             committed = self.committed.get(room, [])
@@ -508,8 +508,10 @@ class Cluster:
             record = records.get(room)
             # the initial group starts with empty copies (what a create
             # finds); later, as on a real node, only what the store holds
-            if record is not None or (first and node.id in members):
-                engine.add(room, members, record, self.now)
+            if record is not None:
+                engine.restore(room, members, record, self.now)
+            elif first and node.id in members:
+                engine.add(room, members, None, self.now)
         node.engine = engine
         node.pending = {room: {} for room in engine.rooms}
         node.requests = {}
@@ -669,9 +671,7 @@ class Cluster:
             return
         for room in ready.dropped:
             self.checker.stats["dropped"] += 1
-            self.checker.forget_replica(node.id, room)
-            node.disk.pop(room, None)
-            node.disk_hard.pop(room, None)
+            self.checker.forget_replica(node.id, room)  # (the disk mirror: in _durable)
         for outcome in ready.moves:
             self.checker.stats[f"move_{outcome.outcome}"] += 1
         committed = dict(ready.committed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from parley._generated import peer_service_pb2 as peer_pb
-from parley.room.engine import RoomEngine
+from parley.room.engine import TOMBSTONE, RoomEngine
 from parley.room.entries import HardState, RoomRecord
 from parley.room.replica import Role
 from sim import (
@@ -206,3 +206,28 @@ def test_an_empty_copy_never_campaigns() -> None:
         c.tick(node)
     assert all(c.replica(n).role is Role.FOLLOWER for n in "abc")
     assert not c.inflight
+
+
+def test_a_dropped_room_leaves_a_tombstone_that_stale_administrators_cannot_pass() -> None:
+    """A node that dropped a room remembers the last epoch it saw (and the
+    incarnation): a stale administrator of an older epoch cannot recreate its
+    copy to commit with it, a current one can, and another incarnation of the
+    name (the room deleted and created again) is another room."""
+    engine = RoomEngine("d")
+    engine.restore("r0", ["d"], RoomRecord("r0", HardState(3, TOMBSTONE + "inc"), []), 0)
+    assert engine.rooms == {}
+    stale = peer_pb.RoomAppend(room="r0", epoch=1, prev_index=0, incarnation="inc", members=["d"])
+    engine.step_append("b", stale, 1, 0)
+    (answer,) = engine.ready(0).messages
+    assert isinstance(answer.body, peer_pb.RoomAppendResult)
+    assert (answer.body.success, answer.body.epoch) == (False, 3) and engine.rooms == {}
+    current = peer_pb.RoomAppend(room="r0", epoch=4, prev_index=0, incarnation="inc", members=["d"])
+    engine.step_append("c", current, 2, 0)
+    assert engine.rooms["r0"].epoch == 4
+    other = RoomEngine("d")
+    other.restore("r0", ["d"], RoomRecord("r0", HardState(3, TOMBSTONE + "inc"), []), 0)
+    new_room = peer_pb.RoomAppend(
+        room="r0", epoch=1, prev_index=0, incarnation="new", members=["d"]
+    )
+    other.step_append("e", new_room, 3, 0)
+    assert other.rooms["r0"].epoch == 1

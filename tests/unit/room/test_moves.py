@@ -16,8 +16,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import RoomPlacement, plan_moves, superseded
-from parley.room.entries import EntryKind
+from parley.room.codec import entry_to_pb
+from parley.room.engine import RoomEngine
+from parley.room.entries import EntryKind, LogEntry
+from parley.room.memory_store import MemoryLogStore
 from parley.room.replica import Role, RoomReplica
 from sim import OWNER, Cluster, InvariantViolation, SimNode, run_for, run_seed, settle, start
 
@@ -63,6 +67,11 @@ def finish(c: Cluster, room: str = "r0", ms: int = 20_000) -> list[str]:
     raise AssertionError(f"{room} did not settle: holders {c.holders(room)}")
 
 
+def _stored(c: Cluster, node: str, room: str = "r0") -> list[object]:
+    record = c.nodes[node].store.load().get(room)
+    return list(record.entries) if record is not None else []
+
+
 def committed_texts(c: Cluster, room: str = "r0") -> list[str]:
     log = c.checker.committed[room]
     return [e.text for e in log if e.kind is EntryKind.MESSAGE]
@@ -97,7 +106,7 @@ def test_a_move_step_by_step() -> None:
     admin = serving(c)
     assert admin in NEW
     assert "r0" not in c.nodes["a"].replicas and "r0" not in c.nodes["b"].replicas
-    assert c.nodes["a"].store.load().get("r0") is None
+    assert _stored(c, "a") == []  # a tombstone (the last epoch seen) at most
     publish(c, "r0", "after")
     run_for(c, 500)
     assert committed_texts(c) == [f"m{i}" for i in range(5)] + ["after"]
@@ -361,7 +370,7 @@ def test_a_deleted_room_leaves_every_replica_and_can_be_founded_again() -> None:
     c._input(c.nodes["a"], lambda e: e.propose("r0", EntryKind.DELETE, OWNER, "", "", c.now))
     run_for(c, 1000)
     assert c.holders("r0") == []  # administrator and followers alike
-    assert all(c.nodes[n].store.load().get("r0") is None for n in "abc")
+    assert all(_stored(c, n) == [] for n in "abc")
     assert not c.inflight  # nobody keeps replicating it (or re-creating it)
     # the name is free: a create founds a new room, another incarnation
     assert c.found("b", "r0") is not None
@@ -369,3 +378,40 @@ def test_a_deleted_room_leaves_every_replica_and_can_be_founded_again() -> None:
     settle(c, "b")
     assert c.replica("b").incarnation != first
     assert sorted(c.holders("r0")) == list("abc")
+
+
+def test_a_remade_copy_takes_no_part_in_elections_until_it_holds_its_group() -> None:
+    """n1 left r1 (and dropped it); brought back as a learner, it replays the
+    log from index 1, whose create entry names the old group [n1, n2, n3].
+    Until it holds the group entry current when it was remade, it must not
+    vote: a lagging n3 could otherwise win that old group with n1's vote and
+    overwrite committed entries (found by the simulation, seed 51020, before
+    this rule). The rule survives a restart."""
+    store = MemoryLogStore()
+    engine = RoomEngine("n1")
+    create = LogEntry(1, 1, EntryKind.CREATE, 0, "owner", "n1,n2,n3", 0, "inc")
+    msgs = [LogEntry(i, 1, EntryKind.MESSAGE, i - 1, "u", "x", i, f"m{i}") for i in range(2, 5)]
+    append = peer_pb.RoomAppend(
+        room="r1",
+        epoch=2,
+        prev_index=0,
+        entries=[entry_to_pb(e) for e in [create, *msgs]],
+        incarnation="inc",
+        members=["n3", "n2", "n0", "n1", "n4"],
+        config_index=15,
+    )
+    engine.step_append("n2", append, 1, 0)
+    vote = peer_pb.RoomVote(room="r1", epoch=4, last_index=12, last_epoch=1, incarnation="inc")
+    engine.step_vote("n3", vote, 2, 10_000)
+    ready = engine.ready(10_000)
+    store.write(ready.writes)
+    engine.advance(ready)
+    (granted,) = [m.body.granted for m in ready.messages if m.reply_to == 2]
+    assert not granted and not engine.rooms["r1"].electable
+
+    restarted = RoomEngine("n1")
+    restarted.restore("r1", ["n1"], store.load()["r1"], 20_000)
+    assert restarted.rooms["r1"].config_floor == 15 and not restarted.rooms["r1"].electable
+    restarted.step_vote("n3", vote, 3, 20_000)
+    (answer,) = restarted.ready(20_000).messages
+    assert isinstance(answer.body, peer_pb.RoomVoteResult) and not answer.body.granted

@@ -386,3 +386,31 @@ def test_sqlite_batch_survives_sigkill(tmp_path: Path) -> None:
         assert record.entries[-1] == LogEntry(
             10, 10, EntryKind.MESSAGE, 10, "bob", "t10", 10, "c10"
         )
+
+
+def test_a_version_1_database_gains_the_config_floor(tmp_path: Path) -> None:
+    """A store written before hard states had a config floor opens, keeps
+    its votes (floor 0), and stores floors from then on."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE entries (
+                room TEXT NOT NULL, idx INTEGER NOT NULL CHECK (idx >= 1),
+                epoch INTEGER NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL,
+                user TEXT NOT NULL, text TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+                client_msg_id TEXT NOT NULL, UNIQUE (room, idx));
+            CREATE TABLE hard_state (
+                room TEXT NOT NULL PRIMARY KEY, epoch INTEGER NOT NULL,
+                voted_for TEXT NOT NULL) WITHOUT ROWID;
+            INSERT INTO hard_state VALUES ('lobby', 3, 'n1');
+            PRAGMA user_version = 1;
+            """
+        )
+    store = SqliteLogStore(path)
+    try:
+        assert store.load()["lobby"].hard == HardState(3, "n1", 0)
+        store.write([RoomWrite("lobby", hard=HardState(4, "n2", 17))])
+        assert store.load()["lobby"].hard == HardState(4, "n2", 17)
+    finally:
+        store.close()
