@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,8 @@ class Located:
     found: LocateRoomResponse | None
     # how many nodes did not answer
     silent: int = 0
+    # the incarnation each node that holds a copy has
+    incarnations: tuple[str, ...] = ()
 
 
 async def _nowhere(_room: str) -> Located:
@@ -237,9 +240,11 @@ class NodeCore:
         if self.node_id not in replicas:
             raise NotAdministrator(room, self.first_up(replicas))
         located = await self.locate(room)
-        if located.found is not None:
-            raise NotAdministrator(room, self._hint(located.found))
-        if located.silent > (len(replicas) // 2 + 1) - 1:
+        quorum = len(replicas) // 2 + 1
+        found = located.found
+        if found is not None and (found.serving or not self._none_committed(room, located, quorum)):
+            raise NotAdministrator(room, self._hint(found))
+        if located.silent > quorum - 1:
             raise Unavailable(
                 f"room {room}: {located.silent} node(s) did not answer; cannot tell it is new"
             )
@@ -257,6 +262,18 @@ class NodeCore:
     def _hint(self, found: LocateRoomResponse) -> str:
         """Where to send a request for a room another node told about."""
         return found.administrator or self.first_up([*found.replicas, *found.joining])
+
+    def _none_committed(self, room: str, located: Located, quorum: int) -> bool:
+        """True when no incarnation of the room can have committed: for each,
+        the nodes holding it (this one included) plus the silent ones are
+        fewer than a quorum. Then the copies are creates that never reached
+        a majority (a founder that died, twice, with one in flight) and a
+        new one may be founded; the mover drops them once it is served."""
+        held = Counter(located.incarnations)
+        mine = self.rooms.get(room)
+        if mine is not None:
+            held[mine.incarnation] += 1
+        return all(count + located.silent < quorum for count in held.values())
 
     @staticmethod
     def _dead_founding(replica: RoomReplica) -> bool:

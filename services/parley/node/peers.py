@@ -213,4 +213,8 @@ class PeerTransport:
         known = [a for a in answers if a is not None and a.known]
         # a serving administrator's word first: it knows the room's group
         known.sort(key=lambda a: not a.serving)
-        return Located(known[0] if known else None, sum(1 for a in answers if a is None))
+        return Located(
+            known[0] if known else None,
+            sum(1 for a in answers if a is None),
+            tuple(a.incarnation for a in known),
+        )

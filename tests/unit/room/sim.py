@@ -1283,7 +1283,7 @@ class Simulation:
             if (
                 client.current == "create"
                 and not admins
-                and not any(n.disk.get(room) for i, n in cluster.nodes.items() if i != founder)
+                and self._none_committed(room)
                 and (founding is None or founding.role is not Role.ADMINISTRATOR)
             ):
                 # nobody else holds the room: the create founds it (at one
@@ -1310,6 +1310,17 @@ class Simulation:
             if client.current == msg_id and user == entry.user:
                 client.acked.append(entry)
                 client.current = None
+
+    def _none_committed(self, room: str) -> bool:
+        """What the node's create asks of LocateRoom: no incarnation of the
+        room is on a quorum of nodes' disks, so none can have committed."""
+        held: Counter[str] = Counter()
+        for node in self.cluster.nodes.values():
+            disk = node.disk.get(room)
+            if disk:
+                held[disk[0].client_msg_id] += 1
+        quorum = self.config.replication // 2 + 1
+        return all(count < quorum for count in held.values())
 
     def pending_clients(self) -> list[tuple[str, str]]:
         """Client messages not acknowledged yet, as (room, client_msg_id)."""
