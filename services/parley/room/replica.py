@@ -603,21 +603,10 @@ class RoomReplica:
         self.epoch += 1
         self.voted_for = self.self_id
         self._persist_hard()
-        self._become_administrator_of_empty(now_ms)
+        self._take_reign(now_ms)
         entry = self.propose(EntryKind.CREATE, user, ",".join(self.replicas), incarnation, now_ms)
         self._epoch_index = entry.index
         return entry
-
-    def _become_administrator_of_empty(self, now_ms: int) -> None:
-        self.role = Role.ADMINISTRATOR
-        self.administrator = self.self_id
-        self.learners, self.leavers, self._told = set(), set(), {}
-        self.next_index = {p: 1 for p in self.peers}
-        self.match_index = {p: 0 for p in self.peers}
-        self._acked_ms = {p: now_ms for p in self.peers}
-        self._last_sent_ms, self._acked_round = {}, {}
-        self._vote_out = None
-        self._dirty_peers = set(self.peers)
 
     # --------------------------------------------------------------- moves
 
@@ -902,19 +891,21 @@ class RoomReplica:
             return True
         return False
 
-    def _become_administrator(self, now_ms: int) -> None:
+    def _take_reign(self, now_ms: int) -> None:
+        """Start administering: fresh replication state for every peer
+        (founding a room, or winning an election)."""
         self.role = Role.ADMINISTRATOR
         self.administrator = self.self_id
-        self.learners = set()
-        self.leavers = set()
-        self._told = {}
+        self.learners, self.leavers, self._told = set(), set(), {}
         self.next_index = {p: self.last_index + 1 for p in self.peers}
         self.match_index = {p: 0 for p in self.peers}
         self._acked_ms = {p: now_ms for p in self.peers}
-        self._last_sent_ms = {}
-        self._acked_round = {}
+        self._last_sent_ms, self._acked_round = {}, {}
         self._vote_out = None
         self._dirty_peers = set(self.peers)
+
+    def _become_administrator(self, now_ms: int) -> None:
+        self._take_reign(now_ms)
         if self.tip.joining:
             # a move its coordinator did not finish: this reign finishes it
             self.move = RoomMove(

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from parley.room.entries import EntryKind
 from parley.room.replica import Role, Timing
-from sim import APPEND, OWNER, Cluster, SimNode
+from sim import APPEND, OWNER, Cluster, SimNode, run_for
 
 ROOM = "r0"
 QUIET_MS = 3000
@@ -44,16 +44,6 @@ def start(c: Cluster, admin: str) -> None:
 def ids(c: Cluster, node: str) -> list[str]:
     """Client ids of the messages in a node's log."""
     return [e.client_msg_id for e in c.replica(node).log if e.kind is EntryKind.MESSAGE]
-
-
-def run_for(c: Cluster, ms: int) -> None:
-    """Tick every running node every TICK_MS for ms, delivering all messages."""
-    for _ in range(ms // TICK_MS):
-        c.advance(TICK_MS)
-        for node in sorted(c.nodes):
-            if c.nodes[node].running:
-                c.tick(node)
-        c.stabilize()
 
 
 def test_duplicate_append_keeps_later_entries() -> None:
