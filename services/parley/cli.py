@@ -61,6 +61,8 @@ _HELP: dict[str, str] = {
     "move_concurrency": "rooms this node moves to a new replica group at once, at most",
     "dedupe_seconds": "a retried message gets its original seq for this long (room time)",
     "dedupe_count": "... and within this many of the room's latest messages",
+    "log_tail": "committed entries per room kept in memory (older ones are read from disk)",
+    "snapshot_every": "entries between stored snapshots of a room's state",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
     "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "

@@ -54,6 +54,12 @@ class NodeConfig:
     # room's last dedupe_count messages and dedupe_seconds
     dedupe_seconds: float = 300.0
     dedupe_count: int = 100_000
+    # committed entries each room keeps in memory; older ones are read from
+    # the store (history pages, followers far behind get a snapshot)
+    log_tail: int = 1000
+    # a room's state is stored as a snapshot every this many entries, so a
+    # restart reads the snapshot and the entries after it
+    snapshot_every: int = 10_000
     # seconds to drain on SIGTERM before exiting
     drain_seconds: float = 5.0
     log_format: str = "auto"  # auto | json | console

@@ -467,3 +467,174 @@ class LocateRoomResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LocateRoomResponse: _TypeAlias = LocateRoomResponse  # noqa: Y015
+
+@_typing.final
+class RoomSnapshot(_message.Message):
+    """RoomSnapshot is a room's state at an index, sent instead of the entries
+    up to it to a follower the administrator's in-memory log no longer covers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    INDEX_EPOCH_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    COMMIT_INDEX_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    CONFIG_INDEX_FIELD_NUMBER: _builtins.int
+    HAVE_INDEX_FIELD_NUMBER: _builtins.int
+    room: _builtins.str
+    """The room name."""
+    epoch: _builtins.int
+    """The administrator's epoch."""
+    index: _builtins.int
+    """The state covers the log up to and including this index."""
+    index_epoch: _builtins.int
+    """The epoch of the entry at index."""
+    state: _builtins.bytes
+    """The room state (parley.room.state, JSON): owner, members, group,
+    last seq, de-duplication window.
+    """
+    commit_index: _builtins.int
+    """The administrator's commit index."""
+    incarnation: _builtins.str
+    """The room's incarnation, as on RoomAppend."""
+    config_index: _builtins.int
+    """The index of the administrator's current group entry (see RoomAppend)."""
+    have_index: _builtins.int
+    """The entries the follower is known to hold already: the history copied
+    ahead of this snapshot starts after it.
+    """
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The replicas and learners the administrator replicates to: a node
+        without the room creates its copy only when it is named here.
+        """
+
+    def __init__(
+        self,
+        *,
+        room: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        index: _builtins.int = ...,
+        index_epoch: _builtins.int = ...,
+        state: _builtins.bytes = ...,
+        commit_index: _builtins.int = ...,
+        incarnation: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+        config_index: _builtins.int = ...,
+        have_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "config_index", b"config_index", "epoch", b"epoch", "have_index", b"have_index", "incarnation", b"incarnation", "index", b"index", "index_epoch", b"index_epoch", "members", b"members", "room", b"room", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomSnapshot: _TypeAlias = RoomSnapshot  # noqa: Y015
+
+@_typing.final
+class StageHistoryRequest(_message.Message):
+    """StageHistoryRequest is one chunk of committed entries of one room."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    ROOM_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    """The sending node's id."""
+    room: _builtins.str
+    """The room name."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
+        """Consecutive committed entries."""
+
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        room: _builtins.str = ...,
+        entries: _abc.Iterable[Global___LogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "room", b"room", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageHistoryRequest: _TypeAlias = StageHistoryRequest  # noqa: Y015
+
+@_typing.final
+class StageHistoryResponse(_message.Message):
+    """StageHistoryResponse acknowledges a staged chunk (durable)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageHistoryResponse: _TypeAlias = StageHistoryResponse  # noqa: Y015
+
+@_typing.final
+class InstallSnapshotRequest(_message.Message):
+    """InstallSnapshotRequest carries one room's snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    """The sending (administrator) node's id."""
+    @_builtins.property
+    def snapshot(self) -> Global___RoomSnapshot:
+        """The snapshot."""
+
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        snapshot: Global___RoomSnapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sender", b"sender", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallSnapshotRequest: _TypeAlias = InstallSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class InstallSnapshotResponse(_message.Message):
+    """InstallSnapshotResponse answers like an append: success with match_index
+    the snapshot's index, or the follower's newer epoch.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___RoomAppendResult:
+        """The result."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___RoomAppendResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallSnapshotResponse: _TypeAlias = InstallSnapshotResponse  # noqa: Y015

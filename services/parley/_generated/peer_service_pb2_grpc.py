@@ -52,6 +52,16 @@ class PeerServiceStub:
                 request_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.FromString,
                 _registered_method=True)
+        self.StageHistory = channel.unary_unary(
+                '/parley.v1.PeerService/StageHistory',
+                request_serializer=parley_dot_v1_dot_peer__service__pb2.StageHistoryRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_peer__service__pb2.StageHistoryResponse.FromString,
+                _registered_method=True)
+        self.InstallSnapshot = channel.unary_unary(
+                '/parley.v1.PeerService/InstallSnapshot',
+                request_serializer=parley_dot_v1_dot_peer__service__pb2.InstallSnapshotRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_peer__service__pb2.InstallSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -83,6 +93,23 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StageHistory(self, request, context):
+        """StageHistory carries one chunk of a room's committed history ahead of
+        an InstallSnapshot: the receiver keeps it aside until the install.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallSnapshot(self, request, context):
+        """InstallSnapshot brings a follower that is behind the administrator's
+        in-memory log (or has no copy at all) up to date with the room's state
+        at an index; the entries after it follow as appends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +127,16 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.LocateRoom,
                     request_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.FromString,
                     response_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.SerializeToString,
+            ),
+            'StageHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.StageHistory,
+                    request_deserializer=parley_dot_v1_dot_peer__service__pb2.StageHistoryRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_peer__service__pb2.StageHistoryResponse.SerializeToString,
+            ),
+            'InstallSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallSnapshot,
+                    request_deserializer=parley_dot_v1_dot_peer__service__pb2.InstallSnapshotRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_peer__service__pb2.InstallSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -186,6 +223,60 @@ class PeerService:
             '/parley.v1.PeerService/LocateRoom',
             parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.SerializeToString,
             parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StageHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.PeerService/StageHistory',
+            parley_dot_v1_dot_peer__service__pb2.StageHistoryRequest.SerializeToString,
+            parley_dot_v1_dot_peer__service__pb2.StageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.PeerService/InstallSnapshot',
+            parley_dot_v1_dot_peer__service__pb2.InstallSnapshotRequest.SerializeToString,
+            parley_dot_v1_dot_peer__service__pb2.InstallSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

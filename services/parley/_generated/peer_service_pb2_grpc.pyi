@@ -46,6 +46,15 @@ class PeerServiceStub:
     """LocateRoom tells whether this node holds a replica of a room, so a node
     that placement newly names for a room does not start a second copy.
     """
+    StageHistory: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.StageHistoryRequest, _peer_service_pb2.StageHistoryResponse]
+    """StageHistory carries one chunk of a room's committed history ahead of
+    an InstallSnapshot: the receiver keeps it aside until the install.
+    """
+    InstallSnapshot: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.InstallSnapshotRequest, _peer_service_pb2.InstallSnapshotResponse]
+    """InstallSnapshot brings a follower that is behind the administrator's
+    in-memory log (or has no copy at all) up to date with the room's state
+    at an index; the entries after it follow as appends.
+    """
 
 @_typing.type_check_only
 class PeerServiceAsyncStub(PeerServiceStub):
@@ -64,6 +73,15 @@ class PeerServiceAsyncStub(PeerServiceStub):
     LocateRoom: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.LocateRoomRequest, _peer_service_pb2.LocateRoomResponse]  # type: ignore[assignment]
     """LocateRoom tells whether this node holds a replica of a room, so a node
     that placement newly names for a room does not start a second copy.
+    """
+    StageHistory: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.StageHistoryRequest, _peer_service_pb2.StageHistoryResponse]  # type: ignore[assignment]
+    """StageHistory carries one chunk of a room's committed history ahead of
+    an InstallSnapshot: the receiver keeps it aside until the install.
+    """
+    InstallSnapshot: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.InstallSnapshotRequest, _peer_service_pb2.InstallSnapshotResponse]  # type: ignore[assignment]
+    """InstallSnapshot brings a follower that is behind the administrator's
+    in-memory log (or has no copy at all) up to date with the room's state
+    at an index; the entries after it follow as appends.
     """
 
 class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -98,6 +116,27 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_peer_service_pb2.LocateRoomResponse, _abc.Awaitable[_peer_service_pb2.LocateRoomResponse]]:
         """LocateRoom tells whether this node holds a replica of a room, so a node
         that placement newly names for a room does not start a second copy.
+        """
+
+    @_abc_1.abstractmethod
+    def StageHistory(
+        self,
+        request: _peer_service_pb2.StageHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.StageHistoryResponse, _abc.Awaitable[_peer_service_pb2.StageHistoryResponse]]:
+        """StageHistory carries one chunk of a room's committed history ahead of
+        an InstallSnapshot: the receiver keeps it aside until the install.
+        """
+
+    @_abc_1.abstractmethod
+    def InstallSnapshot(
+        self,
+        request: _peer_service_pb2.InstallSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.InstallSnapshotResponse, _abc.Awaitable[_peer_service_pb2.InstallSnapshotResponse]]:
+        """InstallSnapshot brings a follower that is behind the administrator's
+        in-memory log (or has no copy at all) up to date with the room's state
+        at an index; the entries after it follow as appends.
         """
 
 def add_PeerServiceServicer_to_server(servicer: PeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -129,6 +129,11 @@ class NodeCore:
         records = await self.store.load()
         now = now_ms()
         for room, record in records.items():
+            if record.damaged:
+                metrics.STORE_DAMAGED.inc()
+                log.error(
+                    "stored room copy is damaged; rebuilding it", room=room, why=record.damaged
+                )
             self.engine.restore(room, self.placement(room), record, now)
         self.loop.start()
         self._tick_task = asyncio.create_task(self._tick_loop(), name="tick")
@@ -375,6 +380,21 @@ class NodeCore:
         self.loop.kick()
         results = await asyncio.gather(*futures)
         return [r for r in results if isinstance(r, peer_pb.RoomAppendResult)]
+
+    async def step_snapshot(
+        self, sender: str, snapshot: peer_pb.RoomSnapshot
+    ) -> peer_pb.RoomAppendResult:
+        """Feed a peer's snapshot to the engine (its history staged before);
+        the answer, once durable."""
+        token, future = self.loop.answer_token()
+        self.engine.step_snapshot(sender, snapshot, token, now_ms())
+        self.loop.kick()
+        result = await future
+        if isinstance(result, peer_pb.RoomAppendResult) and result.success:
+            metrics.SNAPSHOTS.labels(direction="installed").inc()
+            log.info("snapshot installed", room=snapshot.room, index=snapshot.index, sender=sender)
+        assert isinstance(result, peer_pb.RoomAppendResult)
+        return result
 
     async def step_votes(
         self, candidate: str, votes: list[peer_pb.RoomVote]

@@ -51,7 +51,11 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
         members=discovery.members,
         up_nodes=monitor.up_nodes,
         replication=cfg.replicas,
-        timing=Timing(dedupe=DedupeWindow(cfg.dedupe_count, int(cfg.dedupe_seconds * 1000))),
+        timing=Timing(
+            dedupe=DedupeWindow(cfg.dedupe_count, int(cfg.dedupe_seconds * 1000)),
+            log_tail=cfg.log_tail,
+            snapshot_every=cfg.snapshot_every,
+        ),
     )
     transport = PeerTransport(core, pool)
     mover = RoomMover(core, cfg.move_concurrency)

@@ -18,8 +18,9 @@ import grpc
 from parley._generated import peer_service_pb2 as peer_pb
 from parley._generated import peer_service_pb2_grpc as peer_grpc
 from parley.cluster.channels import ChannelPool
-from parley.observability import tracing
+from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
+from parley.room.codec import entry_from_pb, entry_to_pb
 from parley.room.engine import Outbound
 
 from .core import Located, NodeCore
@@ -29,6 +30,11 @@ log = get_logger("parley.node.peers")
 
 RPC_TIMEOUT = 2.0
 RETRY_DELAY = 0.1
+# a snapshot's history goes in chunks of this many entries (a few MB at most)
+HISTORY_CHUNK = 2000
+SNAPSHOT_TIMEOUT = 30.0
+# snapshots one sender transfers at once (a wiped node may need thousands)
+SNAPSHOTS_IN_FLIGHT = 4
 
 
 class PeerServicer(peer_grpc.PeerServiceServicer):
@@ -51,6 +57,18 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
     ) -> peer_pb.RequestVoteResponse:
         results = await self.core.step_votes(request.candidate, list(request.rooms))
         return peer_pb.RequestVoteResponse(rooms=results)
+
+    async def StageHistory(
+        self, request: peer_pb.StageHistoryRequest, context: Context
+    ) -> peer_pb.StageHistoryResponse:
+        await self.core.store.stage(request.room, [entry_from_pb(e) for e in request.entries])
+        return peer_pb.StageHistoryResponse()
+
+    async def InstallSnapshot(
+        self, request: peer_pb.InstallSnapshotRequest, context: Context
+    ) -> peer_pb.InstallSnapshotResponse:
+        result = await self.core.step_snapshot(request.sender, request.snapshot)
+        return peer_pb.InstallSnapshotResponse(result=result)
 
     async def LocateRoom(
         self, request: peer_pb.LocateRoomRequest, context: Context
@@ -81,6 +99,8 @@ class PeerSender:
         self.queue: list[Outbound] = []
         self.wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._transfers: set[asyncio.Task[None]] = set()
+        self._transfer_slots = asyncio.Semaphore(SNAPSHOTS_IN_FLIGHT)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"send-{self.peer}")
@@ -90,12 +110,71 @@ class PeerSender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._transfers):
+            task.cancel()
+        await asyncio.gather(*self._transfers, return_exceptions=True)
         self.core.append_failed([m.id for m in self.queue])
         self.queue = []
 
     def add(self, message: Outbound) -> None:
+        if isinstance(message.body, peer_pb.RoomSnapshot):
+            task = asyncio.create_task(self._transfer(message, message.body))
+            self._transfers.add(task)
+            task.add_done_callback(self._transfers.discard)
+            return
         self.queue.append(message)
         self.wakeup.set()
+
+    async def _transfer(self, message: Outbound, snapshot: peer_pb.RoomSnapshot) -> None:
+        """Send a snapshot: first the committed history the peer lacks, in
+        chunks it stages, then the snapshot itself, which it installs with
+        that history. Answered (or failed) like an append."""
+        core = self.core
+        try:
+            async with self._transfer_slots:
+                stub = peer_grpc.PeerServiceStub(self.pool.get(self.peer))
+                after, copied = snapshot.have_index, 0
+                while after < snapshot.index:
+                    chunk = await core.store.entries(
+                        snapshot.room, after, snapshot.index, HISTORY_CHUNK
+                    )
+                    if not chunk:
+                        break  # (nothing stored further: retention took it)
+                    await stub.StageHistory(
+                        peer_pb.StageHistoryRequest(
+                            sender=core.node_id,
+                            room=snapshot.room,
+                            entries=[entry_to_pb(e) for e in chunk],
+                        ),
+                        timeout=SNAPSHOT_TIMEOUT,
+                    )
+                    after = chunk[-1].index
+                    copied += len(chunk)
+                response = await stub.InstallSnapshot(
+                    peer_pb.InstallSnapshotRequest(sender=core.node_id, snapshot=snapshot),
+                    timeout=SNAPSHOT_TIMEOUT,
+                )
+        except asyncio.CancelledError:
+            core.append_failed([message.id])
+            raise
+        except Exception as err:
+            # (an RPC error, a peer gone from discovery, a damaged entry here)
+            log.warning(
+                "snapshot transfer failed", peer=self.peer, room=snapshot.room, err=repr(err)
+            )
+            core.append_failed([message.id])
+            await asyncio.sleep(RETRY_DELAY)
+            return
+        metrics.SNAPSHOTS.labels(direction="sent").inc()
+        metrics.SNAPSHOT_ENTRIES.inc(copied)
+        log.info(
+            "snapshot sent",
+            peer=self.peer,
+            room=snapshot.room,
+            index=snapshot.index,
+            history=copied,
+        )
+        core.append_answered(self.peer, [(message.id, response.result)])
 
     async def _run(self) -> None:
         while True:
@@ -175,7 +254,7 @@ class PeerTransport:
         requests in one call per peer."""
         votes: dict[str, list[peer_pb.RoomVote]] = {}
         for message in messages:
-            if isinstance(message.body, peer_pb.RoomAppend):
+            if isinstance(message.body, peer_pb.RoomAppend | peer_pb.RoomSnapshot):
                 self.sender(message.to).add(message)
             elif isinstance(message.body, peer_pb.RoomVote):
                 votes.setdefault(message.to, []).append(message.body)

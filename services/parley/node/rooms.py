@@ -20,7 +20,7 @@ from parley.room import rules
 from parley.room.codec import entry_to_client_pb
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import NotAdministrator, RoomError, Unavailable, error_for_code
-from parley.room.history import committed_before, committed_visible
+from parley.room.history import committed_before, committed_visible, stored_seq
 from parley.room.replica import RoomReplica
 
 from .core import NodeCore
@@ -261,7 +261,17 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         await self.core.confirm_read(replica)
         limit = min(request.limit or 50, HISTORY_MAX)
         before = request.before_seq or None
+        offset = replica.offset
         entries = committed_before(replica, before, limit)
+        if len(entries) < limit and offset:
+            # older than the in-memory tail: from the store, up to the offset
+            # as it was (what memory held above it is in `entries`)
+            older_than = entries[0].seq if entries else before
+            if older_than is None or older_than > 0:
+                older = await self.core.store.visible_before(
+                    request.room, older_than, offset, limit - len(entries)
+                )
+                entries = older + entries
         return pb.HistoryResponse(entries=[entry_to_client_pb(e) for e in entries])
 
     @rpc_boundary
@@ -330,10 +340,22 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         rules.check_exists(replica.tip, room)
         await core.confirm_read(replica)
         rules.check_exists(replica.tip, room)
-        sub = Subscriber(room, request.gateway_id, request.from_seq)
-        # backlog and registration happen with no await in between, so the
-        # live feed continues exactly where the backlog ends
-        backlog = committed_visible(replica, request.from_seq)
+        next_seq = request.from_seq
+        # the backlog older than the in-memory tail comes from the store, a
+        # page at a time, until the rest is in memory (the tail moves on
+        # meanwhile: each round looks again)
+        while next_seq <= stored_seq(replica):
+            page = await core.store.visible_from(room, next_seq, replica.offset, STREAM_CHUNK)
+            if core.rooms.get(room) is not replica or not replica.serving:
+                raise NotAdministrator(room, replica.administrator)
+            if not page:
+                break
+            next_seq = page[-1].seq + 1
+            yield pb.SubscribeResponse(entries=[entry_to_client_pb(e) for e in page])
+        sub = Subscriber(room, request.gateway_id, next_seq)
+        # the in-memory backlog and registration happen with no await in
+        # between, so the live feed continues exactly where the backlog ends
+        backlog = committed_visible(replica, next_seq)
         if backlog:
             sub.next_seq = backlog[-1].seq + 1
         core.hub.add(sub)

@@ -56,6 +56,21 @@ UNDER_REPLICATED = Gauge(
     "parley_rooms_under_replicated",
     "Rooms this node administers whose live replicas are fewer than R.",
 )
+SNAPSHOTS = Counter(
+    "parley_snapshots_total",
+    "Room snapshots sent to followers behind the in-memory log, and installed here.",
+    ["direction"],
+)
+for _direction in ("sent", "installed"):
+    SNAPSHOTS.labels(direction=_direction)
+SNAPSHOT_ENTRIES = Counter(
+    "parley_snapshot_history_entries_total",
+    "Committed entries copied to followers ahead of their snapshots.",
+)
+STORE_DAMAGED = Counter(
+    "parley_store_damaged_rooms_total",
+    "Stored room copies found damaged (checksum, missing entries) and rebuilt.",
+)
 PEER_UP = Gauge("parley_peer_up", "1 while the health watch sees the peer SERVING.", ["peer"])
 WS_CONNECTIONS = Gauge("parley_ws_connections", "Open WebSocket connections.")
 WS_FRAMES = Counter("parley_ws_frames_total", "WebSocket frames, by direction.", ["direction"])

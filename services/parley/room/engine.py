@@ -33,14 +33,25 @@ from dataclasses import dataclass, field
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import MoveOutcome
-from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
+from parley.room.entries import EntryKind, HardState, LogEntry
+from parley.room.records import RoomRecord, RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
+
+ANY_INCARNATION = "*"
+"""A tombstone's incarnation when the copy's is not known (it was damaged)."""
 
 TOMBSTONE = "~"
 """Marks a dropped room's stored hard state: voted_for is TOMBSTONE + its
 incarnation, epoch the last epoch this node saw (see `RoomEngine.restore`)."""
 
-PeerBody = peer_pb.RoomAppend | peer_pb.RoomAppendResult | peer_pb.RoomVote | peer_pb.RoomVoteResult
+PeerBody = (
+    peer_pb.RoomAppend
+    | peer_pb.RoomSnapshot
+    | peer_pb.RoomAppendResult
+    | peer_pb.RoomVote
+    | peer_pb.RoomVoteResult
+)
+ReplicationBody = peer_pb.RoomAppend | peer_pb.RoomSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,7 @@ def _unknown_answer(body: PeerBody) -> PeerBody:
 class _SentAppend:
     room: str
     peer: str
-    body: peer_pb.RoomAppend
+    body: ReplicationBody
     read_round: int
 
 
@@ -195,7 +206,13 @@ class RoomEngine:
         """Load a stored record at start-up: a replica, or (no entries) the
         tombstone of a dropped room, or nothing (a vote without a log is no
         copy of anything)."""
-        if record.entries:
+        if record.damaged:
+            # the copy cannot be trusted: hold none, so the administrator
+            # sends a snapshot; the next epoch up keeps this node from
+            # answering in an epoch whose vote it may have forgotten
+            self._tombstones[room] = (record.hard.epoch + 1, ANY_INCARNATION)
+            return None
+        if record.entries or record.snapshot:
             return self.add(room, replicas, record, now_ms)
         if record.hard.voted_for.startswith(TOMBSTONE):
             self._tombstones[room] = (record.hard.epoch, record.hard.voted_for[1:])
@@ -302,31 +319,52 @@ class RoomEngine:
 
     def step_append(self, sender: str, msg: peer_pb.RoomAppend, token: int, now_ms: int) -> None:
         """An administrator's append; the answer comes in `Ready.messages`."""
-        replica = self.rooms.get(msg.room)
+        replica = self.rooms.get(msg.room) or self._copy_for(sender, msg, token, now_ms)
         if replica is None:
-            tomb = self._tombstones.get(msg.room)
-            known = tomb is not None and bool(tomb[1]) and tomb[1] == msg.incarnation
-            if known and tomb is not None and msg.epoch < tomb[0]:
-                # an administrator of an epoch this node has seen end
-                old = peer_pb.RoomAppendResult(room=msg.room, epoch=tomb[0], success=False)
-                self._outbox.append(Outbound(sender, msg.room, old, reply_to=token))
-                return
-            if msg.prev_index == 0 and self.node_id in msg.members:
-                # the administrator names this node among the room's
-                # replicas or learners: start the copy from its entries
-                record = RoomRecord(msg.room, HardState(tomb[0] if tomb and known else 0), [])
-                replica = self.add(msg.room, list(msg.members), record, now_ms)
-                replica.made_from(msg.config_index)
-                self._tombstones.pop(msg.room, None)
-            else:
-                unknown = peer_pb.RoomAppendResult(
-                    room=msg.room, success=False, unknown=True, retry_index=1
-                )
-                self._outbox.append(Outbound(sender, msg.room, unknown, reply_to=token))
-                return
+            return
         result = replica.handle_append(sender, msg, now_ms)
         self._outbox.append(Outbound(sender, msg.room, result, reply_to=token))
         self._touched.add(msg.room)
+
+    def step_snapshot(
+        self, sender: str, msg: peer_pb.RoomSnapshot, token: int, now_ms: int
+    ) -> None:
+        """An administrator's snapshot (its history, staged in the store
+        ahead of it, goes in with it); answered like an append."""
+        replica = self.rooms.get(msg.room) or self._copy_for(sender, msg, token, now_ms)
+        if replica is None:
+            return
+        result = replica.handle_snapshot(sender, msg, now_ms)
+        self._outbox.append(Outbound(sender, msg.room, result, reply_to=token))
+        self._touched.add(msg.room)
+
+    def _copy_for(
+        self, sender: str, msg: ReplicationBody, token: int, now_ms: int
+    ) -> RoomReplica | None:
+        """A replica for a room this node does not hold, when the
+        administrator names this node among its replicas or learners in an
+        append from the start of the log or a snapshot; else the answer."""
+        tomb = self._tombstones.get(msg.room)
+        known = tomb is not None and tomb[1] in (msg.incarnation, ANY_INCARNATION) and bool(tomb[1])
+        if known and tomb is not None and msg.epoch < tomb[0]:
+            # an administrator of an epoch this node has seen end
+            old = peer_pb.RoomAppendResult(room=msg.room, epoch=tomb[0], success=False)
+            self._outbox.append(Outbound(sender, msg.room, old, reply_to=token))
+            return None
+        whole = isinstance(msg, peer_pb.RoomSnapshot) or msg.prev_index == 0
+        if not whole or self.node_id not in msg.members:
+            unknown = peer_pb.RoomAppendResult(
+                room=msg.room, success=False, unknown=True, retry_index=1
+            )
+            self._outbox.append(Outbound(sender, msg.room, unknown, reply_to=token))
+            return None
+        record = RoomRecord(msg.room, HardState(tomb[0] if tomb and known else 0), [])
+        replica = self.add(msg.room, list(msg.members), record, now_ms)
+        replica.made_from(msg.config_index)
+        if tomb is not None and tomb[1] == ANY_INCARNATION:
+            replica.discard_stored()  # the damaged copy's rows go with the first write
+        self._tombstones.pop(msg.room, None)
+        return replica
 
     def step_vote(self, candidate: str, msg: peer_pb.RoomVote, token: int, now_ms: int) -> None:
         """A (pre-)vote request; the answer comes in `Ready.messages`."""
@@ -391,6 +429,7 @@ class RoomEngine:
             replica = self.rooms.get(room)
             if replica is None:
                 continue
+            replica.compact()
             write = replica.take_write()
             if write is not None:
                 ready.writes.append(write)
@@ -493,7 +532,10 @@ class RoomEngine:
             replica = self.rooms.get(room)
             if replica is None or not index:
                 continue
-            # a later input may have truncated what this write held
+            # a later input may have truncated what this write held (or a
+            # snapshot replaced it)
+            if index < replica.offset:
+                continue
             if replica.last_index >= index and replica.epoch_at(index) == epoch:
                 replica.on_persisted(index)
                 self._touched.add(room)

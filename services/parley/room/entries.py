@@ -60,29 +60,3 @@ class HardState:
     # part in elections only once its log holds the group entry at this
     # index: the groups before it, in the prefix it replays, are history
     config_floor: int = 0
-
-
-@dataclass(slots=True)
-class RoomRecord:
-    """A room replica's stored state, as loaded at start-up."""
-
-    room: str
-    hard: HardState
-    entries: list[LogEntry]
-
-
-@dataclass(slots=True)
-class RoomWrite:
-    """Changes to one room's stored state, applied atomically with a batch.
-
-    Order of application: drop (forget the room: every entry and the hard
-    state), truncate (drop entries with index >= truncate_from), then append
-    entries, then replace the hard state.
-    """
-
-    room: str
-    hard: HardState | None = None
-    truncate_from: int | None = None
-    entries: tuple[LogEntry, ...] | list[LogEntry] = ()
-    # the room left this node (deleted, or moved to a group without it)
-    drop: bool = False

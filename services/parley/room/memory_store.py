@@ -7,13 +7,16 @@ checks every backend makes on a write live here too, in `check_write`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 
-from parley.room.entries import HardState, LogEntry, RoomRecord, RoomWrite
+from parley.room.entries import HardState, LogEntry
+from parley.room.records import RoomRecord, RoomWrite, Snapshot
 
 
 def check_write(write: RoomWrite, last_index: int) -> int:
-    """Check that a write keeps a room's log contiguous from index 1.
+    """Check that a write keeps a room's log contiguous (from index 1, or
+    from its snapshot).
 
     Both backends call this before applying a write, so a bug upstream (an
     append that skips or overwrites entries without truncating first) fails
@@ -21,8 +24,8 @@ def check_write(write: RoomWrite, last_index: int) -> int:
 
     Args:
         write: The write to check.
-        last_index: The index of the room's last stored entry (0 if none),
-            before the write.
+        last_index: The index of the room's last stored entry (or its
+            snapshot's, if later; 0 if none), before the write.
 
     Returns:
         The index of the room's last entry once the write is applied.
@@ -39,6 +42,9 @@ def check_write(write: RoomWrite, last_index: int) -> int:
                 f"room {write.room!r}: truncate_from must be >= 1, got {write.truncate_from}"
             )
         last_index = min(last_index, write.truncate_from - 1)
+    if write.snapshot is not None:
+        # a snapshot stands for the entries up to its index
+        last_index = max(last_index, write.snapshot.index)
     for entry in write.entries:
         if entry.index != last_index + 1:
             raise ValueError(
@@ -53,34 +59,54 @@ class MemoryLogStore:
     """A LogStore that keeps every room in dictionaries.
 
     Writes are atomic like the sqlite backend's: a batch is checked as a whole
-    before any of it is applied, so a failed `write` changes nothing.
+    before any of it is applied, so a failed `write` changes nothing. Reads
+    may come from another thread than writes (a lock keeps them apart).
     """
 
     def __init__(self) -> None:
         """Create an empty store."""
-        self._logs: dict[str, list[LogEntry]] = {}
-        """Each room's entries; the entry with index i is at position i - 1."""
+        self._logs: dict[str, dict[int, LogEntry]] = {}
+        """Each room's entries by index (history below the snapshot included)."""
         self._hard: dict[str, HardState] = {}
         """Each room's last written hard state (only rooms that wrote one)."""
+        self._snapshots: dict[str, Snapshot] = {}
+        self._staged: dict[str, dict[int, LogEntry]] = {}
+        self._lock = threading.Lock()
+
+    def _last(self, room: str) -> int:
+        log = self._logs.get(room)
+        last = max(log) if log else 0
+        snapshot = self._snapshots.get(room)
+        return max(last, snapshot.index) if snapshot else last
 
     def load(self) -> dict[str, RoomRecord]:
-        """Every stored room replica, sorted by room name.
+        """Every stored room replica, sorted by room name: its hard state,
+        snapshot and the entries after the snapshot.
 
         Returns:
             Fresh records: callers may mutate them (and their lists and hard
-            states) without touching the store. Entries themselves are frozen
-            and shared.
+            states) without touching the store. Entries, snapshots and their
+            states are shared: copy a state before changing it.
         """
-        rooms = sorted({room for room, log in self._logs.items() if log} | self._hard.keys())
-        records: dict[str, RoomRecord] = {}
-        for room in rooms:
-            hard = self._hard.get(room, HardState())
-            records[room] = RoomRecord(
-                room=room,
-                hard=HardState(hard.epoch, hard.voted_for, hard.config_floor),
-                entries=list(self._logs.get(room, ())),
+        with self._lock:
+            rooms = sorted(
+                {room for room, log in self._logs.items() if log}
+                | self._hard.keys()
+                | self._snapshots.keys()
             )
-        return records
+            records: dict[str, RoomRecord] = {}
+            for room in rooms:
+                hard = self._hard.get(room, HardState())
+                snapshot = self._snapshots.get(room)
+                after = snapshot.index if snapshot else 0
+                log = self._logs.get(room, {})
+                records[room] = RoomRecord(
+                    room=room,
+                    hard=HardState(hard.epoch, hard.voted_for, hard.config_floor),
+                    entries=[log[i] for i in sorted(log) if i > after],
+                    snapshot=snapshot,
+                )
+            return records
 
     def write(self, batch: Sequence[RoomWrite]) -> None:
         """Apply every write of the batch in order, all or nothing.
@@ -92,27 +118,80 @@ class MemoryLogStore:
             ValueError: If any write would leave a log non-contiguous (see
                 `check_write`); then nothing of the batch is applied.
         """
-        # Check the whole batch against a running view of each log's length
-        # first: applying can then no longer fail half-way.
-        last: dict[str, int] = {}
-        for write in batch:
-            current = last.get(write.room)
-            if current is None:
-                current = len(self._logs.get(write.room, ()))
-            last[write.room] = check_write(write, current)
-        for write in batch:
-            if write.drop:
-                self._logs.pop(write.room, None)
-                self._hard.pop(write.room, None)
-            log = self._logs.setdefault(write.room, [])
-            if write.truncate_from is not None:
-                del log[write.truncate_from - 1 :]
-            log.extend(write.entries)
-            if write.hard is not None:
-                # A copy: the caller may keep mutating its HardState object.
-                self._hard[write.room] = HardState(
-                    write.hard.epoch, write.hard.voted_for, write.hard.config_floor
-                )
+        with self._lock:
+            # Check the whole batch against a running view of each log's
+            # length first: applying can then no longer fail half-way.
+            last: dict[str, int] = {}
+            for write in batch:
+                current = last.get(write.room)
+                if current is None:
+                    current = self._last(write.room)
+                last[write.room] = check_write(write, current)
+            for write in batch:
+                self._apply(write)
+
+    def _apply(self, write: RoomWrite) -> None:
+        room = write.room
+        if write.drop:
+            self._logs.pop(room, None)
+            self._hard.pop(room, None)
+            self._snapshots.pop(room, None)
+            if not write.install:  # (a copy made from a snapshot keeps its staged history)
+                self._staged.pop(room, None)
+        log = self._logs.setdefault(room, {})
+        if write.truncate_from is not None:
+            for index in [i for i in log if i >= write.truncate_from]:
+                del log[index]
+        if write.snapshot is not None:
+            self._snapshots[room] = write.snapshot
+            if write.install:
+                staged = self._staged.pop(room, {})
+                log.update((i, e) for i, e in staged.items() if i <= write.snapshot.index)
+        for entry in write.entries:
+            log[entry.index] = entry
+        if write.hard is not None:
+            # A copy: the caller may keep mutating its HardState object.
+            self._hard[room] = HardState(
+                write.hard.epoch, write.hard.voted_for, write.hard.config_floor
+            )
+
+    def stage(self, room: str, entries: Iterable[LogEntry]) -> None:
+        """Keep committed history aside for the room's next installed snapshot."""
+        with self._lock:
+            self._staged.setdefault(room, {}).update((e.index, e) for e in entries)
+
+    def entries(self, room: str, after: int, upto: int, limit: int) -> list[LogEntry]:
+        """Stored entries with after < index <= upto, in order, at most limit."""
+        with self._lock:
+            log = self._logs.get(room, {})
+            found = sorted(i for i in log if after < i <= upto)[:limit]
+            return [log[i] for i in found]
+
+    def visible_before(
+        self, room: str, before_seq: int | None, upto: int, limit: int
+    ) -> list[LogEntry]:
+        """The last `limit` visible entries with index <= upto and seq <
+        before_seq (any seq when None), in order."""
+        with self._lock:
+            log = self._logs.get(room, {})
+            found = [
+                log[i]
+                for i in sorted(log)
+                if i <= upto and log[i].visible and (before_seq is None or log[i].seq < before_seq)
+            ]
+            return found[-limit:] if limit else []
+
+    def visible_from(self, room: str, from_seq: int, upto: int, limit: int) -> list[LogEntry]:
+        """The first `limit` visible entries with index <= upto and seq >=
+        from_seq, in order."""
+        with self._lock:
+            log = self._logs.get(room, {})
+            found = [
+                log[i]
+                for i in sorted(log)
+                if i <= upto and log[i].visible and log[i].seq >= from_seq
+            ]
+            return found[:limit]
 
     def close(self) -> None:
         """Nothing to release; the data stays readable until garbage collected."""

@@ -27,7 +27,8 @@ from enum import Enum
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
 from parley.room.codec import entry_from_pb, entry_to_pb
-from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord, RoomWrite
+from parley.room.entries import EntryKind, HardState, LogEntry
+from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.state import DedupeWindow, RoomState
 
 
@@ -70,6 +71,13 @@ class Timing:
     campaign_ms: int = 1000
     max_batch_entries: int = 1024
     dedupe: DedupeWindow = field(default_factory=DedupeWindow)
+    # committed entries kept in memory (for followers a little behind, and
+    # recent reads): the log is compacted to about this many once it holds
+    # twice as many; older ones are read from the store
+    log_tail: int = 1000
+    # a snapshot is stored once this many entries were compacted since the
+    # last: a restart loads it and the entries after it, not the whole log
+    snapshot_every: int = 10_000
 
 
 class RoomReplica:
@@ -129,13 +137,22 @@ class RoomReplica:
         self.epoch = hard.epoch
         self.voted_for = hard.voted_for
         self.config_floor = hard.config_floor
+        snapshot = record.snapshot if record else None
+        # the log in memory starts after `offset`: the entries up to it are
+        # committed, their effect is `base`, and they live in the store
+        self.offset = snapshot.index if snapshot else 0
+        self.offset_epoch = snapshot.epoch if snapshot else 0
+        self.base = snapshot.state.copy() if snapshot else RoomState()
+        self.base.window = self.timing.dedupe
+        # the index of the last snapshot in the store (or being written)
+        self.snapshot_index = self.offset
         self.log: list[LogEntry] = list(record.entries) if record else []
         # the state after the whole log (committed or not): what an
         # administrator validates new requests against
-        self.tip = RoomState.from_entries(self.log, self.timing.dedupe)
+        self.tip = self._replay()
         self._apply_config()
-        self.commit_index = 0
-        self._taken_index = 0
+        self.commit_index = self.offset
+        self._taken_index = self.offset
         self.role = Role.FOLLOWER
         self.administrator = ""
         self.persisted_index = self.last_index
@@ -219,20 +236,33 @@ class RoomReplica:
     @property
     def last_index(self) -> int:
         """Index of the last entry (0 for an empty log)."""
-        return len(self.log)
+        return self.offset + len(self.log)
 
     @property
     def last_epoch(self) -> int:
         """Epoch of the last entry (0 for an empty log)."""
-        return self.log[-1].epoch if self.log else 0
+        return self.log[-1].epoch if self.log else self.offset_epoch
 
     def entry(self, index: int) -> LogEntry:
-        """The entry at index (from 1)."""
-        return self.log[index - 1]
+        """The entry at index, which must be in memory (above `offset`)."""
+        if index <= self.offset:
+            raise IndexError(f"{self.room}: entry {index} is compacted (offset {self.offset})")
+        return self.log[index - self.offset - 1]
 
     def epoch_at(self, index: int) -> int:
-        """Epoch of the entry at index; 0 for index 0."""
-        return self.log[index - 1].epoch if index > 0 else 0
+        """Epoch of the entry at index (at least `offset`); 0 for index 0."""
+        if index > self.offset:
+            return self.log[index - self.offset - 1].epoch
+        if index == self.offset:
+            return self.offset_epoch
+        raise IndexError(f"{self.room}: entry {index} is compacted (offset {self.offset})")
+
+    def _replay(self) -> RoomState:
+        """The state after `base` and every entry in memory."""
+        state = self.base.copy()
+        for entry in self.log:
+            state.apply(entry)
+        return state
 
     @property
     def incarnation(self) -> str:
@@ -274,7 +304,10 @@ class RoomReplica:
     @property
     def committed_seq(self) -> int:
         """The seq of the last committed entry (-1 when none)."""
-        return self.log[self.commit_index - 1].seq if self.commit_index else -1
+        if self.commit_index > self.offset:
+            return self.entry(self.commit_index).seq
+        # (an epoch entry repeats the visible seq before it, as base does)
+        return self.base.last_seq if self.offset else -1
 
     def _jitter(self) -> int:
         return self._rng.randrange(self.timing.election_min_ms, self.timing.election_max_ms)
@@ -327,9 +360,9 @@ class RoomReplica:
         write.entries = [e for e in write.entries if e.index < from_index]
         if write.truncate_from is None or from_index < write.truncate_from:
             write.truncate_from = from_index
-        del self.log[from_index - 1 :]
+        del self.log[from_index - self.offset - 1 :]
         self.persisted_index = min(self.persisted_index, from_index - 1)
-        self.tip = RoomState.from_entries(self.log, self.timing.dedupe)
+        self.tip = self._replay()
         self._apply_config()
 
     # -------------------------------------------------------------- effects
@@ -357,15 +390,62 @@ class RoomReplica:
         if self._taken_index >= self.commit_index:
             return []
         start, self._taken_index = self._taken_index, self.commit_index
-        return self.log[start : self.commit_index]
+        return self.log[start - self.offset : self.commit_index - self.offset]
+
+    def compact(self) -> None:
+        """Keep about `log_tail` committed entries in memory: fold older
+        ones into `base` (they stay in the store), and store a snapshot
+        every `snapshot_every` entries so a restart starts from there.
+
+        Only entries already durable here and handed out as committed
+        (`take_committed`) are folded.
+        """
+        tail = self.timing.log_tail
+        if len(self.log) <= 2 * tail:
+            return
+        upto = min(self._taken_index, self.persisted_index) - tail
+        if upto <= self.offset:
+            return
+        folded = upto - self.offset
+        for entry in self.log[:folded]:
+            self.base.apply(entry)
+        self.offset_epoch = self.log[folded - 1].epoch
+        del self.log[:folded]
+        self.offset = upto
+        if self.offset - self.snapshot_index >= self.timing.snapshot_every:
+            self._store_snapshot()
+
+    def _store_snapshot(self) -> None:
+        self.snapshot_index = self.offset
+        self._pending_write().snapshot = Snapshot(self.offset, self.offset_epoch, self.base.copy())
+
+    def snapshot_for(self, peer: str) -> peer_pb.RoomSnapshot:
+        """The snapshot a peer behind `offset` is sent instead of entries."""
+        return peer_pb.RoomSnapshot(
+            room=self.room,
+            epoch=self.epoch,
+            index=self.offset,
+            index_epoch=self.offset_epoch,
+            state=self.base.to_json(),
+            commit_index=self.commit_index,
+            incarnation=self.tip.incarnation,
+            members=[*self.replicas, *sorted(self.learners)],
+            config_index=self.tip.config_index,
+            # what the peer is known to hold: the history copied ahead of the
+            # snapshot starts after it
+            have_index=min(self.match_index.get(peer, 0), self.offset),
+        )
 
     @property
     def dirty_peers(self) -> set[str]:
         """Peers this administrator has new entries or a new commit index for."""
         return self._dirty_peers if self.role is Role.ADMINISTRATOR else set()
 
-    def append_for(self, peer: str, now_ms: int) -> peer_pb.RoomAppend | None:
-        """The next append (entries from the peer's next index) for a peer.
+    def append_for(
+        self, peer: str, now_ms: int
+    ) -> peer_pb.RoomAppend | peer_pb.RoomSnapshot | None:
+        """The next append (entries from the peer's next index) for a peer,
+        or the snapshot at `offset` when the entries it needs are compacted.
 
         Pipelined: the peer's next index moves past what is sent at once, so
         the next call sends what comes after without waiting for an answer.
@@ -375,6 +455,11 @@ class RoomReplica:
         self._dirty_peers.discard(peer)
         self._last_sent_ms[peer] = now_ms
         start = self.next_index[peer]
+        if start <= self.offset:
+            self.next_index[peer] = self.offset + 1
+            if self.offset < self.last_index:
+                self._dirty_peers.add(peer)
+            return self.snapshot_for(peer)
         end = min(self.last_index, start + self.timing.max_batch_entries - 1)
         prev = start - 1
         msg = peer_pb.RoomAppend(
@@ -382,7 +467,7 @@ class RoomReplica:
             epoch=self.epoch,
             prev_index=prev,
             prev_epoch=self.epoch_at(prev),
-            entries=[entry_to_pb(self.log[i - 1]) for i in range(start, end + 1)],
+            entries=[entry_to_pb(e) for e in self.log[start - self.offset - 1 : end - self.offset]],
             commit_index=self.commit_index,
             transfer=peer == self.transfer_target and end == self.last_index,
             incarnation=self.tip.incarnation,
@@ -485,7 +570,7 @@ class RoomReplica:
     def handle_append_result(
         self,
         peer: str,
-        sent: peer_pb.RoomAppend,
+        sent: peer_pb.RoomAppend | peer_pb.RoomSnapshot,
         result: peer_pb.RoomAppendResult,
         now_ms: int,
         read_round: int = 0,
@@ -516,7 +601,7 @@ class RoomReplica:
             return
         if result.success and sent.commit_index > self._told.get(peer, 0):
             self._told[peer] = sent.commit_index
-            if peer in self.leavers and sent.leaving:
+            if peer in self.leavers and isinstance(sent, peer_pb.RoomAppend) and sent.leaving:
                 self.leavers.discard(peer)  # it knows it left
         self._acked_ms[peer] = now_ms
         if read_round > self._acked_round.get(peer, 0):
@@ -573,10 +658,10 @@ class RoomReplica:
             and set(self.peers) <= up
         )
 
-    def append_failed(self, peer: str, sent: peer_pb.RoomAppend) -> None:
+    def append_failed(self, peer: str, sent: peer_pb.RoomAppend | peer_pb.RoomSnapshot) -> None:
         """An append was lost (RPC error): resend its entries next time."""
         if self.role is Role.ADMINISTRATOR and sent.epoch == self.epoch:
-            first = sent.prev_index + 1
+            first = sent.prev_index + 1 if isinstance(sent, peer_pb.RoomAppend) else 1
             if self.next_index.get(peer, 0) > first:
                 self.next_index[peer] = max(first, self.match_index.get(peer, 0) + 1)
             self._dirty_peers.add(peer)
@@ -735,7 +820,8 @@ class RoomReplica:
         self._heard(now_ms)
         if msg.prev_index > self.last_index:
             return self._reject(self.last_index + 1)
-        if self.epoch_at(msg.prev_index) != msg.prev_epoch:
+        # (entries up to offset are committed here, so they match)
+        if msg.prev_index >= self.offset and self.epoch_at(msg.prev_index) != msg.prev_epoch:
             # skip back over the whole conflicting epoch at once
             conflict_epoch = self.epoch_at(msg.prev_index)
             first = msg.prev_index
@@ -745,6 +831,8 @@ class RoomReplica:
         new: list[LogEntry] = []
         for pb_entry in msg.entries:
             index = pb_entry.index
+            if index <= self.offset:
+                continue
             if index <= self.last_index:
                 if self.epoch_at(index) == pb_entry.epoch:
                     continue
@@ -764,6 +852,59 @@ class RoomReplica:
             # campaign now, without waiting for its reign to time out
             self.campaign(now_ms, transfer=True)
         return result
+
+    def handle_snapshot(
+        self, sender: str, msg: peer_pb.RoomSnapshot, now_ms: int
+    ) -> peer_pb.RoomAppendResult:
+        """Take an administrator's snapshot (Raft's InstallSnapshot): the
+        room's state at an index this log does not hold, or not committed.
+        The answer, like an append's, may be sent once `take_write()` is
+        durable."""
+        if self._foreign(msg.incarnation):
+            return peer_pb.RoomAppendResult(room=self.room, success=False, foreign=True)
+        if msg.epoch < self.epoch:
+            return peer_pb.RoomAppendResult(room=self.room, epoch=self.epoch, success=False)
+        self.leaving = False
+        if msg.epoch > self.epoch or self.role is not Role.FOLLOWER:
+            self._become_follower(msg.epoch, now_ms)
+        self.quiet = False
+        self.administrator = sender
+        self._heard(now_ms)
+        index = msg.index
+        ok = peer_pb.RoomAppendResult(
+            room=self.room, epoch=self.epoch, success=True, match_index=index
+        )
+        if index <= self.commit_index:
+            return ok  # this log holds it committed already
+        state = RoomState.from_json(msg.state, self.timing.dedupe)
+        write = self._pending_write()
+        assert isinstance(write.entries, list)
+        # Raft's rule: entries after the snapshot's last stay if this log
+        # agrees with it there (they may be acknowledged); otherwise the log
+        # diverges from the administrator's after its commit index, and
+        # everything uncommitted goes
+        keep = index < self.last_index and self.epoch_at(index) == msg.index_epoch
+        if keep:
+            del self.log[: index - self.offset]
+        else:
+            cut = self.commit_index + 1
+            write.entries = [e for e in write.entries if e.index < cut]
+            if write.truncate_from is None or cut < write.truncate_from:
+                write.truncate_from = cut
+            self.log = []
+            self.persisted_index = min(self.persisted_index, self.commit_index)
+        self.offset, self.offset_epoch = index, msg.index_epoch
+        self.base = state
+        self.snapshot_index = index
+        write.snapshot = Snapshot(index, msg.index_epoch, state.copy())
+        write.install = True
+        self.tip = self._replay()
+        self._apply_config()
+        # (only up to index: entries kept after it may not match further on)
+        self.commit_index = max(self.commit_index, index)
+        # (what the snapshot covers was applied elsewhere; nothing to hand out)
+        self._taken_index = max(self._taken_index, index)
+        return ok
 
     def _reject(self, retry_index: int) -> peer_pb.RoomAppendResult:
         return peer_pb.RoomAppendResult(
@@ -1055,7 +1196,7 @@ class RoomReplica:
         if self.self_id in self.replicas:
             return True
         index = self.tip.config_index
-        return index > self.commit_index and self.log[index - 1].kind is EntryKind.MOVE_DONE
+        return index > self.commit_index and self.entry(index).kind is EntryKind.MOVE_DONE
 
     def _preferred(self, up: set[str]) -> bool:
         """True when this node is the first replica (placement order) that is up

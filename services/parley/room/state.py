@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from parley.room.entries import EntryKind, LogEntry
 
@@ -105,4 +107,70 @@ class RoomState:
         state = cls(window=window or DedupeWindow())
         for entry in entries:
             state.apply(entry)
+        return state
+
+    def copy(self) -> RoomState:
+        """An independent copy (the members and the window are copied too)."""
+        return RoomState(
+            exists=self.exists,
+            owner=self.owner,
+            members=set(self.members),
+            last_seq=self.last_seq,
+            last_ts_ms=self.last_ts_ms,
+            replicas=self.replicas,
+            joining=self.joining,
+            config_index=self.config_index,
+            incarnation=self.incarnation,
+            deleted_index=self.deleted_index,
+            dedupe=OrderedDict(self.dedupe),
+            window=self.window,
+        )
+
+    def to_json(self) -> bytes:
+        """The state as JSON (snapshots on disk and in InstallSnapshot)."""
+        doc: dict[str, Any] = {
+            "exists": self.exists,
+            "owner": self.owner,
+            "members": sorted(self.members),
+            "last_seq": self.last_seq,
+            "last_ts_ms": self.last_ts_ms,
+            "replicas": list(self.replicas),
+            "joining": list(self.joining),
+            "config_index": self.config_index,
+            "incarnation": self.incarnation,
+            "deleted_index": self.deleted_index,
+            # oldest first, as the window forgets them
+            "dedupe": [[u, i, seq, ts] for (u, i), (seq, ts) in self.dedupe.items()],
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, window: DedupeWindow | None = None) -> RoomState:
+        """The inverse of `to_json`, under this replica's window.
+
+        Raises:
+            ValueError: if the data is not a room state.
+        """
+        try:
+            doc = json.loads(data)
+            state = cls(
+                exists=bool(doc["exists"]),
+                owner=str(doc["owner"]),
+                members={str(m) for m in doc["members"]},
+                last_seq=int(doc["last_seq"]),
+                last_ts_ms=int(doc["last_ts_ms"]),
+                replicas=tuple(str(r) for r in doc["replicas"]),
+                joining=tuple(str(r) for r in doc["joining"]),
+                config_index=int(doc["config_index"]),
+                incarnation=str(doc["incarnation"]),
+                deleted_index=int(doc["deleted_index"]),
+                dedupe=OrderedDict(
+                    ((str(u), str(i)), (int(seq), int(ts))) for u, i, seq, ts in doc["dedupe"]
+                ),
+                window=window or DedupeWindow(),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a room state: {exc}") from exc
+        if state.dedupe:
+            state._forget_old(next(reversed(state.dedupe.values()))[1])
         return state

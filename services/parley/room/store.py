@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from parley.room.entries import RoomRecord, RoomWrite
+from parley.room.entries import LogEntry
+from parley.room.records import RoomRecord, RoomWrite
 
 
 class LogStore(Protocol):
     """Where a node keeps its room replicas. Implementations: memory, sqlite.
 
-    Methods block; the node calls them from one worker thread, never from the
-    event loop, and never concurrently.
+    Methods block; the node calls `load`, `write` and `stage` from one
+    worker thread, never from the event loop, and never concurrently; the
+    reads (`entries`, `visible_*`) from other threads, alongside them.
     """
 
     def load(self) -> dict[str, RoomRecord]:
-        """Every stored room replica, for start-up."""
+        """Every stored room replica, for start-up: hard state, latest
+        snapshot, and only the entries after it."""
+        ...
+
+    def stage(self, room: str, entries: Iterable[LogEntry]) -> None:
+        """Durably keep committed history aside until the room's next
+        installed snapshot (`RoomWrite.install`) moves it into the log."""
+        ...
+
+    def entries(self, room: str, after: int, upto: int, limit: int) -> list[LogEntry]:
+        """Stored entries with after < index <= upto, in order, at most limit."""
+        ...
+
+    def visible_before(
+        self, room: str, before_seq: int | None, upto: int, limit: int
+    ) -> list[LogEntry]:
+        """The last `limit` visible entries at index <= upto with seq <
+        before_seq (None: any), in order: a `history` page."""
+        ...
+
+    def visible_from(self, room: str, from_seq: int, upto: int, limit: int) -> list[LogEntry]:
+        """The first `limit` visible entries at index <= upto with seq >=
+        from_seq, in order: a backlog page."""
         ...
 
     def write(self, batch: Sequence[RoomWrite]) -> None:

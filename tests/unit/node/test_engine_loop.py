@@ -13,8 +13,8 @@ from parley._generated import peer_service_pb2 as peer_pb
 from parley.node.engine_loop import EngineLoop, now_ms
 from parley.node.store_writer import StoreWriter
 from parley.room.engine import Outbound, Ready, RoomEngine
-from parley.room.entries import RoomWrite
 from parley.room.memory_store import MemoryLogStore
+from parley.room.records import RoomWrite
 from support.wait import wait_for
 
 ROOM = "r0"

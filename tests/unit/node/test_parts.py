@@ -7,8 +7,9 @@ import pytest
 from parley.node.commit_waiters import CommitWaiters
 from parley.node.presence import PresenceBook
 from parley.node.subscribers import Subscriber, SubscriberHub
-from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord
+from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.errors import NotAdministrator, Unavailable
+from parley.room.records import RoomRecord
 from parley.room.replica import RoomReplica
 
 

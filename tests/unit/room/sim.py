@@ -38,8 +38,9 @@ from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import superseded
 from parley.room.codec import entry_from_pb
 from parley.room.engine import Outbound, Ready, RoomEngine
-from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
+from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.memory_store import MemoryLogStore
+from parley.room.records import RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
 
 APPEND = "append"

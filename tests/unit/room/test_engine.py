@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.room.engine import TOMBSTONE, RoomEngine
-from parley.room.entries import HardState, RoomRecord
+from parley.room.entries import HardState
+from parley.room.records import RoomRecord
 from parley.room.replica import Role
 from sim import (
     APPEND,

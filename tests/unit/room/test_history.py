@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from parley.room.entries import EntryKind, HardState, LogEntry, RoomRecord
+from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.history import committed_before, committed_visible
+from parley.room.records import RoomRecord
 from parley.room.replica import RoomReplica
 
 

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
+from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.memory_store import MemoryLogStore
+from parley.room.records import RoomWrite
 from parley.room.sqlite_store import (
     SCHEMA_VERSION,
     SchemaVersionError,
@@ -335,7 +336,8 @@ def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from parley.room.entries import EntryKind, HardState, LogEntry, RoomWrite
+    from parley.room.entries import EntryKind, HardState, LogEntry
+    from parley.room.records import RoomWrite
     from parley.room.sqlite_store import SqliteLogStore
 
     store = SqliteLogStore(sys.argv[1])
