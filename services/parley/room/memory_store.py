@@ -145,8 +145,10 @@ class MemoryLogStore:
         if write.snapshot is not None:
             self._snapshots[room] = write.snapshot
             if write.install:
-                staged = self._staged.pop(room, {})
-                log.update((i, e) for i, e in staged.items() if i <= write.snapshot.index)
+                # (history staged for a later snapshot stays staged)
+                staged = self._staged.get(room, {})
+                for index in sorted(i for i in staged if i <= write.snapshot.index):
+                    log[index] = staged.pop(index)
         for entry in write.entries:
             log[entry.index] = entry
         if write.hard is not None:

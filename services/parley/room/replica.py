@@ -880,19 +880,20 @@ class RoomReplica:
         write = self._pending_write()
         assert isinstance(write.entries, list)
         # Raft's rule: entries after the snapshot's last stay if this log
-        # agrees with it there (they may be acknowledged); otherwise the log
-        # diverges from the administrator's after its commit index, and
-        # everything uncommitted goes
+        # agrees with it there (they may be acknowledged); otherwise what
+        # follows the entries known to match (committed here, or
+        # acknowledged to this administrator: the history sent ahead starts
+        # after those) goes, and the staged history stands in up to index
         keep = index < self.last_index and self.epoch_at(index) == msg.index_epoch
         if keep:
             del self.log[: index - self.offset]
         else:
-            cut = self.commit_index + 1
+            cut = max(self.commit_index, min(msg.have_index, self.last_index)) + 1
             write.entries = [e for e in write.entries if e.index < cut]
             if write.truncate_from is None or cut < write.truncate_from:
                 write.truncate_from = cut
             self.log = []
-            self.persisted_index = min(self.persisted_index, self.commit_index)
+            self.persisted_index = min(self.persisted_index, cut - 1)
         self.offset, self.offset_epoch = index, msg.index_epoch
         self.base = state
         self.snapshot_index = index

@@ -451,7 +451,10 @@ class SqliteLogStore:
                         " FROM staged WHERE room = ? AND idx <= ?",
                         (room, snapshot.index),
                     )
-                    conn.execute("DELETE FROM staged WHERE room = ?", (room,))
+                    # (history staged for a later snapshot stays staged)
+                    conn.execute(
+                        "DELETE FROM staged WHERE room = ? AND idx <= ?", (room, snapshot.index)
+                    )
             if write.entries and room not in self._listed:
                 # load finds rooms by their hard state: give each log one
                 conn.execute(

@@ -31,7 +31,7 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from parley._generated import peer_service_pb2 as peer_pb
@@ -42,8 +42,10 @@ from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.memory_store import MemoryLogStore
 from parley.room.records import RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
+from parley.room.state import RoomState
 
 APPEND = "append"
+SNAPSHOT = "snapshot"
 APPEND_RESULT = "append_result"
 VOTE = "vote"
 VOTE_RESULT = "vote_result"
@@ -65,7 +67,8 @@ class Msg:
     kind: str
     room: str
     body: Any
-    """The protobuf message: RoomAppend, RoomAppendResult, RoomVote or RoomVoteResult."""
+    """The protobuf message: RoomAppend, RoomSnapshot, RoomAppendResult,
+    RoomVote or RoomVoteResult."""
     request: Any = None
     """For a result: the request it answers (what the requester sent)."""
     rpc: int = 0
@@ -73,6 +76,9 @@ class Msg:
     incarnation: int = 0
     """The requester's incarnation when it sent the request."""
     deliver_at: int = 0
+    history: list[LogEntry] = field(default_factory=list)
+    """A snapshot's history, read from the sender's store as the node's
+    transfer does, staged at the receiver before the snapshot goes in."""
 
     def __repr__(self) -> str:
         body = self.body
@@ -88,6 +94,8 @@ class Msg:
             detail = (
                 f"e{body.epoch} ok={body.success} match={body.match_index} retry={body.retry_index}"
             )
+        elif self.kind == SNAPSHOT:
+            detail = f"e{body.epoch} at={body.index}/{body.index_epoch} have={body.have_index}"
         elif self.kind == VOTE:
             detail = f"e{body.epoch} last={body.last_index}/{body.last_epoch}"
         else:
@@ -101,8 +109,13 @@ class SimNode:
 
     id: str
     store: MemoryLogStore = field(default_factory=MemoryLogStore)
-    disk: dict[str, list[LogEntry]] = field(default_factory=dict)
-    """A mirror of the store's logs, to check what a write truncates."""
+    disk: dict[str, dict[int, LogEntry]] = field(default_factory=dict)
+    """A mirror of the store's entries by index (history below the
+    snapshot too), to check what a write truncates."""
+    disk_snap: dict[str, int] = field(default_factory=dict)
+    """A mirror of the index of each room's stored snapshot."""
+    staged: dict[str, dict[int, LogEntry]] = field(default_factory=dict)
+    """A mirror of the history staged for each room's next install."""
     disk_hard: dict[str, HardState] = field(default_factory=dict)
     """A mirror of the store's hard states, to check what a message promises."""
     engine: RoomEngine | None = None
@@ -153,6 +166,8 @@ class Checker:
         """(node, room) -> commit index last seen on the current replica object."""
         self.taken: dict[tuple[str, str], int] = {}
         """(node, room) -> last index handed out by take_committed."""
+        self.offsets: dict[tuple[str, str], int] = {}
+        """(node, room) -> the replica's offset when its base was last checked."""
         self.acked: list[tuple[str, LogEntry]] = []
         """Every entry acknowledged to a client, with its room."""
         self.acked_index: dict[str, int] = {}
@@ -194,6 +209,7 @@ class Checker:
         """A node dropped its copy of a room (it may get a new one later)."""
         self.commit_seen.pop((node, room), None)
         self.taken.pop((node, room), None)
+        self.offsets.pop((node, room), None)
 
     def forget(self, node: str) -> None:
         """A node restarted: its replicas start over from commit index 0."""
@@ -201,15 +217,22 @@ class Checker:
             del self.commit_seen[key]
         for key in [k for k in self.taken if k[0] == node]:
             del self.taken[key]
+        for key in [k for k in self.offsets if k[0] == node]:
+            del self.offsets[key]
 
-    def before_write(self, node: str, disk: list[LogEntry], write: RoomWrite) -> None:
+    def before_write(self, node: str, disk: dict[int, LogEntry], write: RoomWrite) -> None:
         """Check a write before it reaches the store."""
         room = write.room
+        if write.snapshot is not None:
+            self.stats["snapshots_installed" if write.install else "snapshots_stored"] += 1
         if write.truncate_from is not None:
-            self.stats["truncated"] += max(0, len(disk) - write.truncate_from + 1)
+            doomed = sorted(i for i in disk if i >= write.truncate_from)
+            self.stats["truncated"] += len(doomed)
             committed = self.committed.get(room, [])
-            for index in range(write.truncate_from, min(len(disk), len(committed)) + 1):
-                if disk[index - 1] == committed[index - 1]:
+            for index in doomed:
+                if write.install and write.snapshot and index <= write.snapshot.index:
+                    continue  # the history staged with the snapshot replaces it
+                if index <= len(committed) and disk[index] == committed[index - 1]:
                     self.fail(
                         f"{node}/{room}: truncates committed entry {index} "
                         f"{committed[index - 1]} (truncate_from={write.truncate_from})"
@@ -253,9 +276,10 @@ class Checker:
         if msg.kind == VOTE_RESULT and body.granted and hard.voted_for != msg.dst:
             self.fail(f"{node.id}: granted {msg} with {hard} on disk")
         if msg.kind == APPEND_RESULT and body.success:
-            disk = node.disk.get(msg.room, [])
-            if len(disk) < body.match_index:
-                self.fail(f"{node.id}: acknowledged {msg} holding {len(disk)} entries on disk")
+            disk = node.disk.get(msg.room, {})
+            held = max(max(disk, default=0), node.disk_snap.get(msg.room, 0))
+            if held < body.match_index:
+                self.fail(f"{node.id}: acknowledged {msg} holding {held} entries on disk")
 
     def observe(self, node: str, rep: RoomReplica, taken: list[LogEntry]) -> None:
         """Check a replica after a step (its write is durable by now)."""
@@ -277,15 +301,44 @@ class Checker:
         if rep.commit_index < seen:
             self.fail(f"{node}/{room}: commit index went back {seen} -> {rep.commit_index}")
         for index in range(seen + 1, rep.commit_index + 1):
+            if index <= rep.offset:
+                # came with a snapshot: only what the cluster committed
+                if index > len(self.committed.get(room, [])):
+                    self.fail(
+                        f"{node}/{room}: a snapshot at {rep.offset} covers uncommitted {index}"
+                    )
+                continue
             self._commit(node, room, rep.entry(index))
         self.commit_seen[key] = rep.commit_index
-        start = self.taken.get(key, 0)
-        for offset, entry in enumerate(taken, start=start + 1):
-            if entry.index != offset or entry != self.committed[room][offset - 1]:
-                self.fail(f"{node}/{room}: take_committed gave {entry} at {offset}")
-        self.taken[key] = start + len(taken)
+        if self.offsets.get(key, 0) != rep.offset:
+            self.offsets[key] = rep.offset
+            self.check_base(node, rep)
+        last = self.taken.get(key, 0)
+        for entry in taken:
+            # (a gap is what a snapshot stood in for)
+            gap_ok = entry.index == last + 1 or entry.index - 1 <= rep.offset
+            if not gap_ok or entry != self.committed[room][entry.index - 1]:
+                self.fail(f"{node}/{room}: take_committed gave {entry} after {last}")
+            last = entry.index
+        self.taken[key] = last
         if self.taken[key] > rep.commit_index:
             self.fail(f"{node}/{room}: took past the commit index")
+
+    def check_base(self, node: str, rep: RoomReplica) -> None:
+        """A replica's state at its offset is what the committed log says
+        (compaction folded the right entries; a snapshot carried it whole)."""
+        if not rep.offset:
+            return
+        self.stats["offsets_checked"] += 1
+        committed = self.committed.get(rep.room, [])
+        if rep.offset > len(committed):
+            self.fail(f"{node}/{rep.room}: offset {rep.offset} beyond the commit {len(committed)}")
+        want = RoomState.from_entries(committed[: rep.offset], rep.base.window)
+        if (
+            want.to_json() != rep.base.to_json()
+            or rep.offset_epoch != committed[rep.offset - 1].epoch
+        ):
+            self.fail(f"{node}/{rep.room}: the state at offset {rep.offset} differs from the log's")
 
     def _commit(self, node: str, room: str, entry: LogEntry) -> None:
         log = self.committed.setdefault(room, [])
@@ -371,35 +424,55 @@ class Checker:
             if len(set(commits.values())) != 1 or commits[members[0]] != len(committed):
                 self.fail(f"{room}: commit indexes differ at the end: {commits}, {len(committed)}")
             for node, rep in reps:
-                if rep.log[: rep.commit_index] != committed:
+                if rep.log[: rep.commit_index - rep.offset] != committed[rep.offset :]:
                     self.fail(f"{node}/{room}: committed log differs from the cluster's")
-                stored = cluster.nodes[node].store.load().get(room)
-                if stored is None or stored.entries != rep.log:
+                self.check_base(node, rep)
+                store = cluster.nodes[node].store
+                stored = store.load().get(room)
+                if (
+                    stored is None
+                    or stored.entries[-len(rep.log) :] != rep.log[-len(stored.entries) :]
+                ):
                     self.fail(f"{node}/{room}: store and memory disagree")
+                snap = stored.snapshot.index if stored.snapshot else 0
+                if (
+                    snap > rep.offset
+                    or (stored.entries[-1].index if stored.entries else snap) != rep.last_index
+                ):
+                    self.fail(f"{node}/{room}: the store ends elsewhere than memory")
                 if (stored.hard.epoch, stored.hard.voted_for) != (rep.epoch, rep.voted_for):
                     self.fail(f"{node}/{room}: stored hard state {stored.hard} vs {rep.epoch}")
+                # the whole committed history is on disk, however the copy was made
+                if store.entries(room, 0, len(committed), len(committed) + 1) != committed:
+                    self.fail(f"{node}/{room}: the stored history differs from the committed log")
             for i, (a, ra) in enumerate(reps):
                 for b, rb in reps[i + 1 :]:
-                    check_log_matching(f"{room} {a}/{b}", ra.log, rb.log)
+                    check_log_matching(f"{room} {a}/{b}", ra, rb)
         for room, entry in self.acked:
             for node in cluster.group(room):
                 rep = cluster.nodes[node].replicas[room]
-                if entry.index > rep.commit_index or rep.entry(entry.index) != entry:
+                if entry.index > rep.commit_index:
                     self.fail(f"{node}/{room}: acknowledged {entry} lost")
+                stored = cluster.nodes[node].store.entries(room, entry.index - 1, entry.index, 1)
+                if stored != [entry]:
+                    self.fail(f"{node}/{room}: acknowledged {entry} lost from the store")
 
 
-def check_log_matching(what: str, a: list[LogEntry], b: list[LogEntry], known: int = 0) -> None:
-    """Raft's log matching: same index and epoch means the same prefix.
+def check_log_matching(what: str, a: RoomReplica, b: RoomReplica, known: int = 0) -> None:
+    """Raft's log matching: same index and epoch means the same prefix
+    (compared where both hold the entries in memory).
 
     Args:
         what: names the pair in a failure.
-        a: one log.
+        a: one replica.
         b: the other.
         known: a prefix length already known to be equal (it is not compared).
     """
-    for index in range(min(len(a), len(b)), 0, -1):
-        if a[index - 1].epoch == b[index - 1].epoch:
-            if a[known:index] != b[known:index]:
+    low = max(a.offset, b.offset, known)
+    for index in range(min(a.last_index, b.last_index), low, -1):
+        if a.entry(index).epoch == b.entry(index).epoch:
+            span_a = a.log[low - a.offset : index - a.offset]
+            if span_a != b.log[low - b.offset : index - b.offset]:
                 raise InvariantViolation(f"{what}: logs match at {index} but differ before it")
             return
 
@@ -615,7 +688,7 @@ class Cluster:
                 self._finish(node, ready)
                 continue
             for write in ready.writes:
-                self.checker.before_write(node.id, node.disk.setdefault(write.room, []), write)
+                self.checker.before_write(node.id, node.disk.setdefault(write.room, {}), write)
             node.writing = ready
             incarnation = node.incarnation
             if self.crash_point(node, "submitted"):
@@ -647,10 +720,20 @@ class Cluster:
                 if write.drop:
                     node.disk.pop(write.room, None)
                     node.disk_hard.pop(write.room, None)
-                disk = node.disk.setdefault(write.room, [])
+                    node.disk_snap.pop(write.room, None)
+                    if not write.install:
+                        node.staged.pop(write.room, None)
+                disk = node.disk.setdefault(write.room, {})
                 if write.truncate_from is not None:
-                    del disk[write.truncate_from - 1 :]
-                disk.extend(write.entries)
+                    for index in [i for i in disk if i >= write.truncate_from]:
+                        del disk[index]
+                if write.snapshot is not None:
+                    node.disk_snap[write.room] = write.snapshot.index
+                    if write.install:
+                        staged = node.staged.get(write.room, {})
+                        for index in [i for i in staged if i <= write.snapshot.index]:
+                            disk[index] = staged.pop(index)
+                disk.update((e.index, e) for e in write.entries)
                 if write.hard is not None:
                     node.disk_hard[write.room] = write.hard
             node.writing = None
@@ -696,15 +779,24 @@ class Cluster:
             if msg.kind == APPEND:
                 entries = [entry_from_pb(e) for e in msg.body.entries]
                 self.checker.record(node.id, msg.room, msg.body.incarnation, entries)
+            elif msg.kind == SNAPSHOT:
+                self.checker.record(node.id, msg.room, msg.body.incarnation, msg.history)
             self.send(msg)
 
     def _to_msg(self, node: SimNode, out: Outbound) -> Msg:
         body = out.body
         if out.reply_to:
             request = node.requests.pop(out.reply_to)
-            kind = APPEND_RESULT if request.kind == APPEND else VOTE_RESULT
+            kind = VOTE_RESULT if request.kind == VOTE else APPEND_RESULT
             return Msg(node.id, out.to, kind, out.room, body, request.body, request.rpc,
                        request.incarnation)  # fmt: skip
+        if isinstance(body, peer_pb.RoomSnapshot):
+            # the node's transfer: the history the peer lacks, from this store
+            history = node.store.entries(out.room, body.have_index, body.index, 10**9)
+            self.checker.stats["snapshots_sent"] += 1
+            self.checker.stats["history_copied"] += len(history)
+            return Msg(node.id, out.to, SNAPSHOT, out.room, body, None, out.id, node.incarnation,
+                       history=history)  # fmt: skip
         kind = APPEND if isinstance(body, peer_pb.RoomAppend) else VOTE
         return Msg(node.id, out.to, kind, out.room, body, None, out.id, node.incarnation)
 
@@ -846,15 +938,17 @@ class Cluster:
         if kind is EntryKind.CREATE:
             text = ",".join(self.recorded[room])  # the create entry records the replica group
         existing: LogEntry | None = None
+        # what the node does: memory first, then the store (compacted entries)
+        held = [*node.store.entries(room, 0, rep.offset, 10**9), *rep.log]
         if kind is EntryKind.CREATE:
             if rep.tip.exists:
-                existing = next(e for e in rep.log if e.kind is EntryKind.CREATE)
+                existing = next(e for e in held if e.kind is EntryKind.CREATE)
         else:
             if not rep.tip.exists:
                 return None
             seq = rep.tip.original(user, client_msg_id)
             if seq is not None:
-                existing = next(e for e in reversed(rep.log) if e.visible and e.seq == seq)
+                existing = next(e for e in reversed(held) if e.visible and e.seq == seq)
         if existing is not None and existing.index <= rep.commit_index:
             # a retry of a committed request: answered at once, as the node
             # would, from the commit index in memory (ahead of what a Ready
@@ -920,10 +1014,15 @@ class Cluster:
         self._input(dst, lambda engine: self._process(dst, engine, msg))
 
     def _process(self, node: SimNode, engine: RoomEngine, msg: Msg) -> None:
-        if msg.kind in (APPEND, VOTE):
+        if msg.kind in (APPEND, SNAPSHOT, VOTE):
             self._token += 1
             node.requests[self._token] = msg
-            if msg.kind == APPEND:
+            if msg.kind == SNAPSHOT:
+                # staged durably first (StageHistory), then installed
+                node.store.stage(msg.room, msg.history)
+                node.staged.setdefault(msg.room, {}).update((e.index, e) for e in msg.history)
+                engine.step_snapshot(msg.src, msg.body, self._token, self.now)
+            elif msg.kind == APPEND:
                 engine.step_append(msg.src, msg.body, self._token, self.now)
             else:
                 engine.step_vote(msg.src, msg.body, self._token, self.now)
@@ -943,7 +1042,7 @@ class Cluster:
 
     def fail_append(self, msg: Msg) -> None:
         """Report an append RPC (its request or its result) as failed to its sender."""
-        requester = msg.src if msg.kind == APPEND else msg.dst
+        requester = msg.src if msg.kind in (APPEND, SNAPSHOT) else msg.dst
         self.rpc_failed(requester, msg.incarnation, msg.rpc)
 
     def rpc_failed(self, node_id: str, incarnation: int, rpc: int) -> None:
@@ -1085,6 +1184,13 @@ class SimConfig:
             window=rng.choice([1, 1, 2, 4]),
             reversed_group=rng.random() < 0.25,
         )
+        # (drawn last, so the draws above stay what they were for each seed)
+        # tiny tails compact the log every few entries: followers that fall
+        # behind, restarted nodes and new group members need snapshots
+        tail = rng.choice([1000, 1, 2, 4])
+        config.timing = replace(
+            config.timing, log_tail=tail, snapshot_every=rng.choice([1, 3, 10_000])
+        )
         for key, value in overrides.items():
             setattr(config, key, value)
         return config
@@ -1190,7 +1296,7 @@ class Simulation:
                         continue  # a dead founding's copy, to be dropped
                     # committed prefixes are already checked against the cluster's
                     known = min(rep_a.commit_index, rep_b.commit_index)
-                    check_log_matching(f"{room} {a}/{b}", rep_a.log, rep_b.log, known)
+                    check_log_matching(f"{room} {a}/{b}", rep_a, rep_b, known)
 
     def run_until(self, done: Callable[[], bool], limit_ms: int) -> bool:
         """Step until done() or `limit_ms` of simulated time pass."""
@@ -1205,7 +1311,7 @@ class Simulation:
 
     def _schedule(self, msg: Msg) -> None:
         c = self.config
-        if msg.kind == APPEND:
+        if msg.kind in (APPEND, SNAPSHOT):
             inc = msg.incarnation
             self.after(c.rpc_timeout_ms, lambda: self.cluster.rpc_failed(msg.src, inc, msg.rpc))
         drop = c.drop if self.chaos else 0.0
@@ -1319,7 +1425,7 @@ class Simulation:
         for node in self.cluster.nodes.values():
             disk = node.disk.get(room)
             if disk:
-                held[disk[0].client_msg_id] += 1
+                held[disk[min(disk)].client_msg_id] += 1
         quorum = self.config.replication // 2 + 1
         return all(count < quorum for count in held.values())
 
