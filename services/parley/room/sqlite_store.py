@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -138,13 +139,28 @@ class SqliteLogStore:
         Args:
             path: The database file, e.g. `<data_dir>/<node_id>.db`.
 
+        A file SQLite finds damaged (not a database, malformed) is moved
+        aside (`quarantined`) and a new one started: this node then holds no
+        rooms, and the other replicas rebuild its copies.
+
         Raises:
             SchemaVersionError: If the file has a newer schema version.
             sqlite3.Error: If the file cannot be opened as a database.
         """
         self.path = Path(path)
         """The database file."""
+        self.quarantined: Path | None = None
+        """Where a damaged database file was moved, if one was."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            self._quarantine()
+            self._open()
+
+    def _open(self) -> None:
         created = not self.path.exists()
         # isolation_level=None: no implicit transactions; `write` issues its
         # own BEGIN/COMMIT so one batch is exactly one transaction.
@@ -167,6 +183,18 @@ class SqliteLogStore:
             raise
         if created:
             _fsync_dir(self.path.parent)
+
+    def _quarantine(self) -> None:
+        """Move the damaged database (and its WAL) aside."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.time_ns()}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(f"{aside}{suffix}")
+        self.quarantined = aside
+        _fsync_dir(self.path.parent)
 
     def _migrate(self) -> None:
         """Create the tables in a new database, or check an existing one's version."""
@@ -202,6 +230,18 @@ class SqliteLogStore:
             raise
 
     def load(self) -> dict[str, RoomRecord]:
+        """Every stored room replica (see `_load`); a database SQLite finds
+        damaged is moved aside, and this node starts with nothing."""
+        try:
+            return self._load()
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            self._quarantine()
+            self._open()
+            return {}
+
+    def _load(self) -> dict[str, RoomRecord]:
         """Every stored room replica, sorted by room name: hard state, latest
         snapshot, and the entries after it, by index.
 
@@ -489,6 +529,11 @@ def _entry(room: str, row: tuple[int, int, int, int, str, str, int, str, int | N
         raise CorruptionError(f"{room}: entry {index} has an unknown kind {kind}") from None
     # positional: load runs over many entries, and this is about twice as fast
     return LogEntry(index, epoch, entry_kind, seq, user, text, ts_ms, msg_id)
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """True when SQLite says the file itself is damaged (not busy, not I/O)."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 def _fsync_dir(directory: Path) -> None:

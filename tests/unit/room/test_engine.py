@@ -13,6 +13,7 @@ from parley.room.engine import TOMBSTONE, RoomEngine
 from parley.room.entries import HardState
 from parley.room.records import RoomRecord
 from parley.room.replica import Role
+from parley.room.state import RoomState
 from sim import (
     APPEND,
     APPEND_RESULT,
@@ -232,3 +233,44 @@ def test_a_dropped_room_leaves_a_tombstone_that_stale_administrators_cannot_pass
     )
     other.step_append("e", new_room, 3, 0)
     assert other.rooms["r0"].epoch == 1
+
+
+def test_a_damaged_copy_is_not_loaded_and_is_rebuilt_a_reign_later() -> None:
+    """A stored copy that failed its checksum is no replica: the node holds
+    nothing of the room, refuses the epoch it last stored (it may have voted
+    in it and forgotten), and takes a snapshot from a later administrator,
+    replacing the damaged rows in the same write."""
+    engine = RoomEngine("d")
+    damaged = RoomRecord("r0", HardState(3, "b"), [], damaged="entry 4 fails its checksum")
+    assert engine.restore("r0", ["b", "c", "d"], damaged, 0) is None
+    assert engine.rooms == {}
+    vote = peer_pb.RoomVote(room="r0", epoch=4, last_index=9, last_epoch=3, incarnation="inc")
+    engine.step_vote("b", vote, 1, 0)
+    (refused,) = engine.ready(0).messages
+    assert isinstance(refused.body, peer_pb.RoomVoteResult) and not refused.body.granted
+    state = RoomState(exists=True, owner="o", members={"o"}, last_seq=8, replicas=("b", "c", "d"))
+    snapshot = peer_pb.RoomSnapshot(
+        room="r0",
+        epoch=3,
+        index=9,
+        index_epoch=3,
+        state=state.to_json(),
+        incarnation="inc",
+        members=["b", "c", "d"],
+    )
+    engine.step_snapshot("b", snapshot, 2, 0)
+    (old,) = engine.ready(0).messages
+    assert isinstance(old.body, peer_pb.RoomAppendResult)
+    assert (old.body.success, old.body.epoch) == (False, 4) and engine.rooms == {}
+    snapshot.epoch = 5
+    engine.step_snapshot("c", snapshot, 3, 0)
+    ready = engine.ready(0)
+    (write,) = ready.writes
+    assert write.drop and write.install and write.snapshot is not None
+    assert write.snapshot.index == 9
+    (ok,) = ready.messages
+    assert isinstance(ok.body, peer_pb.RoomAppendResult)
+    assert (ok.body.success, ok.body.match_index) == (True, 9)
+    replica = engine.rooms["r0"]
+    assert (replica.offset, replica.commit_index, replica.epoch) == (9, 9, 5)
+    assert replica.tip.last_seq == 8

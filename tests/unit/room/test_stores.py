@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.memory_store import MemoryLogStore
-from parley.room.records import RoomWrite
+from parley.room.records import RoomWrite, Snapshot
 from parley.room.sqlite_store import (
     SCHEMA_VERSION,
+    CorruptionError,
     SchemaVersionError,
     SqliteLogStore,
     StoreFailedError,
 )
+from parley.room.state import RoomState
 from parley.room.store import LogStore
 from parley.room.stores import open_store
 
@@ -414,5 +416,199 @@ def test_a_version_1_database_gains_the_config_floor(tmp_path: Path) -> None:
         assert store.load()["lobby"].hard == HardState(3, "n1", 0)
         store.write([RoomWrite("lobby", hard=HardState(4, "n2", 17))])
         assert store.load()["lobby"].hard == HardState(4, "n2", 17)
+    finally:
+        store.close()
+
+
+# --------------------------------------------------- snapshots and history
+
+
+def state_after(log: list[LogEntry]) -> RoomState:
+    return RoomState.from_entries(log)
+
+
+def test_a_snapshot_stands_for_the_entries_before_it(store: LogStore) -> None:
+    """Load returns the snapshot and only the entries after it; the entries
+    before it stay readable as history."""
+    log = entries(1, 10)
+    store.write([RoomWrite("r", hard=HardState(1, "a"), entries=log)])
+    store.write([RoomWrite("r", snapshot=Snapshot(6, 1, state_after(log[:6])))])
+    record = store.load()["r"]
+    assert record.snapshot is not None
+    assert (record.snapshot.index, record.snapshot.epoch) == (6, 1)
+    assert record.snapshot.state.to_json() == state_after(log[:6]).to_json()
+    assert record.entries == log[6:]
+    assert store.entries("r", 0, 10, 100) == log
+    assert store.entries("r", 2, 5, 2) == log[2:4]
+    # history pages by seq (seq = index - 1 here), bounded by index
+    assert store.visible_before("r", None, 6, 3) == log[3:6]
+    assert store.visible_before("r", 3, 10, 10) == log[:3]
+    assert store.visible_from("r", 4, 8, 2) == log[4:6]
+    assert store.visible_from("r", 4, 6, 10) == log[4:6]
+
+
+def test_an_installed_snapshot_brings_its_staged_history(store: LogStore) -> None:
+    """History staged ahead of a snapshot becomes the room's entries when the
+    snapshot is installed, replacing what was there; history staged for a
+    later snapshot stays staged."""
+    leader = entries(1, 12, epoch=2)
+    store.write([RoomWrite("r", entries=entries(1, 4, epoch=1))])  # 3, 4 diverge
+    store.stage("r", leader[2:8])
+    store.stage("r", leader[8:10])
+    store.write(
+        [
+            RoomWrite(
+                "r",
+                truncate_from=3,
+                snapshot=Snapshot(8, 2, state_after(leader[:8])),
+                install=True,
+            )
+        ]
+    )
+    assert store.entries("r", 0, 100, 100) == [*entries(1, 2, epoch=1), *leader[2:8]]
+    store.write([RoomWrite("r", snapshot=Snapshot(10, 2, state_after(leader)), install=True)])
+    assert store.entries("r", 8, 100, 100) == leader[8:10]
+    store.write([RoomWrite("r", entries=leader[10:12])])
+    record = store.load()["r"]
+    assert record.snapshot is not None and record.snapshot.index == 10
+    assert record.entries == leader[10:12]
+
+
+def test_a_snapshot_lets_the_log_continue_after_it(store: LogStore) -> None:
+    """A write may append right after an installed snapshot's index."""
+    leader = entries(1, 9)
+    store.write([RoomWrite("r", snapshot=Snapshot(7, 1, state_after(leader[:7])), install=True)])
+    store.write([RoomWrite("r", entries=leader[7:9])])
+    with pytest.raises(ValueError):
+        store.write([RoomWrite("r", entries=[entry(11)])])
+    assert [e.index for e in store.load()["r"].entries] == [8, 9]
+
+
+def test_sqlite_finds_a_flipped_entry_and_marks_the_room_damaged(tmp_path: Path) -> None:
+    """An entry changed behind the store's back fails its checksum: load
+    returns the room damaged (no entries, its hard state kept) and reads
+    raise; other rooms load as before."""
+    path = tmp_path / "n.db"
+    store = SqliteLogStore(path)
+    store.write(
+        [
+            RoomWrite("bad", hard=HardState(4, "n1"), entries=entries(1, 5)),
+            RoomWrite("good", hard=HardState(2, "n2"), entries=entries(1, 3)),
+        ]
+    )
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE entries SET text = 'tampered' WHERE room = 'bad' AND idx = 4")
+    conn.close()
+    store = SqliteLogStore(path)
+    try:
+        loaded = store.load()
+        assert "entry 4 fails its checksum" in loaded["bad"].damaged
+        assert loaded["bad"].entries == [] and loaded["bad"].hard == HardState(4, "n1")
+        assert loaded["good"].entries == entries(1, 3) and not loaded["good"].damaged
+        with pytest.raises(CorruptionError):
+            store.entries("bad", 0, 10, 10)
+    finally:
+        store.close()
+
+
+def test_sqlite_finds_a_damaged_snapshot_and_a_hole_in_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    store = SqliteLogStore(path)
+    log = entries(1, 6)
+    store.write(
+        [
+            RoomWrite("snap", entries=log),
+            RoomWrite("snap", snapshot=Snapshot(6, 1, state_after(log))),
+            RoomWrite("hole", hard=HardState(1, ""), entries=entries(1, 4)),
+        ]
+    )
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE snapshots SET state = CAST('{}' AS BLOB) WHERE room = 'snap'")
+        conn.execute("DELETE FROM entries WHERE room = 'hole' AND idx = 2")
+    conn.close()
+    store = SqliteLogStore(path)
+    try:
+        loaded = store.load()
+        assert "snapshot at 6 fails its checksum" in loaded["snap"].damaged
+        assert "entry 2 is missing" in loaded["hole"].damaged
+    finally:
+        store.close()
+
+
+def test_a_version_2_database_gains_checksums_and_snapshots(tmp_path: Path) -> None:
+    """A store from before snapshots opens: its rows (unchecked, no CRC) load
+    as before, new rows get checksums, snapshots can be stored."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE entries (
+                room TEXT NOT NULL, idx INTEGER NOT NULL CHECK (idx >= 1),
+                epoch INTEGER NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL,
+                user TEXT NOT NULL, text TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+                client_msg_id TEXT NOT NULL, UNIQUE (room, idx));
+            CREATE TABLE hard_state (
+                room TEXT NOT NULL PRIMARY KEY, epoch INTEGER NOT NULL,
+                voted_for TEXT NOT NULL, config_floor INTEGER NOT NULL DEFAULT 0)
+                WITHOUT ROWID;
+            INSERT INTO entries VALUES ('lobby', 1, 1, 1, 0, 'alice', 'a,b,c', 5, 'inc');
+            INSERT INTO entries VALUES ('orphan', 1, 1, 1, 0, 'bob', 'a', 6, 'inc2');
+            INSERT INTO hard_state VALUES ('lobby', 3, 'n1', 0);
+            PRAGMA user_version = 2;
+            """
+        )
+    conn.close()
+    store = SqliteLogStore(path)
+    try:
+        loaded = store.load()
+        assert [e.text for e in loaded["lobby"].entries] == ["a,b,c"]
+        # a log without a hard state row (never voted in) is still found
+        assert [e.user for e in loaded["orphan"].entries] == ["bob"]
+        log = [loaded["lobby"].entries[0], entry(2)]
+        store.write(
+            [
+                RoomWrite("lobby", entries=[log[1]]),
+                RoomWrite("lobby", snapshot=Snapshot(2, 1, state_after(log))),
+            ]
+        )
+        assert store.load()["lobby"].snapshot is not None
+        (crc,) = store._conn.execute(
+            "SELECT crc FROM entries WHERE room = 'lobby' AND idx = 2"
+        ).fetchone()
+        assert crc is not None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
+def test_sqlite_moves_a_damaged_file_aside_and_starts_empty(tmp_path: Path, damage: str) -> None:
+    """A database file cut short or overwritten while the node was down is
+    not trusted: it is moved aside, and the node starts with no rooms (the
+    other replicas rebuild them)."""
+    path = tmp_path / "n.db"
+    store = SqliteLogStore(path)
+    store.write(
+        [RoomWrite(f"room-{i}", hard=HardState(1, "a"), entries=entries(1, 200)) for i in range(20)]
+    )
+    store.close()
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 3])
+    elif damage == "garbage":
+        path.write_bytes(data[:100] + b"\xff" * (len(data) - 100))
+    else:  # 40 bytes flipped mid-file: pages SQLite finds malformed
+        middle = len(data) // 2
+        flipped = bytes(b ^ 0x55 for b in data[middle : middle + 40])
+        path.write_bytes(data[:middle] + flipped + data[middle + 40 :])
+    store = SqliteLogStore(path)
+    try:
+        loaded = store.load()
+        assert loaded == {} or all(r.damaged for r in loaded.values())
+        if not loaded:
+            assert store.quarantined is not None and store.quarantined.exists()
+        store.write([RoomWrite("fresh", hard=HardState(1, "a"), entries=entries(1, 2))])
+        assert store.load()["fresh"].entries == entries(1, 2)
     finally:
         store.close()
