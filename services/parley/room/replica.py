@@ -876,6 +876,10 @@ class RoomReplica:
         )
         if index <= self.commit_index:
             return ok  # this log holds it committed already
+        if msg.have_index > self.last_index:
+            # the history sent ahead starts after entries this copy does not
+            # hold (it lost them with its disk): ask again from what it has
+            return self._reject(self.commit_index + 1)
         state = RoomState.from_json(msg.state, self.timing.dedupe)
         write = self._pending_write()
         assert isinstance(write.entries, list)
