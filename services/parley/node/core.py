@@ -97,6 +97,7 @@ class NodeCore:
         self.timing = timing or Timing()
         self.engine = RoomEngine(node_id, self.timing)
         self.store = StoreWriter(store, node_id)
+        self.store.on_damaged = self._damaged
         self.loop = EngineLoop(self.engine, self.store, self._send, self._apply)
         self.commits = CommitWaiters()
         self.hub = SubscriberHub()
@@ -131,9 +132,7 @@ class NodeCore:
         for room, record in records.items():
             if record.damaged:
                 metrics.STORE_DAMAGED.inc()
-                log.error(
-                    "stored room copy is damaged; rebuilding it", room=room, why=record.damaged
-                )
+                log.error("stored copy damaged; rebuilding it", room=room, why=record.damaged)
             self.engine.restore(room, self.placement(room), record, now)
         self.loop.start()
         self._tick_task = asyncio.create_task(self._tick_loop(), name="tick")
@@ -429,6 +428,14 @@ class NodeCore:
         now = now_ms()
         for result in results:
             self.engine.step_vote_result(voter, result, now)
+        self.loop.kick()
+
+    def _damaged(self, room: str, why: str) -> None:
+        """A read found this node's copy of the room damaged: it is dropped
+        (never served nor led from again) and rebuilt from the others."""
+        metrics.STORE_DAMAGED.inc()
+        log.error("stored copy damaged; rebuilding it", room=room, why=why)
+        self.engine.discard_damaged(room)
         self.loop.kick()
 
     # -------------------------------------------------------------- applying

@@ -82,7 +82,19 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, serving)
-    http = await serve_http(cfg.http, ready=lambda: not core.draining)
+
+    def store_writable(writable: bool) -> None:
+        # a node that cannot persist must not be taken for up: NOT_SERVING
+        # makes every peer's detector see it down, so its rooms fail over
+        status = serving if writable else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            health_tasks.add(asyncio.ensure_future(health_servicer.set(name, status)))
+        for task in list(health_tasks):
+            task.add_done_callback(health_tasks.discard)
+
+    health_tasks: set[asyncio.Future[None]] = set()
+    core.store.on_writable = store_writable
+    http = await serve_http(cfg.http, ready=lambda: not core.draining and core.store.writable)
     log.info("node ready", grpc=cfg.grpc, http=cfg.http, store=cfg.store, replicas=cfg.replicas)
 
     await stop.wait()

@@ -67,6 +67,10 @@ SNAPSHOT_ENTRIES = Counter(
     "parley_snapshot_history_entries_total",
     "Committed entries copied to followers ahead of their snapshots.",
 )
+STORE_WRITABLE = Gauge(
+    "parley_store_writable",
+    "0 while this node's store cannot write (disk full): it acknowledges nothing.",
+)
 STORE_DAMAGED = Counter(
     "parley_store_damaged_rooms_total",
     "Stored room copies found damaged (checksum, missing entries) and rebuilt.",

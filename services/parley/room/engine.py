@@ -498,6 +498,20 @@ class RoomEngine:
             if m.room != room or m.reply_to
         ]
 
+    def discard_damaged(self, room: str) -> None:
+        """The store found this node's copy of the room damaged (a read
+        failed its checksum): forget it, as if never held, so that the
+        administrator rebuilds it with a snapshot; like a damaged copy found
+        at start-up, it answers nothing in the epoch it was in."""
+        replica = self.rooms.get(room)
+        if replica is None:
+            return
+        epoch = replica.epoch
+        self._forget(room)
+        self._tombstones[room] = (epoch + 1, ANY_INCARNATION)
+        self._stale.add(room)
+        self._outbox = self._void_answers(room, self._outbox)
+
     def drop(self, room: str) -> None:
         """Forget a stale copy of a room (its group went on without this
         node; see `parley.coordination.move.superseded`)."""

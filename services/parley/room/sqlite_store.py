@@ -21,6 +21,7 @@ from parley.room.entries import VISIBLE_KINDS, EntryKind, HardState, LogEntry
 from parley.room.memory_store import check_write
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.state import RoomState
+from parley.room.store import CorruptionError, StoreFullError
 
 SCHEMA_VERSION = 3
 """Stored in `PRAGMA user_version`; bump it (and migrate) when the tables change."""
@@ -111,10 +112,6 @@ def _row(room: str, e: LogEntry) -> EntryRow:
     kind = int(e.kind)
     crc = entry_crc(e.index, e.epoch, kind, e.seq, e.user, e.text, e.ts_ms, e.client_msg_id)
     return (room, e.index, e.epoch, kind, e.seq, e.user, e.text, e.ts_ms, e.client_msg_id, crc)
-
-
-class CorruptionError(RuntimeError):
-    """A stored entry or snapshot does not match its checksum (or is unreadable)."""
 
 
 class SchemaVersionError(RuntimeError):
@@ -274,16 +271,18 @@ class SqliteLogStore:
                 if room in snapshots:
                     index, epoch, state, crc = snapshots[room]
                     if zlib.crc32(state) != crc:
-                        raise CorruptionError(f"{room}: snapshot at {index} fails its checksum")
+                        raise CorruptionError(
+                            f"{room}: snapshot at {index} fails its checksum", room
+                        )
                     try:
                         record.snapshot = Snapshot(index, epoch, RoomState.from_json(state))
                     except ValueError as exc:
-                        raise CorruptionError(f"{room}: snapshot at {index}: {exc}") from exc
+                        raise CorruptionError(f"{room}: snapshot at {index}: {exc}", room) from exc
                     after = index
                 record.entries = self._read(room, after, None, None)
                 for expected, entry in enumerate(record.entries, start=after + 1):
                     if entry.index != expected:
-                        raise CorruptionError(f"{room}: entry {expected} is missing")
+                        raise CorruptionError(f"{room}: entry {expected} is missing", room)
                 self._last[room] = record.entries[-1].index if record.entries else after
                 self._listed.add(room)
             except CorruptionError as exc:
@@ -406,9 +405,11 @@ class SqliteLogStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             listed = self._apply(batch)
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _full(exc):
+                raise StoreFullError(f"{self.path}: the disk is full") from exc
             raise
         self._commit()
         self._last.update(last)
@@ -418,15 +419,29 @@ class SqliteLogStore:
         conn = self._conn
         try:
             conn.execute("COMMIT")
-        except BaseException as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages
-            # and what a later read returns need not be on disk (PostgreSQL's
-            # "fsyncgate"); refuse to go on rather than ack on top of it.
-            self._failed = exc
+        except sqlite3.Error as exc:
+            if not _full(exc):
+                self._fail(exc)
+                raise
+            # no room for the WAL frames: the commit record was never
+            # written, so nothing of the transaction is on disk (SQLite may
+            # have rolled it back already)
             if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
+            raise StoreFullError(f"{self.path}: the disk is full") from exc
+        except BaseException as exc:
+            self._fail(exc)
             raise
+
+    def _fail(self, exc: BaseException) -> None:
+        # After a failed fsync the kernel may have dropped the dirty pages
+        # and what a later read returns need not be on disk (PostgreSQL's
+        # "fsyncgate"); refuse to go on rather than ack on top of it: only a
+        # restart, reading what is really on disk, is safe.
+        self._failed = exc
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     def _last_index(self, room: str) -> int:
         """The index of the room's last committed entry (0 if none), cached."""
@@ -522,13 +537,18 @@ def _entry(room: str, row: tuple[int, int, int, int, str, str, int, str, int | N
     """A stored entry, its checksum verified."""
     index, epoch, kind, seq, user, text, ts_ms, msg_id, crc = row
     if crc is not None and crc != entry_crc(index, epoch, kind, seq, user, text, ts_ms, msg_id):
-        raise CorruptionError(f"{room}: entry {index} fails its checksum")
+        raise CorruptionError(f"{room}: entry {index} fails its checksum", room)
     try:
         entry_kind = _KINDS[kind]
     except KeyError:
-        raise CorruptionError(f"{room}: entry {index} has an unknown kind {kind}") from None
+        raise CorruptionError(f"{room}: entry {index} has an unknown kind {kind}", room) from None
     # positional: load runs over many entries, and this is about twice as fast
     return LogEntry(index, epoch, entry_kind, seq, user, text, ts_ms, msg_id)
+
+
+def _full(exc: sqlite3.Error) -> bool:
+    """True when SQLite ran out of disk space (SQLITE_FULL)."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:

@@ -9,6 +9,19 @@ from parley.room.entries import LogEntry
 from parley.room.records import RoomRecord, RoomWrite
 
 
+class StoreFullError(OSError):
+    """The disk is full: nothing of the batch was written, and the same
+    batch may be written again once there is room."""
+
+
+class CorruptionError(RuntimeError):
+    """A stored entry or snapshot does not match its checksum (or is unreadable)."""
+
+    def __init__(self, message: str, room: str = "") -> None:
+        super().__init__(message)
+        self.room = room
+
+
 class LogStore(Protocol):
     """Where a node keeps its room replicas. Implementations: memory, sqlite.
 
@@ -49,6 +62,9 @@ class LogStore(Protocol):
         When this returns, the batch survives a crash of the process (and, for
         sqlite, of the machine): the caller acknowledges entries and votes only
         afterwards.
+
+        Raises:
+            StoreFullError: the disk is full; nothing was written.
         """
         ...
 

@@ -15,14 +15,14 @@ from parley.room.memory_store import MemoryLogStore
 from parley.room.records import RoomWrite, Snapshot
 from parley.room.sqlite_store import (
     SCHEMA_VERSION,
-    CorruptionError,
     SchemaVersionError,
     SqliteLogStore,
     StoreFailedError,
 )
 from parley.room.state import RoomState
-from parley.room.store import LogStore
+from parley.room.store import CorruptionError, LogStore, StoreFullError
 from parley.room.stores import open_store
+from support.smallfs import SmallFilesystem
 
 NODE = "node-0"
 
@@ -612,3 +612,24 @@ def test_sqlite_moves_a_damaged_file_aside_and_starts_empty(tmp_path: Path, dama
         assert store.load()["fresh"].entries == entries(1, 2)
     finally:
         store.close()
+
+
+def test_sqlite_on_a_full_disk_writes_nothing_and_takes_the_batch_later(tmp_path: Path) -> None:
+    """On a full filesystem a batch fails with StoreFullError and leaves no
+    trace; the store stays usable, and the same batch goes in once there is
+    room again."""
+    with SmallFilesystem(tmp_path / "disk", 4 * 2**20) as disk:
+        store = SqliteLogStore(disk.path / "n.db")
+        try:
+            store.write([RoomWrite("r", hard=HardState(1, "a"), entries=entries(1, 10))])
+            disk.fill()
+            big = [RoomWrite("r", entries=[entry(i, text="y" * 2000) for i in range(11, 400)])]
+            with pytest.raises(StoreFullError):
+                store.write(big)
+            assert store.load()["r"].entries == entries(1, 10)
+            disk.free()
+            store.write(big)
+            loaded = store.load()["r"].entries
+            assert [e.index for e in loaded] == list(range(1, 400))
+        finally:
+            store.close()
