@@ -63,6 +63,9 @@ _HELP: dict[str, str] = {
     "dedupe_count": "... and within this many of the room's latest messages",
     "log_tail": "committed entries per room kept in memory (older ones are read from disk)",
     "snapshot_every": "entries between stored snapshots of a room's state",
+    "retention_entries": "default retention: keep each room's last N messages (0: all)",
+    "retention_seconds": "default retention: keep messages of the last N seconds (0: all)",
+    "retention_sweep_seconds": "seconds between retention sweeps",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
     "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "

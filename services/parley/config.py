@@ -60,6 +60,12 @@ class NodeConfig:
     # a room's state is stored as a snapshot every this many entries, so a
     # restart reads the snapshot and the entries after it
     snapshot_every: int = 10_000
+    # the default retention (0: no bound): keep each room's last
+    # retention_entries messages and those of the last retention_seconds
+    retention_entries: int = 0
+    retention_seconds: int = 0
+    # seconds between retention sweeps
+    retention_sweep_seconds: float = 30.0
     # seconds to drain on SIGTERM before exiting
     drain_seconds: float = 5.0
     log_format: str = "auto"  # auto | json | console

@@ -123,19 +123,29 @@ class CreateRoomRequest(_message.Message):
 
     ROOM_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    RETAIN_ENTRIES_FIELD_NUMBER: _builtins.int
+    RETAIN_SECONDS_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     user: _builtins.str
     """The user creating the room, who becomes its owner and first member."""
+    retain_entries: _builtins.int
+    """Retention for this room instead of the nodes' default: keep the last
+    this many messages (0: the default).
+    """
+    retain_seconds: _builtins.int
+    """... and those of the last this many seconds (0: the default)."""
     def __init__(
         self,
         *,
         room: _builtins.str = ...,
         user: _builtins.str = ...,
+        retain_entries: _builtins.int = ...,
+        retain_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["room", b"room", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retain_entries", b"retain_entries", "retain_seconds", b"retain_seconds", "room", b"room", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -250,10 +260,15 @@ class JoinRoomResponse(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     ALREADY_MEMBER_FIELD_NUMBER: _builtins.int
+    FIRST_SEQ_FIELD_NUMBER: _builtins.int
     last_seq: _builtins.int
     """The last committed sequence number, the join entry included."""
     already_member: _builtins.bool
     """True when the user was a member already and nothing was appended."""
+    first_seq: _builtins.int
+    """The first seq retention keeps (0: the room keeps everything): entries
+    before it are gone from every replica.
+    """
     @_builtins.property
     def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The members, the joining user included."""
@@ -264,10 +279,11 @@ class JoinRoomResponse(_message.Message):
         last_seq: _builtins.int = ...,
         members: _abc.Iterable[_builtins.str] | None = ...,
         already_member: _builtins.bool = ...,
+        first_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_member", b"already_member", "last_seq", b"last_seq", "members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_member", b"already_member", "first_seq", b"first_seq", "last_seq", b"last_seq", "members", b"members"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -289,18 +289,25 @@ class Fanout:
         except KeyError:
             raise Unavailable(f"{node} left the cluster") from None
         try:
+            first = True
             async for batch in call:
                 route.succeeded()
-                if self._deliver(feed, batch):
+                if self._deliver(feed, batch, first):
                     return True
+                first = first and not batch.entries
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
         return False
 
-    def _deliver(self, feed: RoomFeed, batch: pb.SubscribeResponse) -> bool:
-        """Fan one batch out; True when it held the delete entry."""
+    def _deliver(self, feed: RoomFeed, batch: pb.SubscribeResponse, first: bool = False) -> bool:
+        """Fan one batch out; True when it held the delete entry.
+
+        `first`: the batch opens a stream, whose first entry may be later
+        than asked for: retention deleted those before it (never a gap
+        afterwards).
+        """
         room = feed.room
         items: list[Item] = []
         try:
@@ -308,6 +315,11 @@ class Fanout:
                 seq = entry.seq
                 if seq < feed.next_seq:
                     continue  # already delivered before a resume
+                if seq > feed.next_seq and first and not items:
+                    log.info(
+                        "backlog starts later: retention", room=room, asked=feed.next_seq, seq=seq
+                    )
+                    feed.next_seq = seq
                 if seq > feed.next_seq:
                     raise _Gap(f"expected seq {feed.next_seq}, got {seq}")
                 feed.next_seq = seq + 1

@@ -131,7 +131,9 @@ class Handlers:
             raise
 
     async def _create(self, session: Session, request: CreateRequest) -> None:
-        response = await self._room_service.create_room(request.room, session.user)
+        response = await self._room_service.create_room(
+            request.room, session.user, request.retain_messages, request.retain_seconds
+        )
         session.reply(frames.created(request.room, response.owner or session.user, request.id))
 
     async def _join(self, session: Session, request: JoinRequest) -> None:
@@ -143,7 +145,11 @@ class Handlers:
         else:
             # A since beyond the room's end cannot hide entries still to come.
             start = min(request.since, last_seq) + 1
-        session.reply(frames.joined(room, last_seq, response.members, request.id))
+        # a since older than retention keeps: say so, so the client resyncs
+        # rather than silently missing entries
+        truncated = request.since is not None and response.first_seq > request.since + 1
+        first_seq = response.first_seq if truncated else None
+        session.reply(frames.joined(room, last_seq, response.members, request.id, first_seq))
         session.rooms.add(room)
         try:
             await self._fanout.attach(session, room, start)

@@ -40,8 +40,12 @@ class RoomClient:
 
         return await self._router.call(room, attempt, deadline=deadline)
 
-    async def create_room(self, room: str, user: str) -> pb.CreateRoomResponse:
-        request = pb.CreateRoomRequest(room=room, user=user)
+    async def create_room(
+        self, room: str, user: str, retain_entries: int = 0, retain_seconds: int = 0
+    ) -> pb.CreateRoomResponse:
+        request = pb.CreateRoomRequest(
+            room=room, user=user, retain_entries=retain_entries, retain_seconds=retain_seconds
+        )
         return await self._routed(room, lambda stub: stub.CreateRoom, request)
 
     async def join_room(self, room: str, user: str) -> pb.JoinRoomResponse:

@@ -33,6 +33,7 @@ from parley.room.engine import Outbound, Ready, RoleChange, RoomEngine
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import NotAdministrator, NotFound, RoomExists, Unavailable
 from parley.room.replica import Role, RoomReplica, Timing
+from parley.room.retention import RetentionPolicy
 from parley.room.store import LogStore
 
 from .commit_waiters import CommitWaiters
@@ -89,8 +90,11 @@ class NodeCore:
         up_nodes: Callable[[], set[str]],
         replication: int,
         timing: Timing | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         self.node_id = node_id
+        # the default for rooms that set none at create
+        self.retention = retention or RetentionPolicy()
         self.members = members
         self.up_nodes = up_nodes
         self.replication = replication
@@ -220,7 +224,7 @@ class NodeCore:
             return NotAdministrator(room, self.first_up(replicas))
         return NotFound(f"room {room} does not exist")
 
-    async def create_room(self, room: str, user: str) -> LogEntry:
+    async def create_room(self, room: str, user: str, retain: tuple[int, int] = (0, 0)) -> LogEntry:
         """Create a room, with this node (placement's first up) founding it.
 
         The room must exist nowhere: every other node is asked, and a create
@@ -255,7 +259,7 @@ class NodeCore:
         replica = self.rooms.get(room)  # a create that raced this one here
         if replica is not None and not self._dead_founding(replica):
             raise RoomExists(f"room {room} already exists")
-        entry = self.engine.found(room, replicas, user, uuid.uuid4().hex, now_ms())
+        entry = self.engine.found(room, replicas, user, uuid.uuid4().hex, now_ms(), retain)
         future = self.commits.wait(self.rooms[room], entry.index)
         self.loop.kick()
         try:

@@ -22,12 +22,14 @@ from parley.observability import tracing
 from parley.observability.http import serve_http
 from parley.observability.log import configure, get_logger
 from parley.room.replica import Timing
+from parley.room.retention import RetentionPolicy
 from parley.room.state import DedupeWindow
 from parley.room.stores import open_store
 
 from .core import NodeCore
 from .mover import RoomMover
 from .peers import PeerServicer, PeerTransport
+from .retention import RetentionSweeper
 from .rooms import RoomServicer
 
 log = get_logger("parley.node")
@@ -56,9 +58,11 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
             log_tail=cfg.log_tail,
             snapshot_every=cfg.snapshot_every,
         ),
+        retention=RetentionPolicy(cfg.retention_entries, cfg.retention_seconds),
     )
     transport = PeerTransport(core, pool)
     mover = RoomMover(core, cfg.move_concurrency)
+    sweeper = RetentionSweeper(core, cfg.retention_sweep_seconds)
     await core.start()
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -79,6 +83,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     await monitor.start()
     transport.start()
     mover.start()
+    sweeper.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, serving)
@@ -109,6 +114,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.05)
     http.close()
     await _bounded("room mover", mover.stop())
+    await _bounded("retention sweep", sweeper.stop())
     grace = min(1.0, cfg.drain_seconds)
     await _bounded("grpc server", server.stop(grace=grace), grace + 2.0)
     await _bounded("peer senders", transport.stop())

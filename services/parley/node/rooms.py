@@ -22,8 +22,9 @@ from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import NotAdministrator, RoomError, Unavailable, error_for_code
 from parley.room.history import committed_before, committed_visible, stored_seq
 from parley.room.replica import RoomReplica
+from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
 
-from .core import NodeCore
+from .core import NodeCore, now_ms
 from .errors import Context, rpc_boundary, stream_boundary
 from .relay import (
     RELAY_TIMEOUT,
@@ -37,6 +38,8 @@ from .relay import (
 from .subscribers import Subscriber
 
 HISTORY_MAX = 500
+# (a bound on a room's own retention: any larger is "forever" in practice)
+MAX_RETAIN = 2**31 - 1
 STREAM_CHUNK = 1000
 # a gateway further behind than this is cut off and resubscribes from its
 # last seq, reading the backlog from the log instead of node memory
@@ -66,7 +69,8 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     ) -> pb.CreateRoomResponse:
         rules.check_names(request.room, request.user)
         # the create entry records the replica group; a move records the next
-        entry = await self.core.create_room(request.room, request.user)
+        retain = (min(request.retain_entries, MAX_RETAIN), min(request.retain_seconds, MAX_RETAIN))
+        entry = await self.core.create_room(request.room, request.user, retain)
         return pb.CreateRoomResponse(owner=entry.user, seq=entry.seq)
 
     @rpc_boundary
@@ -95,7 +99,30 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             last_seq=max(replica.committed_seq, 0),
             members=sorted(replica.tip.members),
             already_member=already,
+            first_seq=await self._first_retained(replica),
         )
+
+    def _cut(self, replica: RoomReplica) -> Cutoffs:
+        """Where the room's retention cuts its history now."""
+        policy = RetentionPolicy.of(replica.tip, self.core.retention)
+        return cutoffs(policy, replica.committed_seq, now_ms())
+
+    async def _first_retained(self, replica: RoomReplica) -> int:
+        """The first visible seq retention keeps (0: it keeps everything)."""
+        cut = self._cut(replica)
+        if not cut.seq and not cut.ts_ms:
+            return 0
+        offset, next_seq = replica.offset, cut.seq
+        while next_seq <= stored_seq(replica):
+            page = await self.core.store.visible_from(replica.room, next_seq, offset, 200)
+            if not page:
+                break
+            kept = cut.keep(page)
+            if kept:
+                return kept[0].seq
+            next_seq = page[-1].seq + 1
+        kept = cut.keep(committed_visible(replica, next_seq))
+        return kept[0].seq if kept else max(replica.committed_seq, 0) + 1
 
     @rpc_boundary
     @relayable
@@ -272,6 +299,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                     request.room, older_than, offset, limit - len(entries)
                 )
                 entries = older + entries
+        entries = self._cut(replica).keep(entries)
         return pb.HistoryResponse(entries=[entry_to_client_pb(e) for e in entries])
 
     @rpc_boundary
@@ -340,6 +368,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         rules.check_exists(replica.tip, room)
         await core.confirm_read(replica)
         rules.check_exists(replica.tip, room)
+        cut = self._cut(replica)
         next_seq = request.from_seq
         # the backlog older than the in-memory tail comes from the store, a
         # page at a time, until the rest is in memory (the tail moves on
@@ -351,13 +380,16 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             if not page:
                 break
             next_seq = page[-1].seq + 1
-            yield pb.SubscribeResponse(entries=[entry_to_client_pb(e) for e in page])
+            kept = cut.keep(page)
+            if kept:
+                yield pb.SubscribeResponse(entries=[entry_to_client_pb(e) for e in kept])
         sub = Subscriber(room, request.gateway_id, next_seq)
         # the in-memory backlog and registration happen with no await in
         # between, so the live feed continues exactly where the backlog ends
         backlog = committed_visible(replica, next_seq)
         if backlog:
             sub.next_seq = backlog[-1].seq + 1
+            backlog = cut.keep(backlog)
         core.hub.add(sub)
         for user in request.online_users:
             core.presence.change(room, request.gateway_id, user, True)

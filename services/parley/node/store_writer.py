@@ -84,6 +84,13 @@ class StoreWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.store.stage, room, entries)
 
+    async def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+        """Retention's deletes (see `LogStore.prune`), in line with the writes."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self.store.prune, room, before_seq, before_ts_ms
+        )
+
     async def _read(self, room: str, read: Callable[[], list[LogEntry]]) -> list[LogEntry]:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._readers, read)

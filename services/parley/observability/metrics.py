@@ -67,6 +67,10 @@ SNAPSHOT_ENTRIES = Counter(
     "parley_snapshot_history_entries_total",
     "Committed entries copied to followers ahead of their snapshots.",
 )
+RETENTION_DELETED = Counter(
+    "parley_retention_deleted_entries_total",
+    "Entries this node deleted from its store under the rooms' retention policies.",
+)
 STORE_WRITABLE = Gauge(
     "parley_store_writable",
     "0 while this node's store cannot write (disk full): it acknowledges nothing.",

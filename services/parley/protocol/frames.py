@@ -127,9 +127,29 @@ def created(room: str, owner: str, rid: str | None = None) -> str:
     return _reply("created", rid, room=room, owner=owner)
 
 
-def joined(room: str, last_seq: int, members: Iterable[str], rid: str | None = None) -> str:
-    """The reply to join, sent before any of the room's entries."""
-    return _reply("joined", rid, room=room, last_seq=last_seq, members=list(members))
+def joined(
+    room: str,
+    last_seq: int,
+    members: Iterable[str],
+    rid: str | None = None,
+    first_seq: int | None = None,
+) -> str:
+    """The reply to join, sent before any of the room's entries.
+
+    `first_seq`, when given, says a `since` asked for entries retention no
+    longer keeps: `truncated` is true, and the backlog starts at first_seq.
+    """
+    if first_seq is None:
+        return _reply("joined", rid, room=room, last_seq=last_seq, members=list(members))
+    return _reply(
+        "joined",
+        rid,
+        room=room,
+        last_seq=last_seq,
+        members=list(members),
+        truncated=True,
+        first_seq=first_seq,
+    )
 
 
 def ack(room: str, seq: int, rid: str | None = None) -> str:

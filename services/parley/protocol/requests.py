@@ -17,6 +17,8 @@ MAX_TEXT_CHARS = 4000
 MAX_ID_CHARS = 128
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+MAX_RETAIN = 2**31 - 1
+"""Largest retention bound accepted (messages or seconds)."""
 MAX_SEQ = 2**63 - 1
 """Largest since/before accepted: beyond it no room has entries, and it fits every int type."""
 
@@ -30,10 +32,13 @@ class RoomsRequest:
 
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
-    """Create a room owned by the caller."""
+    """Create a room owned by the caller; `retain_*` (0: the default) is the
+    room's own retention: its last N messages, those of the last N seconds."""
 
     room: str
     id: str | None = None
+    retain_messages: int = 0
+    retain_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +234,30 @@ def parse_request(data: str | bytes) -> Request:
     return parser(frame, rid)
 
 
+def _parse_create(frame: dict[str, Any], rid: str | None) -> CreateRequest:
+    room = _room(frame, rid)
+    retention = frame.get("retention")
+    if retention is None:
+        return CreateRequest(room=room, id=rid)
+    if not isinstance(retention, dict) or not set(retention) <= {"messages", "seconds"}:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            "'retention' must be an object with 'messages' and/or 'seconds'",
+            rid,
+        )
+    bounds = []
+    for key in ("messages", "seconds"):
+        value = retention.get(key, 0)
+        if type(value) is not int or not 0 <= value <= MAX_RETAIN:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"'retention.{key}' must be an integer from 0 to {MAX_RETAIN}",
+                rid,
+            )
+        bounds.append(value)
+    return CreateRequest(room=room, id=rid, retain_messages=bounds[0], retain_seconds=bounds[1])
+
+
 def _parse_join(frame: dict[str, Any], rid: str | None) -> JoinRequest:
     return JoinRequest(room=_room(frame, rid), since=_seq(frame, "since", rid), id=rid)
 
@@ -248,7 +277,7 @@ def _parse_history(frame: dict[str, Any], rid: str | None) -> HistoryRequest:
 
 _PARSERS: dict[str, Callable[[dict[str, Any], str | None], Request]] = {
     "rooms": lambda frame, rid: RoomsRequest(id=rid),
-    "create": lambda frame, rid: CreateRequest(room=_room(frame, rid), id=rid),
+    "create": _parse_create,
     "join": _parse_join,
     "send": _parse_send,
     "history": _parse_history,

@@ -219,7 +219,13 @@ class RoomEngine:
         return None
 
     def found(
-        self, room: str, replicas: list[str], user: str, incarnation: str, now_ms: int
+        self,
+        room: str,
+        replicas: list[str],
+        user: str,
+        incarnation: str,
+        now_ms: int,
+        retain: tuple[int, int] = (0, 0),
     ) -> LogEntry:
         """Create a new room with this node as its first administrator; the
         create entry (returned, not yet committed) names the group.
@@ -236,7 +242,7 @@ class RoomEngine:
             replica = self.add(room, replicas, None, now_ms)
         if stale:
             replica.discard_stored()  # the old copy goes in the same write
-        entry = replica.found(user, incarnation, now_ms)
+        entry = replica.found(user, incarnation, now_ms, retain)
         self._touched.add(room)
         return entry
 
@@ -248,6 +254,14 @@ class RoomEngine:
             return False
         self._touched.add(room)
         return True
+
+    def retain(self, room: str, upto: int) -> None:
+        """Retention is about to delete the room's stored entries up to
+        `upto`: the replica folds them and stores a snapshot there."""
+        replica = self.rooms.get(room)
+        if replica is not None:
+            replica.retain(upto)
+            self._touched.add(room)
 
     def get(self, room: str) -> RoomReplica | None:
         """The room's replica on this node, if it has one."""

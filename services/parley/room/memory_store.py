@@ -162,6 +162,22 @@ class MemoryLogStore:
         with self._lock:
             self._staged.setdefault(room, {}).update((e.index, e) for e in entries)
 
+    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+        """Retention: delete expired entries at or below the stored snapshot."""
+        with self._lock:
+            snapshot = self._snapshots.get(room)
+            log = self._logs.get(room, {})
+            if snapshot is None:
+                return 0
+            doomed = [
+                i
+                for i, e in log.items()
+                if i <= snapshot.index and (e.seq < before_seq or e.ts_ms < before_ts_ms)
+            ]
+            for index in doomed:
+                del log[index]
+            return len(doomed)
+
     def entries(self, room: str, after: int, upto: int, limit: int) -> list[LogEntry]:
         """Stored entries with after < index <= upto, in order, at most limit."""
         with self._lock:

@@ -29,7 +29,7 @@ from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, 
 from parley.room.codec import entry_from_pb, entry_to_pb
 from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
-from parley.room.state import DedupeWindow, RoomState
+from parley.room.state import DedupeWindow, RoomState, create_text
 
 
 class Role(Enum):
@@ -403,7 +403,19 @@ class RoomReplica:
         tail = self.timing.log_tail
         if len(self.log) <= 2 * tail:
             return
-        upto = min(self._taken_index, self.persisted_index) - tail
+        self._fold(min(self._taken_index, self.persisted_index) - tail)
+        if self.offset - self.snapshot_index >= self.timing.snapshot_every:
+            self._store_snapshot()
+
+    def retain(self, upto: int) -> None:
+        """Retention will delete the stored entries up to `upto`: fold them
+        (as far as they are durable and handed out) and store a snapshot at
+        the offset, which the store's deletes may not pass."""
+        self._fold(min(upto, self._taken_index, self.persisted_index))
+        if self.offset > self.snapshot_index:
+            self._store_snapshot()
+
+    def _fold(self, upto: int) -> None:
         if upto <= self.offset:
             return
         folded = upto - self.offset
@@ -412,8 +424,6 @@ class RoomReplica:
         self.offset_epoch = self.log[folded - 1].epoch
         del self.log[:folded]
         self.offset = upto
-        if self.offset - self.snapshot_index >= self.timing.snapshot_every:
-            self._store_snapshot()
 
     def _store_snapshot(self) -> None:
         self.snapshot_index = self.offset
@@ -674,7 +684,9 @@ class RoomReplica:
             self.commit_index = candidate
             self._dirty_peers.update(self.targets)
 
-    def found(self, user: str, incarnation: str, now_ms: int) -> LogEntry:
+    def found(
+        self, user: str, incarnation: str, now_ms: int, retain: tuple[int, int] = (0, 0)
+    ) -> LogEntry:
         """Start a new room here: this empty replica becomes its first
         administrator and appends the create entry, which names the group.
 
@@ -689,7 +701,8 @@ class RoomReplica:
         self.voted_for = self.self_id
         self._persist_hard()
         self._take_reign(now_ms)
-        entry = self.propose(EntryKind.CREATE, user, ",".join(self.replicas), incarnation, now_ms)
+        text = create_text(self.replicas, retain)
+        entry = self.propose(EntryKind.CREATE, user, text, incarnation, now_ms)
         self._epoch_index = entry.index
         return entry
 

@@ -362,6 +362,32 @@ class SqliteLogStore:
         )
         return [_entry(room, row) for row in rows]
 
+    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+        """Retention: delete expired entries at or below the stored snapshot.
+
+        Raises:
+            StoreFullError: the disk is full.
+        """
+        if self._failed is not None:
+            raise StoreFailedError(f"{self.path}: an earlier commit failed") from self._failed
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                "DELETE FROM entries WHERE room = ?"
+                " AND idx <= (SELECT idx FROM snapshots WHERE room = ?)"
+                " AND (seq < ? OR ts_ms < ?)",
+                (room, room, before_seq, before_ts_ms),
+            )
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _full(exc):
+                raise StoreFullError(f"{self.path}: the disk is full") from exc
+            raise
+        self._commit()
+        return cursor.rowcount
+
     def stage(self, room: str, entries: Iterable[LogEntry]) -> None:
         """Durably keep committed history aside for the room's next install."""
         if self._failed is not None:

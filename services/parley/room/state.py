@@ -9,6 +9,18 @@ from typing import Any
 
 from parley.room.entries import EntryKind, LogEntry
 
+RETAIN = "retain="
+"""Marks a create entry's retention, after its group: `a,b,c;retain=N,S`."""
+
+
+def create_text(group: tuple[str, ...] | list[str], retain: tuple[int, int] = (0, 0)) -> str:
+    """A create entry's text: the replica group, and the room's retention
+    (messages, seconds) when either is set."""
+    text = ",".join(group)
+    if any(retain):
+        text += f";{RETAIN}{retain[0]},{retain[1]}"
+    return text
+
 
 @dataclass(frozen=True, slots=True)
 class DedupeWindow:
@@ -46,6 +58,10 @@ class RoomState:
     incarnation: str = ""
     # index of the delete entry (0: not deleted)
     deleted_index: int = 0
+    # retention set at create (0: the nodes' default): keep the last
+    # retain_entries messages, and those of the last retain_seconds
+    retain_entries: int = 0
+    retain_seconds: int = 0
     # (user, client_msg_id) -> (seq, order time) of the stored message, oldest first
     dedupe: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
     window: DedupeWindow = field(default_factory=DedupeWindow)
@@ -86,9 +102,13 @@ class RoomState:
             self.owner = entry.user
             self.members = {entry.user}
             self.incarnation = entry.client_msg_id
-            if entry.text:
-                self.replicas = tuple(entry.text.split(","))
+            group, _, retention = entry.text.partition(";")
+            if group:
+                self.replicas = tuple(group.split(","))
                 self.config_index = entry.index
+            if retention.startswith(RETAIN):
+                count, _, seconds = retention[len(RETAIN) :].partition(",")
+                self.retain_entries, self.retain_seconds = int(count), int(seconds)
         elif kind is EntryKind.DELETE:
             self.exists = False
             self.members = set()
@@ -122,6 +142,8 @@ class RoomState:
             config_index=self.config_index,
             incarnation=self.incarnation,
             deleted_index=self.deleted_index,
+            retain_entries=self.retain_entries,
+            retain_seconds=self.retain_seconds,
             dedupe=OrderedDict(self.dedupe),
             window=self.window,
         )
@@ -139,6 +161,7 @@ class RoomState:
             "config_index": self.config_index,
             "incarnation": self.incarnation,
             "deleted_index": self.deleted_index,
+            "retain": [self.retain_entries, self.retain_seconds],
             # oldest first, as the window forgets them
             "dedupe": [[u, i, seq, ts] for (u, i), (seq, ts) in self.dedupe.items()],
         }
@@ -164,6 +187,8 @@ class RoomState:
                 config_index=int(doc["config_index"]),
                 incarnation=str(doc["incarnation"]),
                 deleted_index=int(doc["deleted_index"]),
+                retain_entries=int(doc.get("retain", [0, 0])[0]),
+                retain_seconds=int(doc.get("retain", [0, 0])[1]),
                 dedupe=OrderedDict(
                     ((str(u), str(i)), (int(seq), int(ts))) for u, i, seq, ts in doc["dedupe"]
                 ),

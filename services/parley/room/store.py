@@ -40,6 +40,16 @@ class LogStore(Protocol):
         installed snapshot (`RoomWrite.install`) moves it into the log."""
         ...
 
+    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+        """Retention: delete the room's entries with seq < before_seq or
+        ts_ms < before_ts_ms, but only at or below its stored snapshot's
+        index (what a restart does not load). Returns how many went.
+
+        Raises:
+            StoreFullError: the disk is full (a delete needs room too).
+        """
+        ...
+
     def entries(self, room: str, after: int, upto: int, limit: int) -> list[LogEntry]:
         """Stored entries with after < index <= upto, in order, at most limit."""
         ...

@@ -210,3 +210,23 @@ def test_bad_limit_is_bad_request(limit: object) -> None:
         return
     err = _error(json.dumps(frame))
     assert (err.code, err.id) == ("bad_request", "l")
+
+
+def test_create_takes_an_optional_retention() -> None:
+    """A room's own retention: messages and/or seconds, each 0 (the
+    default) up to 2**31 - 1; anything else is a clear bad_request."""
+    frame = {"type": "create", "room": "g", "retention": {"messages": 100}}
+    assert _parse(frame) == CreateRequest(room="g", retain_messages=100)
+    frame = {"type": "create", "room": "g", "retention": {"seconds": 60, "messages": 5}}
+    assert _parse(frame) == CreateRequest(room="g", retain_messages=5, retain_seconds=60)
+    for bad in (
+        [],
+        {"messages": -1},
+        {"seconds": 2**31},
+        {"messages": True},
+        {"messages": "10"},
+        {"days": 3},
+    ):
+        err = _error(json.dumps({"type": "create", "room": "g", "retention": bad, "id": "c"}))
+        assert err.code == "bad_request" and err.id == "c", bad
+        assert "retention" in err.message

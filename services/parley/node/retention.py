@@ -1,0 +1,80 @@
+"""The retention sweep: each replica deletes what its room's policy no
+longer keeps (see `parley.room.retention`).
+
+Every `every` seconds, for each room with a policy: the replica folds the
+expired entries it still holds in memory and stores a snapshot past them
+(`RoomEngine.retain`); once that is durable, the store deletes the expired
+entries at or below its stored snapshot. Every replica does this on its
+own; they agree because the policy is the room's (or the same default) and
+the cutoffs come from the committed log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from parley.observability import metrics
+from parley.observability.log import get_logger
+from parley.room.retention import RetentionPolicy, cutoffs
+
+from .core import NodeCore
+from .engine_loop import now_ms
+
+log = get_logger("parley.node.retention")
+
+
+class RetentionSweeper:
+    """Runs the sweep every `every` seconds until stopped."""
+
+    def __init__(self, core: NodeCore, every: float) -> None:
+        self.core = core
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.sweep()
+            except Exception:
+                log.error("retention sweep failed", exc_info=True)
+
+    async def sweep(self) -> int:
+        """One pass over every room; returns how many entries were deleted."""
+        core = self.core
+        now = now_ms()
+        due = []
+        for room, replica in list(core.rooms.items()):
+            policy = RetentionPolicy.of(replica.tip, core.retention)
+            if policy.keeps_all:
+                continue
+            cut = cutoffs(policy, replica.committed_seq, now)
+            expired = 0
+            for entry in replica.log:
+                if entry.index > replica.commit_index or not cut.expired(entry):
+                    break
+                expired += 1
+            if expired:
+                core.engine.retain(room, replica.offset + expired)
+            due.append((room, cut))
+        if not due:
+            return 0
+        core.loop.kick()
+        await core.loop.settled()  # the snapshots past the expired entries are durable
+        deleted = 0
+        for room, cut in due:
+            deleted += await core.store.prune(room, cut.seq, cut.ts_ms)
+        if deleted:
+            metrics.RETENTION_DELETED.inc(deleted)
+            log.info("retention deleted entries", entries=deleted, rooms=len(due))
+        return deleted

@@ -1,0 +1,44 @@
+"""Retention policies: what a room keeps, by count and by age."""
+
+from __future__ import annotations
+
+from parley.room.entries import EntryKind, LogEntry
+from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
+from parley.room.state import RoomState, create_text
+
+
+def message(seq: int, ts_ms: int) -> LogEntry:
+    return LogEntry(seq + 1, 1, EntryKind.MESSAGE, seq, "u", "t", ts_ms, f"m{seq}")
+
+
+def test_a_room_records_its_own_retention_in_its_create_entry() -> None:
+    text = create_text(("a", "b", "c"), (100, 3600))
+    assert text == "a,b,c;retain=100,3600"
+    state = RoomState()
+    state.apply(LogEntry(1, 1, EntryKind.CREATE, 0, "o", text, 0, "inc"))
+    assert state.replicas == ("a", "b", "c")
+    assert (state.retain_entries, state.retain_seconds) == (100, 3600)
+    # and it survives a snapshot
+    again = RoomState.from_json(state.to_json())
+    assert (again.retain_entries, again.retain_seconds) == (100, 3600)
+    assert create_text(("a",)) == "a"  # no retention of its own: the default
+
+
+def test_the_room_policy_wins_over_the_default() -> None:
+    default = RetentionPolicy(entries=10)
+    own = RoomState(retain_seconds=60)
+    assert RetentionPolicy.of(own, default) == RetentionPolicy(0, 60)
+    assert RetentionPolicy.of(RoomState(), default) == default
+    assert RetentionPolicy().keeps_all and not default.keeps_all
+
+
+def test_cutoffs_by_count_and_by_age() -> None:
+    log = [message(seq, ts_ms=1000 * seq) for seq in range(1, 21)]
+    by_count = cutoffs(RetentionPolicy(entries=5), last_seq=20, now_ms=20_000)
+    assert [e.seq for e in by_count.keep(log)] == [16, 17, 18, 19, 20]
+    by_age = cutoffs(RetentionPolicy(seconds=3), last_seq=20, now_ms=20_000)
+    assert [e.seq for e in by_age.keep(log)] == [17, 18, 19, 20]
+    both = cutoffs(RetentionPolicy(entries=2, seconds=10), last_seq=20, now_ms=20_000)
+    assert [e.seq for e in both.keep(log)] == [19, 20]
+    assert Cutoffs().keep(log) is log
+    assert cutoffs(RetentionPolicy(entries=50), last_seq=20, now_ms=0) == Cutoffs(0, 0)
