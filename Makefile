@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m parley.bench
 	$(BIN)/python scripts/bench_moves.py
 	$(BIN)/python scripts/bench_idle.py
+	$(BIN)/python scripts/bench_history.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

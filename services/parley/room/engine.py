@@ -191,6 +191,8 @@ class RoomEngine:
             # of state per room (the simulation stays deterministic: one
             # engine's replicas draw in a deterministic order)
             self._rng,
+            # and the detector's view, until the next tick brings its own
+            self._up if self._up != {self.node_id} else None,
         )
         replica.draining = self.draining
         self.rooms[room] = replica

@@ -32,6 +32,10 @@ from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.state import DedupeWindow, RoomState, create_text
 
 
+NOBODY: frozenset[str] = frozenset()
+"""The empty set most replicas' learners and leavers are (shared)."""
+
+
 class Role(Enum):
     """What a replica is doing in its current epoch."""
 
@@ -91,7 +95,63 @@ class RoomReplica:
         now_ms: the current time.
         timing: protocol timers.
         rng: source of election jitter (seeded in simulations).
+        up: the nodes the failure detector sees up (default: every replica).
     """
+
+    # slots, and shared empty sets where most replicas hold nothing: a node
+    # holds tens of thousands of replicas, most of them idle followers
+    __slots__ = (
+        "_acked_ms",
+        "_acked_round",
+        "_dirty_peers",
+        "_election_due_ms",
+        "_epoch_index",
+        "_heard_ms",
+        "_initial",
+        "_last_sent_ms",
+        "_now_ms",
+        "_outcomes",
+        "_quiet_peers_up",
+        "_read_answers",
+        "_reads",
+        "_retire_due_ms",
+        "_rng",
+        "_taken_index",
+        "_told",
+        "_transfer_due_ms",
+        "_up",
+        "_vote_out",
+        "_votes",
+        "_write",
+        "administrator",
+        "base",
+        "commit_index",
+        "config_floor",
+        "draining",
+        "epoch",
+        "learners",
+        "leavers",
+        "leaving",
+        "log",
+        "match_index",
+        "move",
+        "next_index",
+        "offset",
+        "offset_epoch",
+        "peers",
+        "persisted_index",
+        "quiet",
+        "read_round",
+        "replicas",
+        "role",
+        "room",
+        "self_id",
+        "snapshot_index",
+        "timing",
+        "tip",
+        "transfer_target",
+        "voted_for",
+    )
 
     def __init__(
         self,
@@ -102,6 +162,7 @@ class RoomReplica:
         now_ms: int,
         timing: Timing | None = None,
         rng: random.Random | None = None,
+        up: set[str] | None = None,
     ) -> None:
         self.room = room
         self.self_id = self_id
@@ -115,8 +176,8 @@ class RoomReplica:
         # administrator only: nodes being brought up to date to join (a
         # move's prepare), and nodes of the old group still to be told the
         # move is committed; both get appends but never count
-        self.learners: set[str] = set()
-        self.leavers: set[str] = set()
+        self.learners: set[str] | frozenset[str] = NOBODY
+        self.leavers: set[str] | frozenset[str] = NOBODY
         self.next_index: dict[str, int] = {}
         self.match_index: dict[str, int] = {}
         self.move: RoomMove | None = None
@@ -130,7 +191,7 @@ class RoomReplica:
         # quiescence: an idle room sends no heartbeats, and its followers run
         # no election timers while their detector sees the administrator up
         self.quiet = False
-        self._quiet_peers_up: set[str] = set()
+        self._quiet_peers_up: set[str] | frozenset[str] = NOBODY
         self.timing = timing or Timing()
         self._rng = rng or random.Random()
         hard = record.hard if record else HardState()
@@ -159,13 +220,14 @@ class RoomReplica:
         self._dirty_peers: set[str] = set()
         self._last_sent_ms: dict[str, int] = {}
         self._acked_ms: dict[str, int] = {}
-        self._votes: set[str] = set()
+        self._votes: set[str] | frozenset[str] = NOBODY
         self._epoch_index = 0  # index of this administrator's epoch entry
         self._write: RoomWrite | None = None
         self._heard_ms = now_ms
         self._now_ms = now_ms  # the latest time an input brought
         self._election_due_ms = now_ms + self._jitter()
-        self._up: set[str] = set(replicas)
+        # what the failure detector sees up (the engine's view, shared)
+        self._up: set[str] = up if up is not None else set(replicas)
         self._vote_out: peer_pb.RoomVote | None = None
         # leadership transfer: the peer this administrator hands the room to
         self.transfer_target = ""
@@ -206,6 +268,8 @@ class RoomReplica:
             self.leavers |= (before - set(voters)) - {self.self_id}
             self.learners -= set(voters)
             self.leavers -= set(voters)
+        if self.role is not Role.ADMINISTRATOR:
+            return  # (a reign starts replication state afresh: _take_reign)
         for peer in self.targets:
             self.next_index.setdefault(peer, self.last_index + 1)
             self.match_index.setdefault(peer, 0)
@@ -218,7 +282,7 @@ class RoomReplica:
         extra = sorted((self.learners | self.leavers) - set(self.peers) - {self.self_id})
         return [*self.peers, *extra]
 
-    def _has_quorum(self, nodes: set[str]) -> bool:
+    def _has_quorum(self, nodes: set[str] | frozenset[str]) -> bool:
         """True when nodes hold a majority of every group (both, in a move)."""
         return all(sum(1 for r in g if r in nodes) > len(g) // 2 for g in self.groups())
 
@@ -258,7 +322,11 @@ class RoomReplica:
         raise IndexError(f"{self.room}: entry {index} is compacted (offset {self.offset})")
 
     def _replay(self) -> RoomState:
-        """The state after `base` and every entry in memory."""
+        """The state after `base` and every entry in memory (`base` itself
+        when there are none: tip and base are one object until the next
+        entry, which `_append_local` applies to a copy)."""
+        if not self.log:
+            return self.base
         state = self.base.copy()
         for entry in self.log:
             state.apply(entry)
@@ -344,6 +412,8 @@ class RoomReplica:
         assert isinstance(write.entries, list)
         write.entries.extend(entries)
         self.log.extend(entries)
+        if self.tip is self.base:
+            self.tip = self.base.copy()
         for entry in entries:
             self.tip.apply(entry)
             if self.tip.config_index == entry.index:
@@ -400,6 +470,11 @@ class RoomReplica:
         Only entries already durable here and handed out as committed
         (`take_committed`) are folded.
         """
+        if self.quiet and self.log:
+            # an idle room keeps no tail: every replica holds all of it, and
+            # memory per room is what tens of thousands of idle rooms cost
+            self._fold(min(self._taken_index, self.persisted_index))
+            return
         tail = self.timing.log_tail
         if len(self.log) <= 2 * tail:
             return
@@ -424,6 +499,8 @@ class RoomReplica:
         self.offset_epoch = self.log[folded - 1].epoch
         del self.log[:folded]
         self.offset = upto
+        if not self.log:
+            self.tip = self.base  # the same state: one object (see _replay)
 
     def _store_snapshot(self) -> None:
         self.snapshot_index = self.offset
@@ -604,7 +681,7 @@ class RoomReplica:
             # another incarnation there, or a node that already dropped the
             # room (it left the group, or the room is deleted): nothing more
             # to replicate to it
-            self.leavers.discard(peer)
+            self._no_longer_leaving(peer)
             if deleted and result.unknown:
                 self._told[peer] = self.tip.deleted_index
             self.next_index[peer] = self.last_index + 1
@@ -612,7 +689,7 @@ class RoomReplica:
         if result.success and sent.commit_index > self._told.get(peer, 0):
             self._told[peer] = sent.commit_index
             if peer in self.leavers and isinstance(sent, peer_pb.RoomAppend) and sent.leaving:
-                self.leavers.discard(peer)  # it knows it left
+                self._no_longer_leaving(peer)  # it knows it left
         self._acked_ms[peer] = now_ms
         if read_round > self._acked_round.get(peer, 0):
             self._acked_round[peer] = read_round
@@ -630,6 +707,10 @@ class RoomReplica:
             self.match_index[peer] = min(self.match_index.get(peer, 0), retry - 1)
             self._dirty_peers.add(peer)
         self.drive_move(now_ms)
+
+    def _no_longer_leaving(self, peer: str) -> None:
+        if peer in self.leavers:
+            self.leavers = self.leavers - {peer}
 
     def heartbeat(self) -> None:
         """Send every peer an append (or heartbeat) with the next Ready."""
@@ -801,7 +882,7 @@ class RoomReplica:
         self.move = None
         if outcome == "aborted":
             for learner in move.learners - set(self.replicas):
-                self.learners.discard(learner)
+                self.learners = self.learners - {learner}
                 self.next_index.pop(learner, None)
                 self.match_index.pop(learner, None)
         self._outcomes.append(
@@ -1032,7 +1113,7 @@ class RoomReplica:
         if result.pre:
             if result.granted:
                 if self.role is Role.PRE_CANDIDATE and result.epoch == self.epoch + 1:
-                    self._votes.add(voter)
+                    self._votes = self._votes | {voter}
                     if self._has_quorum(self._votes):
                         return self.campaign(now_ms)
             elif result.epoch > self.epoch:
@@ -1044,7 +1125,7 @@ class RoomReplica:
         # a granted vote carries the epoch it was asked for: this campaign's
         if self.role is not Role.CANDIDATE or result.epoch != self.epoch or not result.granted:
             return False
-        self._votes.add(voter)
+        self._votes = self._votes | {voter}
         if self._has_quorum(self._votes):
             self._become_administrator(now_ms)
             return True
@@ -1055,7 +1136,7 @@ class RoomReplica:
         (founding a room, or winning an election)."""
         self.role = Role.ADMINISTRATOR
         self.administrator = self.self_id
-        self.learners, self.leavers, self._told = set(), set(), {}
+        self.learners, self.leavers, self._told = NOBODY, NOBODY, {}
         self.next_index = {p: self.last_index + 1 for p in self.peers}
         self.match_index = {p: 0 for p in self.peers}
         self._acked_ms = {p: now_ms for p in self.peers}
@@ -1085,8 +1166,8 @@ class RoomReplica:
             # next administrator finishes the move (and reports it)
             self._end_move("aborted", now_ms, unless_joint=True)
             self.move = None
-            self.learners = set()
-            self.leavers = set()
+            self.learners = NOBODY
+            self.leavers = NOBODY
         self.role = Role.FOLLOWER
         self.administrator = ""
         self.quiet = False

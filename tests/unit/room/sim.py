@@ -429,10 +429,8 @@ class Checker:
                 self.check_base(node, rep)
                 store = cluster.nodes[node].store
                 stored = store.load().get(room)
-                if (
-                    stored is None
-                    or stored.entries[-len(rep.log) :] != rep.log[-len(stored.entries) :]
-                ):
+                after = [e for e in stored.entries if e.index > rep.offset] if stored else []
+                if stored is None or after != rep.log:
                     self.fail(f"{node}/{room}: store and memory disagree")
                 snap = stored.snapshot.index if stored.snapshot else 0
                 if (
@@ -475,6 +473,12 @@ def check_log_matching(what: str, a: RoomReplica, b: RoomReplica, known: int = 0
             if span_a != b.log[low - b.offset : index - b.offset]:
                 raise InvariantViolation(f"{what}: logs match at {index} but differ before it")
             return
+
+
+def whole_log(c: Cluster, node: str, room: str = "r0") -> list[LogEntry]:
+    """A replica's whole log: what it folded, from its store, then memory."""
+    rep = c.replica(node, room)
+    return [*c.nodes[node].store.entries(room, 0, rep.offset, 10**9), *rep.log]
 
 
 def room_replicas(nodes: list[str], rooms: int, replication: int) -> dict[str, list[str]]:
@@ -1687,4 +1691,5 @@ __all__ = [
     "run_seed",
     "settle",
     "start",
+    "whole_log",
 ]

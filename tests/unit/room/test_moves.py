@@ -189,7 +189,10 @@ def _move_crashing(victim: str, k: int) -> tuple[bool, list[str]]:
     assert texts[:3] == ["m0", "m1", "m2"], (k, texts)
     committed = c.checker.committed["r0"]
     for node in group:
-        assert c.replica(node).log[: len(committed)] == committed
+        held = c.nodes[node].store.entries("r0", 0, len(committed), len(committed))
+        assert held == committed
+        rep = c.replica(node)
+        assert rep.log[: rep.commit_index - rep.offset] == committed[rep.offset :]
     return crashed, group
 
 

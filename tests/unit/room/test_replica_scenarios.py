@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.replica import Role, Timing
-from sim import APPEND, APPEND_RESULT, OWNER, VOTE, VOTE_RESULT, Cluster, Msg
+from sim import APPEND, APPEND_RESULT, OWNER, VOTE, VOTE_RESULT, Cluster, Msg, whole_log
 
 ROOM = "r0"
 # longer than election_min_ms: followers no longer count the old
@@ -59,7 +59,7 @@ def acked(c: Cluster) -> list[str]:
 
 def texts(c: Cluster, node: str) -> list[str]:
     """The client ids of the messages in a node's whole log (committed or not)."""
-    return [e.client_msg_id for e in c.replica(node).log if e.kind is EntryKind.MESSAGE]
+    return [e.client_msg_id for e in whole_log(c, node) if e.kind is EntryKind.MESSAGE]
 
 
 def everyone_agrees(c: Cluster) -> None:
