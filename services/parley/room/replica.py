@@ -31,7 +31,6 @@ from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.state import DedupeWindow, RoomState, create_text
 
-
 NOBODY: frozenset[str] = frozenset()
 """The empty set most replicas' learners and leavers are (shared)."""
 

@@ -23,6 +23,7 @@ ALERTS = {
     "ParleyReplicationLagGrowing",
     "ParleyGatewayDisconnectStorm",
     "ParleyRoomsUnderReplicated",
+    "ParleyStoreNotWritable",
 }
 # DESIGN §6: the dashboard must show every one of these.
 METRICS = {
@@ -37,6 +38,8 @@ METRICS = {
     "parley_twopc_duration_seconds_bucket",
     "parley_room_moves_in_flight",
     "parley_rooms_under_replicated",
+    "parley_snapshots_total",
+    "parley_store_writable",
     "parley_peer_up",
     "parley_ws_connections",
     "parley_ws_frames_total",
