@@ -4,9 +4,11 @@ Three nodes (sqlite, R = 3) on 127.0.0.1; ROOMS rooms are created straight
 through the nodes' RoomService (CONCURRENCY creates in flight), then left
 alone. Reported: creations per second; after the rooms have gone quiet, each
 node's CPU over a 10 s window (from /proc) and its resident memory per room
-(RSS with the rooms minus RSS before them).
+(RSS with the rooms minus RSS before them); then the node administering the
+most rooms is SIGKILLed (it holds a copy of every room): how long until
+every one of its rooms is served by another node.
 
-    .venv/bin/python scripts/bench_idle.py [--rooms 1000 10000] [--concurrency 64]
+    .venv/bin/python scripts/bench_idle.py [--rooms 1000 10000 50000] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -82,19 +84,47 @@ async def bench(count: int, concurrency: int) -> None:
             await asyncio.sleep(10.0)
             cpu = {n: (cpu_seconds(p) - cpu0[n]) / 10.0 for n, p in pids.items()}
             per_room = {n: (rss_bytes(p) - before[n]) / count for n, p in pids.items()}
+            victim, lost, failover = await failover_of_busiest(cluster, count)
             print(
                 f"{count:,} rooms: created at {count / seconds:,.0f}/s; idle CPU per node "
                 + ", ".join(f"{cpu[n] * 100:.1f} %" for n in cluster.node_ids)
                 + "; memory per room "
                 + ", ".join(f"{per_room[n] / 1024:.1f} KB" for n in cluster.node_ids)
+                + f"; SIGKILL {victim} ({lost:,} rooms administered): all served again "
+                f"in {failover:.2f} s",
+                flush=True,
             )
         finally:
             await cluster.stop()
 
 
+async def administered(cluster: LocalCluster, node: str) -> set[str]:
+    async with grpc.aio.insecure_channel(cluster.node_addr(node)) as channel:
+        rooms = await room_grpc.RoomServiceStub(channel).ListRooms(
+            pb.ListRoomsRequest(), timeout=30
+        )
+    return {r.room for r in rooms.rooms}
+
+
+async def failover_of_busiest(cluster: LocalCluster, count: int) -> tuple[str, int, float]:
+    """SIGKILL the node serving the most rooms; seconds until the others serve them all."""
+    served = {n: await administered(cluster, n) for n in cluster.node_ids}
+    victim = max(served, key=lambda n: len(served[n]))
+    others = [n for n in cluster.node_ids if n != victim]
+    cluster.kill_node(victim)
+    killed = time.monotonic()
+    while True:
+        now_served: set[str] = set()
+        for node in others:
+            now_served |= await administered(cluster, node)
+        if len(now_served) >= count:
+            return victim, len(served[victim]), time.monotonic() - killed
+        await asyncio.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rooms", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--rooms", type=int, nargs="*", default=[1000, 10000, 50000])
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     for count in args.rooms:
