@@ -638,3 +638,51 @@ class InstallSnapshotResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InstallSnapshotResponse: _TypeAlias = InstallSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class LocateRoomsRequest(_message.Message):
+    """LocateRoomsRequest asks about many rooms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rooms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The room names."""
+
+    def __init__(
+        self,
+        *,
+        rooms: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rooms", b"rooms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocateRoomsRequest: _TypeAlias = LocateRoomsRequest  # noqa: Y015
+
+@_typing.final
+class LocateRoomsResponse(_message.Message):
+    """LocateRoomsResponse has one answer per room of the request, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rooms(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocateRoomResponse]:
+        """The answers."""
+
+    def __init__(
+        self,
+        *,
+        rooms: _abc.Iterable[Global___LocateRoomResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rooms", b"rooms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocateRoomsResponse: _TypeAlias = LocateRoomsResponse  # noqa: Y015

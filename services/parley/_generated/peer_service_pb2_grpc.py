@@ -52,6 +52,11 @@ class PeerServiceStub:
                 request_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.FromString,
                 _registered_method=True)
+        self.LocateRooms = channel.unary_unary(
+                '/parley.v1.PeerService/LocateRooms',
+                request_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomsRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomsResponse.FromString,
+                _registered_method=True)
         self.StageHistory = channel.unary_unary(
                 '/parley.v1.PeerService/StageHistory',
                 request_serializer=parley_dot_v1_dot_peer__service__pb2.StageHistoryRequest.SerializeToString,
@@ -93,6 +98,14 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LocateRooms(self, request, context):
+        """LocateRooms asks LocateRoom's question of many rooms at once (every
+        create asks every node; concurrent creates share one call per peer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StageHistory(self, request, context):
         """StageHistory carries one chunk of a room's committed history ahead of
         an InstallSnapshot: the receiver keeps it aside until the install.
@@ -127,6 +140,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.LocateRoom,
                     request_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.FromString,
                     response_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.SerializeToString,
+            ),
+            'LocateRooms': grpc.unary_unary_rpc_method_handler(
+                    servicer.LocateRooms,
+                    request_deserializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomsRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_peer__service__pb2.LocateRoomsResponse.SerializeToString,
             ),
             'StageHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.StageHistory,
@@ -223,6 +241,33 @@ class PeerService:
             '/parley.v1.PeerService/LocateRoom',
             parley_dot_v1_dot_peer__service__pb2.LocateRoomRequest.SerializeToString,
             parley_dot_v1_dot_peer__service__pb2.LocateRoomResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LocateRooms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.PeerService/LocateRooms',
+            parley_dot_v1_dot_peer__service__pb2.LocateRoomsRequest.SerializeToString,
+            parley_dot_v1_dot_peer__service__pb2.LocateRoomsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class PeerServiceStub:
     """LocateRoom tells whether this node holds a replica of a room, so a node
     that placement newly names for a room does not start a second copy.
     """
+    LocateRooms: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.LocateRoomsRequest, _peer_service_pb2.LocateRoomsResponse]
+    """LocateRooms asks LocateRoom's question of many rooms at once (every
+    create asks every node; concurrent creates share one call per peer).
+    """
     StageHistory: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.StageHistoryRequest, _peer_service_pb2.StageHistoryResponse]
     """StageHistory carries one chunk of a room's committed history ahead of
     an InstallSnapshot: the receiver keeps it aside until the install.
@@ -73,6 +77,10 @@ class PeerServiceAsyncStub(PeerServiceStub):
     LocateRoom: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.LocateRoomRequest, _peer_service_pb2.LocateRoomResponse]  # type: ignore[assignment]
     """LocateRoom tells whether this node holds a replica of a room, so a node
     that placement newly names for a room does not start a second copy.
+    """
+    LocateRooms: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.LocateRoomsRequest, _peer_service_pb2.LocateRoomsResponse]  # type: ignore[assignment]
+    """LocateRooms asks LocateRoom's question of many rooms at once (every
+    create asks every node; concurrent creates share one call per peer).
     """
     StageHistory: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.StageHistoryRequest, _peer_service_pb2.StageHistoryResponse]  # type: ignore[assignment]
     """StageHistory carries one chunk of a room's committed history ahead of
@@ -116,6 +124,16 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_peer_service_pb2.LocateRoomResponse, _abc.Awaitable[_peer_service_pb2.LocateRoomResponse]]:
         """LocateRoom tells whether this node holds a replica of a room, so a node
         that placement newly names for a room does not start a second copy.
+        """
+
+    @_abc_1.abstractmethod
+    def LocateRooms(
+        self,
+        request: _peer_service_pb2.LocateRoomsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.LocateRoomsResponse, _abc.Awaitable[_peer_service_pb2.LocateRoomsResponse]]:
+        """LocateRooms asks LocateRoom's question of many rooms at once (every
+        create asks every node; concurrent creates share one call per peer).
         """
 
     @_abc_1.abstractmethod

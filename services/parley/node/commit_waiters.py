@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from parley.room.entries import LogEntry
 from parley.room.errors import NotAdministrator
@@ -15,7 +16,9 @@ from parley.room.replica import RoomReplica
 class _Waiter:
     index: int
     epoch: int
-    future: asyncio.Future[LogEntry]
+    # resolves with the entry (a proposal), or with None (a barrier)
+    future: asyncio.Future[Any]
+    wants_entry: bool
 
 
 class CommitWaiters:
@@ -25,12 +28,27 @@ class CommitWaiters:
         self._rooms: dict[str, deque[_Waiter]] = {}
 
     def wait(self, replica: RoomReplica, index: int) -> asyncio.Future[LogEntry]:
-        """A future for the entry at index, once committed in this reign."""
+        """A future for the entry at index (a proposal, so not committed
+        yet), once committed in this reign."""
         future: asyncio.Future[LogEntry] = asyncio.get_running_loop().create_future()
         if replica.commit_index >= index:
             future.set_result(replica.entry(index))
             return future
-        waiter = _Waiter(index, replica.epoch, future)
+        self._add(replica, _Waiter(index, replica.epoch, future, wants_entry=True))
+        return future
+
+    def barrier(self, replica: RoomReplica, index: int) -> asyncio.Future[None]:
+        """A future that resolves once index is committed in this reign
+        (at once if it is: the entry may be folded out of memory by now)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if replica.commit_index >= index:
+            future.set_result(None)
+            return future
+        self._add(replica, _Waiter(index, replica.epoch, future, wants_entry=False))
+        return future
+
+    def _add(self, replica: RoomReplica, waiter: _Waiter) -> None:
+        index = waiter.index
         waiters = self._rooms.setdefault(replica.room, deque())
         if waiters and waiters[-1].index > index:
             # keep the queue ordered by index (barriers may ask for older ones)
@@ -39,7 +57,6 @@ class CommitWaiters:
             waiters.extend(ordered)
         else:
             waiters.append(waiter)
-        return future
 
     def committed(self, replica: RoomReplica) -> None:
         """Resolve every waiter up to the replica's commit index.
@@ -52,9 +69,10 @@ class CommitWaiters:
             waiter = waiters.popleft()
             if waiter.future.done():
                 continue
+            # (resolved in the Ready that committed it: still in memory)
             entry = replica.entry(waiter.index)
             if entry.epoch == waiter.epoch:
-                waiter.future.set_result(entry)
+                waiter.future.set_result(entry if waiter.wants_entry else None)
             else:
                 waiter.future.set_exception(NotAdministrator(replica.room, replica.administrator))
 

@@ -341,9 +341,9 @@ class NodeCore:
         self.loop.kick()
         return self.commits.wait(replica, entry.index)
 
-    def wait_commit(self, replica: RoomReplica, index: int) -> asyncio.Future[LogEntry]:
-        """A future for the entry at index, once committed in this reign."""
-        return self.commits.wait(replica, index)
+    def wait_commit(self, replica: RoomReplica, index: int) -> asyncio.Future[None]:
+        """A future that resolves once index is committed in this reign."""
+        return self.commits.barrier(replica, index)
 
     async def confirm_read(self, replica: RoomReplica) -> None:
         """Wait until this administrator may serve a read of the room

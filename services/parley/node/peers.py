@@ -73,7 +73,15 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
     async def LocateRoom(
         self, request: peer_pb.LocateRoomRequest, context: Context
     ) -> peer_pb.LocateRoomResponse:
-        replica = self.core.rooms.get(request.room)
+        return self._locate(request.room)
+
+    async def LocateRooms(
+        self, request: peer_pb.LocateRoomsRequest, context: Context
+    ) -> peer_pb.LocateRoomsResponse:
+        return peer_pb.LocateRoomsResponse(rooms=[self._locate(room) for room in request.rooms])
+
+    def _locate(self, room: str) -> peer_pb.LocateRoomResponse:
+        replica = self.core.rooms.get(room)
         if replica is None or replica.last_index == 0:
             return peer_pb.LocateRoomResponse(known=False)
         return peer_pb.LocateRoomResponse(
@@ -221,6 +229,55 @@ class PeerSender:
         )
 
 
+class LocateBatcher:
+    """Asks one peer about rooms, one LocateRooms call at a time: the rooms
+    asked about meanwhile ride in the next (concurrent creates share it)."""
+
+    def __init__(self, pool: ChannelPool, peer: str) -> None:
+        self.pool = pool
+        self.peer = peer
+        self._waiting: dict[str, list[asyncio.Future[peer_pb.LocateRoomResponse | None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def ask(self, room: str) -> peer_pb.LocateRoomResponse | None:
+        """The peer's answer about the room, or None if it did not answer."""
+        future: asyncio.Future[peer_pb.LocateRoomResponse | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.setdefault(room, []).append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"locate-{self.peer}")
+        return await future
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            rooms = list(batch)
+            answers: list[peer_pb.LocateRoomResponse | None] = [None] * len(rooms)
+            try:
+                stub = peer_grpc.PeerServiceStub(self.pool.get(self.peer))
+                response = await stub.LocateRooms(
+                    peer_pb.LocateRoomsRequest(rooms=rooms),
+                    timeout=RPC_TIMEOUT / 2,
+                    wait_for_ready=True,
+                )
+                if len(response.rooms) == len(rooms):
+                    answers = list(response.rooms)
+            except (grpc.aio.AioRpcError, KeyError):
+                pass  # every room of the batch: no answer
+            finally:
+                for room, answer in zip(rooms, answers, strict=True):
+                    for future in batch[room]:
+                        if not future.done():
+                            future.set_result(answer)
+
+
 class PeerTransport:
     """Every PeerSender of this node, plus vote requests."""
 
@@ -228,6 +285,7 @@ class PeerTransport:
         self.core = core
         self.pool = pool
         self.senders: dict[str, PeerSender] = {}
+        self.locators: dict[str, LocateBatcher] = {}
         self._vote_tasks: set[asyncio.Task[None]] = set()
         core.transport = self.send
         core.locate = self.locate
@@ -247,6 +305,7 @@ class PeerTransport:
     async def stop(self) -> None:
         for task in list(self._vote_tasks):
             task.cancel()
+        await asyncio.gather(*(b.stop() for b in self.locators.values()), return_exceptions=True)
         await asyncio.gather(*(s.stop() for s in self.senders.values()), return_exceptions=True)
 
     def send(self, messages: list[Outbound]) -> None:
@@ -276,19 +335,10 @@ class PeerTransport:
         """Ask every other node about a room, up or not as far as health
         knows (a node just started may not have seen its peers yet)."""
         peers = [p for p in self.core.members() if p != self.core.node_id]
-
-        async def ask(peer: str) -> peer_pb.LocateRoomResponse | None:
-            try:
-                stub = peer_grpc.PeerServiceStub(self.pool.get(peer))
-                return await stub.LocateRoom(
-                    peer_pb.LocateRoomRequest(room=room),
-                    timeout=RPC_TIMEOUT / 2,
-                    wait_for_ready=True,
-                )
-            except (grpc.aio.AioRpcError, KeyError):
-                return None
-
-        answers = await asyncio.gather(*(ask(p) for p in peers))
+        for peer in peers:
+            if peer not in self.locators:
+                self.locators[peer] = LocateBatcher(self.pool, peer)
+        answers = await asyncio.gather(*(self.locators[p].ask(room) for p in peers))
         known = [a for a in answers if a is not None and a.known]
         # a serving administrator's word first: it knows the room's group
         known.sort(key=lambda a: not a.serving)

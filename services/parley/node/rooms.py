@@ -137,7 +137,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     def _order(
         self, replica: RoomReplica, request: pb.PublishRequest
-    ) -> tuple[asyncio.Future[LogEntry], int | None] | pb.PublishResponse:
+    ) -> tuple[asyncio.Future[LogEntry] | asyncio.Future[None], int | None] | pb.PublishResponse:
         """Validate and append one publish without waiting.
 
         Returns:
@@ -179,7 +179,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             except RoomError as err:
                 replicas[room] = err
         outcomes: list[pb.PublishResponse | RoomError | None] = []
-        waits: list[tuple[int, asyncio.Future[LogEntry], int | None]] = []
+        waits: list[tuple[int, asyncio.Future[LogEntry] | asyncio.Future[None], int | None]] = []
         for i, request in enumerate(publishes):
             try:
                 if i in refused:
@@ -205,8 +205,8 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             except RoomError as err:
                 outcomes[i] = err
                 continue
-            if duplicate_seq is not None:
-                outcomes[i] = pb.PublishResponse(seq=duplicate_seq, duplicate=True)
+            if entry is None:  # a duplicate: its original's seq
+                outcomes[i] = pb.PublishResponse(seq=duplicate_seq or 0, duplicate=True)
             else:
                 outcomes[i] = pb.PublishResponse(seq=entry.seq)
         return [o for o in outcomes if o is not None]

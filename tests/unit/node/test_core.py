@@ -175,3 +175,20 @@ async def test_a_lost_reign_fails_its_waiting_proposals(net: LocalNet) -> None:
     with pytest.raises(NotAdministrator):
         await asyncio.wait_for(pending, 5)
     assert "lobby" not in core.administered
+
+
+async def test_a_barrier_on_a_quiet_room_whose_log_is_folded(net: LocalNet) -> None:
+    """A quiescent room folds its whole log out of memory; waiting for what
+    is already committed (a join of a member, a retried publish) still
+    answers at once, and the room wakes and commits new entries."""
+    core, replica = await create(net, "calm")
+    await core.propose(replica, EntryKind.MESSAGE, "alice", "hi", "m1")
+    for _ in range(100):  # ticks until every replica is quiet and folded
+        core.tick()
+        await asyncio.sleep(0.02)
+        if all(c.rooms["calm"].quiet and not c.rooms["calm"].log for c in net.cores.values()):
+            break
+    assert not replica.log and replica.offset == replica.last_index == replica.commit_index
+    await asyncio.wait_for(core.wait_commit(replica, replica.last_index), 1)
+    message = await core.propose(replica, EntryKind.MESSAGE, "alice", "again", "m2")
+    assert message.seq == 2
