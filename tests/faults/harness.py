@@ -29,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -241,6 +242,7 @@ class FaultLab:
         store: str = "memory",
         rooms: int = 3,
         users: int = 4,
+        node_args: Sequence[str] = (),
     ) -> LocalCluster:
         """Make the hosts, start the agent and the cluster, create rooms and join users."""
         assert self.net is not None, "a lab on this host: use start_on()"
@@ -260,6 +262,7 @@ class FaultLab:
             hosts=hosts,
             prefixes=prefixes,
             probe=self.agent.probe,
+            node_args=node_args,
         )
         await self.cluster.start()
         await self._setup(store, rooms, users)

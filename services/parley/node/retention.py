@@ -64,7 +64,10 @@ class RetentionSweeper:
                 if entry.index > replica.commit_index or not cut.expired(entry):
                     break
                 expired += 1
-            if expired:
+            if expired or replica.offset > replica.snapshot_index:
+                # (entries folded since the last snapshot may be expired too,
+                # and the store deletes none above its snapshot: a quiet room
+                # folds everything without storing one)
                 core.engine.retain(room, replica.offset + expired)
             due.append((room, cut))
         if not due:

@@ -75,6 +75,7 @@ STORE_WRITABLE = Gauge(
     "parley_store_writable",
     "0 while this node's store cannot write (disk full): it acknowledges nothing.",
 )
+STORE_WRITABLE.set(1)  # (every process exports it; only a node's store turns it 0)
 STORE_DAMAGED = Counter(
     "parley_store_damaged_rooms_total",
     "Stored room copies found damaged (checksum, missing entries) and rebuilt.",

@@ -116,14 +116,19 @@ async def test_a_room_is_created_and_replicated(net: LocalNet) -> None:
     core, replica = await create(net, "lobby")
     message = await core.propose(replica, EntryKind.MESSAGE, "alice", "hi", "m1")
     assert message.seq == 1
+
+    def stored(core: NodeCore) -> list[str]:
+        entries = core.store.store.entries("lobby", 0, 100, 100)
+        return [e.text for e in entries if e.kind is EntryKind.MESSAGE]
+
     for other in net.cores.values():
         await wait_for(
             lambda o=other: (r := o.rooms.get("lobby")) and r.commit_index >= message.index,
             5,
             message=f"{other.node_id} commits",
         )
-        stored = other.store.store.load()["lobby"].entries
-        assert [e.text for e in stored if e.kind is EntryKind.MESSAGE] == ["hi"]
+        # (a follower may learn of the commit before its own write is durable)
+        await wait_for(lambda o=other: stored(o) == ["hi"], 5, message=f"{other.node_id} holds it")
 
 
 async def test_reads_are_confirmed_on_the_administrator_only(net: LocalNet) -> None:
