@@ -729,9 +729,18 @@ class RoomReplica:
             self._dirty_peers.update(self.targets)
 
     def _may_quiesce(self, up: set[str]) -> bool:
-        """An administrator's room is idle, and every follower holds all of
-        it and knows it is committed."""
+        """An administrator's room is idle, and every follower the detector
+        sees up (a majority with this node) holds all of it and knows it is
+        committed.
+
+        A peer that is down does not keep the room awake: with a node gone,
+        every room it was in would otherwise heartbeat forever, and a node
+        holding tens of thousands of rooms would do nothing else. When the
+        peer comes back, the change of view wakes the room, and a heartbeat
+        round brings it up to date.
+        """
         last = self.last_index
+        live = {p for p in self.peers if p in up}
         return (
             self.serving
             and self.move is None
@@ -742,10 +751,9 @@ class RoomReplica:
             and self.commit_index == last
             and self.persisted_index == last
             and all(
-                self.match_index.get(p, 0) == last and self._told.get(p, 0) >= last
-                for p in self.peers
+                self.match_index.get(p, 0) == last and self._told.get(p, 0) >= last for p in live
             )
-            and set(self.peers) <= up
+            and self._has_quorum(live | {self.self_id})
         )
 
     def append_failed(self, peer: str, sent: peer_pb.RoomAppend | peer_pb.RoomSnapshot) -> None:
@@ -982,11 +990,16 @@ class RoomReplica:
         # acknowledged to this administrator: the history sent ahead starts
         # after those) goes, and the staged history stands in up to index
         keep = index < self.last_index and self.epoch_at(index) == msg.index_epoch
+        # entries of this batch not yet durable, up to index, are in the
+        # staged history (this node acknowledged none of them, so they come
+        # after have_index); the store writes them after the snapshot, where
+        # they no longer fit
         if keep:
             del self.log[: index - self.offset]
+            write.entries = [e for e in write.entries if e.index > index]
         else:
             cut = max(self.commit_index, min(msg.have_index, self.last_index)) + 1
-            write.entries = [e for e in write.entries if e.index < cut]
+            write.entries = []
             if write.truncate_from is None or cut < write.truncate_from:
                 write.truncate_from = cut
             self.log = []
