@@ -65,6 +65,8 @@ class CommitWaiters:
         proposal was replaced by a newer administrator's entry: it failed.
         """
         waiters = self._rooms.get(replica.room)
+        if waiters is None:
+            return
         while waiters and waiters[0].index <= replica.commit_index:
             waiter = waiters.popleft()
             if waiter.future.done():
@@ -75,6 +77,9 @@ class CommitWaiters:
                 waiter.future.set_result(entry if waiter.wants_entry else None)
             else:
                 waiter.future.set_exception(NotAdministrator(replica.room, replica.administrator))
+        if not waiters:
+            # an empty deque is ~600 bytes: an idle room keeps none
+            del self._rooms[replica.room]
 
     def fail(self, room: str, err: Exception) -> None:
         """This node's reign over the room ended: every waiter fails."""

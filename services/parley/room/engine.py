@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import MoveOutcome
+from parley.room import shared
 from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
@@ -375,7 +376,7 @@ class RoomEngine:
             self._outbox.append(Outbound(sender, msg.room, unknown, reply_to=token))
             return None
         record = RoomRecord(msg.room, HardState(tomb[0] if tomb and known else 0), [])
-        replica = self.add(msg.room, list(msg.members), record, now_ms)
+        replica = self.add(msg.room, list(shared.group(msg.members)), record, now_ms)
         replica.made_from(msg.config_index)
         if tomb is not None and tomb[1] == ANY_INCARNATION:
             replica.discard_stored()  # the damaged copy's rows go with the first write
@@ -401,7 +402,7 @@ class RoomEngine:
         sent = self._sent.pop(append_id, None)
         if sent is None:
             return  # a duplicate answer, or one to a failed append
-        self._in_flight[(sent.room, sent.peer)] -= 1
+        self._landed(sent)
         replica = self.rooms.get(sent.room)
         if replica is None:
             return
@@ -413,11 +414,17 @@ class RoomEngine:
         sent = self._sent.pop(append_id, None)
         if sent is None:
             return
-        self._in_flight[(sent.room, sent.peer)] -= 1
+        self._landed(sent)
         replica = self.rooms.get(sent.room)
         if replica is not None:
             replica.append_failed(sent.peer, sent.body)
             self._touched.add(sent.room)
+
+    def _landed(self, sent: _SentAppend) -> None:
+        key = (sent.room, sent.peer)
+        self._in_flight[key] -= 1
+        if self._in_flight[key] <= 0:
+            del self._in_flight[key]  # an idle room keeps no counter
 
     def step_vote_result(self, voter: str, result: peer_pb.RoomVoteResult, now_ms: int) -> None:
         """A peer's answer to a (pre-)vote request."""
@@ -468,12 +475,14 @@ class RoomEngine:
             if replica.role is not before:
                 self._roles[room] = replica.role
                 ready.roles.append(RoleChange(room, before, replica.role, replica.epoch))
-            if replica.quiet:
-                self._awake.discard(room)
-            else:
-                self._awake.add(room)
             if replica.removed:
                 self._drop(room, ready)
+            elif replica.quiet:
+                self._awake.discard(room)
+                if not any((room, p) in self._in_flight for p in replica.targets):
+                    replica.rest()
+            else:
+                self._awake.add(room)
         if self.unsafe_send_before_persist:
             ready.eager.extend(outbox)
         else:

@@ -21,14 +21,17 @@ Nothing here blocks, sleeps or reads a clock: time is the `now_ms` argument.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from enum import Enum
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
+from parley.room import shared
 from parley.room.codec import entry_from_pb, entry_to_pb
 from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
+from parley.room.shared import NO_PEERS
 from parley.room.state import DedupeWindow, RoomState, create_text
 
 NOBODY: frozenset[str] = frozenset()
@@ -113,6 +116,7 @@ class RoomReplica:
         "_quiet_peers_up",
         "_read_answers",
         "_reads",
+        "_resting",
         "_retire_due_ms",
         "_rng",
         "_taken_index",
@@ -167,30 +171,35 @@ class RoomReplica:
         self.self_id = self_id
         self.role = Role.FOLLOWER
         # the group a replica without a create entry starts with
-        self._initial = tuple(replicas)
+        self._initial = shared.group(replicas)
         # voters (old and new group during a move), in placement order
-        self.replicas: list[str] = []
+        self.replicas: tuple[str, ...] = ()
         # voters other than self: whom to ask for votes
-        self.peers: list[str] = []
+        self.peers: tuple[str, ...] = ()
         # administrator only: nodes being brought up to date to join (a
         # move's prepare), and nodes of the old group still to be told the
         # move is committed; both get appends but never count
         self.learners: set[str] | frozenset[str] = NOBODY
         self.leavers: set[str] | frozenset[str] = NOBODY
-        self.next_index: dict[str, int] = {}
-        self.match_index: dict[str, int] = {}
+        # per-peer replication state: administrators only (until then, and
+        # while one rests, the shared read-only empty table)
+        self.next_index: dict[str, int] = NO_PEERS
+        self.match_index: dict[str, int] = NO_PEERS
         self.move: RoomMove | None = None
-        self._outcomes: list[MoveOutcome] = []
+        self._outcomes: tuple[MoveOutcome, ...] = ()
         # a follower the administrator told it left the group (a move), or
         # an administrator that saw the move without it commit
         self.leaving = False
         # administrator: the highest commit index each peer acknowledged
-        self._told: dict[str, int] = {}
+        self._told: dict[str, int] = NO_PEERS
         self._retire_due_ms = 0
         # quiescence: an idle room sends no heartbeats, and its followers run
         # no election timers while their detector sees the administrator up
         self.quiet = False
-        self._quiet_peers_up: set[str] | frozenset[str] = NOBODY
+        self._quiet_peers_up: frozenset[str] = NOBODY
+        # a quiet administrator with nothing in flight lets go of its
+        # per-peer tables (`rest`); the next input rebuilds them
+        self._resting = False
         self.timing = timing or Timing()
         self._rng = rng or random.Random()
         hard = record.hard if record else HardState()
@@ -216,9 +225,9 @@ class RoomReplica:
         self.role = Role.FOLLOWER
         self.administrator = ""
         self.persisted_index = self.last_index
-        self._dirty_peers: set[str] = set()
-        self._last_sent_ms: dict[str, int] = {}
-        self._acked_ms: dict[str, int] = {}
+        self._dirty_peers: set[str] | frozenset[str] = NOBODY
+        self._last_sent_ms: dict[str, int] = NO_PEERS
+        self._acked_ms: dict[str, int] = NO_PEERS
         self._votes: set[str] | frozenset[str] = NOBODY
         self._epoch_index = 0  # index of this administrator's epoch entry
         self._write: RoomWrite | None = None
@@ -236,9 +245,9 @@ class RoomReplica:
         # read-index: a read waits for a majority to acknowledge this reign
         # in an append sent after the read arrived
         self.read_round = 0
-        self._acked_round: dict[str, int] = {}
-        self._reads: list[_Read] = []
-        self._read_answers: list[ReadAnswer] = []
+        self._acked_round: dict[str, int] = NO_PEERS
+        self._reads: tuple[_Read, ...] = ()
+        self._read_answers: tuple[ReadAnswer, ...] = ()
 
     def groups(self) -> list[tuple[str, ...]]:
         """The groups whose majorities must agree: the room's group, and
@@ -256,12 +265,12 @@ class RoomReplica:
         replication targets."""
         before = set(self.replicas)
         voters: list[str] = []
-        for group in self.groups():
-            voters.extend(r for r in group if r not in voters)
-        if voters == self.replicas:
+        for members in self.groups():
+            voters.extend(r for r in members if r not in voters)
+        if tuple(voters) == self.replicas:
             return
-        self.replicas = voters
-        self.peers = [r for r in voters if r != self.self_id]
+        self.replicas = shared.group(voters)
+        self.peers = shared.group(r for r in voters if r != self.self_id)
         if self.role is Role.ADMINISTRATOR:
             # old voters keep getting appends until they know they left
             self.leavers |= (before - set(voters)) - {self.self_id}
@@ -274,12 +283,12 @@ class RoomReplica:
             self.match_index.setdefault(peer, 0)
 
     @property
-    def targets(self) -> list[str]:
+    def targets(self) -> tuple[str, ...]:
         """Every node this administrator sends appends to."""
         if not self.learners and not self.leavers:
             return self.peers  # the common case, on every proposal
         extra = sorted((self.learners | self.leavers) - set(self.peers) - {self.self_id})
-        return [*self.peers, *extra]
+        return (*self.peers, *extra)
 
     def _has_quorum(self, nodes: set[str] | frozenset[str]) -> bool:
         """True when nodes hold a majority of every group (both, in a move)."""
@@ -448,6 +457,7 @@ class RoomReplica:
 
     def on_persisted(self, index: int) -> None:
         """The store now durably holds this replica's log up to index."""
+        self._resume()
         if index > self.persisted_index and index <= self.last_index:
             self.persisted_index = index
             if self.role is Role.ADMINISTRATOR:
@@ -485,6 +495,7 @@ class RoomReplica:
         """Retention will delete the stored entries up to `upto`: fold them
         (as far as they are durable and handed out) and store a snapshot at
         the offset, which the store's deletes may not pass."""
+        self._resume()
         self._fold(min(upto, self._taken_index, self.persisted_index))
         if self.offset > self.snapshot_index:
             self._store_snapshot()
@@ -523,9 +534,16 @@ class RoomReplica:
         )
 
     @property
-    def dirty_peers(self) -> set[str]:
+    def dirty_peers(self) -> Set[str]:
         """Peers this administrator has new entries or a new commit index for."""
-        return self._dirty_peers if self.role is Role.ADMINISTRATOR else set()
+        return self._dirty_peers if self.role is Role.ADMINISTRATOR else NOBODY
+
+    def _mark(self, peers: Iterable[str]) -> None:
+        """The next Ready sends these peers an append."""
+        if isinstance(self._dirty_peers, frozenset):
+            self._dirty_peers = set(peers)
+        else:
+            self._dirty_peers.update(peers)
 
     def append_for(
         self, peer: str, now_ms: int
@@ -536,15 +554,17 @@ class RoomReplica:
         Pipelined: the peer's next index moves past what is sent at once, so
         the next call sends what comes after without waiting for an answer.
         """
+        self._resume()
         if self.role is not Role.ADMINISTRATOR or peer not in self.next_index:
             return None
-        self._dirty_peers.discard(peer)
+        if peer in self._dirty_peers:
+            self._dirty_peers -= {peer}
         self._last_sent_ms[peer] = now_ms
         start = self.next_index[peer]
         if start <= self.offset:
             self.next_index[peer] = self.offset + 1
             if self.offset < self.last_index:
-                self._dirty_peers.add(peer)
+                self._mark((peer,))
             return self.snapshot_for(peer)
         end = min(self.last_index, start + self.timing.max_batch_entries - 1)
         prev = start - 1
@@ -566,7 +586,7 @@ class RoomReplica:
             msg.config_index = self.tip.config_index
         self.next_index[peer] = end + 1
         if end < self.last_index:
-            self._dirty_peers.add(peer)
+            self._mark((peer,))
         return msg
 
     def take_vote_request(self) -> peer_pb.RoomVote | None:
@@ -594,33 +614,34 @@ class RoomReplica:
         reign in appends sent after now: only then is no newer administrator
         possible that has acknowledged writes this one has not seen.
         """
+        self._resume()
         if not self.serving:
-            self._read_answers.append(ReadAnswer(token, None))
+            self._read_answers += (ReadAnswer(token, None),)
             return
         self._wake(self._now_ms)
         self.read_round += 1
-        self._reads.append(_Read(token, self.commit_index, self.read_round))
-        self._dirty_peers.update(self.targets)  # a heartbeat round now
+        self._reads += (_Read(token, self.commit_index, self.read_round),)
+        self._mark(self.targets)  # a heartbeat round now
         self._confirm_reads()
 
     def take_reads(self) -> list[ReadAnswer]:
         """Reads confirmed or refused since the last call."""
-        answers, self._read_answers = self._read_answers, []
-        return answers
+        answers, self._read_answers = self._read_answers, ()
+        return list(answers)
 
     def _confirm_reads(self) -> None:
         if not self._reads:
             return
         confirmed = self._quorum_value({**self._acked_round, self.self_id: self.read_round})
         while self._reads and self._reads[0].round <= confirmed:
-            read = self._reads.pop(0)
-            self._read_answers.append(ReadAnswer(read.token, read.index))
+            read, self._reads = self._reads[0], self._reads[1:]
+            self._read_answers += (ReadAnswer(read.token, read.index),)
 
     def _refuse_reads(self) -> None:
-        for read in self._reads:
-            self._read_answers.append(ReadAnswer(read.token, None))
-        self._reads = []
-        self._acked_round = {}
+        self._read_answers += tuple(ReadAnswer(read.token, None) for read in self._reads)
+        self._reads = ()
+        if self._acked_round:
+            self._acked_round = {}
 
     # ------------------------------------------------------ administrator
 
@@ -634,6 +655,7 @@ class RoomReplica:
         Raises:
             RuntimeError: when this replica is not the administrator.
         """
+        self._resume()
         if self.role is not Role.ADMINISTRATOR:
             raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
         self._wake(now_ms)
@@ -650,7 +672,7 @@ class RoomReplica:
             client_msg_id=client_msg_id,
         )
         self._append_local([entry])
-        self._dirty_peers.update(self.targets)
+        self._mark(self.targets)
         return entry
 
     def handle_append_result(
@@ -667,6 +689,7 @@ class RoomReplica:
             read_round: `read_round` when the append was made: the answer
                 confirms the reads requested up to then.
         """
+        self._resume()
         self._now_ms = max(self._now_ms, now_ms)
         if result.epoch > self.epoch and not result.foreign:
             self._step_down(result.epoch, now_ms)
@@ -704,7 +727,7 @@ class RoomReplica:
             retry = max(1, min(result.retry_index, self.last_index + 1))
             self.next_index[peer] = min(self.next_index[peer], retry)
             self.match_index[peer] = min(self.match_index.get(peer, 0), retry - 1)
-            self._dirty_peers.add(peer)
+            self._mark((peer,))
         self.drive_move(now_ms)
 
     def _no_longer_leaving(self, peer: str) -> None:
@@ -713,8 +736,9 @@ class RoomReplica:
 
     def heartbeat(self) -> None:
         """Send every peer an append (or heartbeat) with the next Ready."""
+        self._resume()
         self._wake(self._now_ms)
-        self._dirty_peers.update(self.targets)
+        self._mark(self.targets)
 
     # ---------------------------------------------------------- quiescence
 
@@ -722,11 +746,59 @@ class RoomReplica:
         """Leave quiescence: heartbeats (and their acknowledgements) resume."""
         if not self.quiet:
             return
+        self._resume()
         self.quiet = False
         if self.role is Role.ADMINISTRATOR:
             # the peers were silent because nothing was sent: not cut off
             self._acked_ms = {p: max(self._acked_ms.get(p, 0), now_ms) for p in self.peers}
-            self._dirty_peers.update(self.targets)
+            self._mark(self.targets)
+
+    def rest(self) -> bool:
+        """A quiet administrator with nothing in flight (the engine knows
+        that) lets go of its per-peer tables: a node administers thousands of
+        idle rooms, and the tables are most of what one costs. The next input
+        rebuilds them (`_resume`). Returns True when it rests."""
+        if not (
+            self.quiet
+            and self.role is Role.ADMINISTRATOR
+            and not self._resting
+            and not self._dirty_peers
+            and not self._reads
+            and not self._read_answers
+            and not self._outcomes
+            and self._write is None
+            and self.move is None
+            and not self.learners
+            and not self.leavers
+            and not self.transfer_target
+            and not self.tip.deleted_index
+        ):
+            return self._resting
+        self._resting = True
+        self._drop_tables()
+        return True
+
+    def _drop_tables(self) -> None:
+        self.next_index = self.match_index = self._told = NO_PEERS
+        self._acked_ms = self._last_sent_ms = self._acked_round = NO_PEERS
+        self._dirty_peers = NOBODY
+
+    def _resume(self) -> None:
+        """Rebuild a resting administrator's tables as they stood when it
+        went quiet: every follower then up held the whole log and knew it
+        committed (`_may_quiesce`); of the others nothing is assumed, which
+        only makes the next heartbeat round tell them more."""
+        if not self._resting:
+            return
+        self._resting = False
+        last = self.last_index
+        held = self._quiet_peers_up
+        self.next_index = {p: last + 1 for p in self.peers}
+        self.match_index = {p: last if p in held else 0 for p in self.peers}
+        self._told = {p: last for p in self.peers if p in held}
+        # as `_wake` would: silence while quiet is not being cut off
+        self._acked_ms = {p: self._now_ms for p in self.peers}
+        self._last_sent_ms, self._acked_round = {}, {}
 
     def _may_quiesce(self, up: set[str]) -> bool:
         """An administrator's room is idle, and every follower the detector
@@ -758,11 +830,16 @@ class RoomReplica:
 
     def append_failed(self, peer: str, sent: peer_pb.RoomAppend | peer_pb.RoomSnapshot) -> None:
         """An append was lost (RPC error): resend its entries next time."""
+        self._resume()
         if self.role is Role.ADMINISTRATOR and sent.epoch == self.epoch:
             first = sent.prev_index + 1 if isinstance(sent, peer_pb.RoomAppend) else 1
             if self.next_index.get(peer, 0) > first:
                 self.next_index[peer] = max(first, self.match_index.get(peer, 0) + 1)
-            self._dirty_peers.add(peer)
+            if self.quiet and peer not in self._up:
+                # a quiet room has nothing to say to a peer that is down
+                # (and would retry forever); its return wakes the room
+                return
+            self._mark((peer,))
 
     def _advance_commit(self) -> None:
         candidate = self._quorum_value({**self.match_index, self.self_id: self.persisted_index})
@@ -770,7 +847,7 @@ class RoomReplica:
         # of the current epoch; earlier ones commit with them.
         if candidate > self.commit_index and self.epoch_at(candidate) == self.epoch:
             self.commit_index = candidate
-            self._dirty_peers.update(self.targets)
+            self._mark(self.targets)
 
     def found(
         self, user: str, incarnation: str, now_ms: int, retain: tuple[int, int] = (0, 0)
@@ -783,6 +860,7 @@ class RoomReplica:
         different nodes) is told apart by its incarnation: a replica follows
         only the first incarnation it holds, so at most one create commits.
         """
+        self._resume()
         if self.last_index:
             raise RuntimeError(f"{self.room}: found on a replica that has a log")
         self.epoch += 1
@@ -803,6 +881,7 @@ class RoomReplica:
             False when no move starts: not serving, a move already under
             way, or the room already on that group.
         """
+        self._resume()
         target = tuple(target)
         if (
             not self.serving
@@ -821,12 +900,13 @@ class RoomReplica:
             # from the start: the learner may have nothing (or a stale copy)
             self.next_index[peer] = 1
             self.match_index[peer] = 0
-            self._dirty_peers.add(peer)
+            self._mark((peer,))
         self.drive_move(now_ms)
         return True
 
     def drive_move(self, now_ms: int) -> None:
         """Take the move one step further, if it can go on (administrator)."""
+        self._resume()
         move = self.move
         if self.role is not Role.ADMINISTRATOR:
             return
@@ -856,8 +936,8 @@ class RoomReplica:
             # every learner holds everything committed: they voted yes
             move.joint_proposed = True
             self.propose(EntryKind.MOVE_JOINT, self.self_id, ",".join(move.target), "", now_ms)
-            self._outcomes.append(
-                MoveOutcome(self.room, "prepared", now_ms - move.started_ms, move.target)
+            self._outcomes += (
+                MoveOutcome(self.room, "prepared", now_ms - move.started_ms, move.target),
             )
             return
         if not move.done_proposed:
@@ -892,14 +972,14 @@ class RoomReplica:
                 self.learners = self.learners - {learner}
                 self.next_index.pop(learner, None)
                 self.match_index.pop(learner, None)
-        self._outcomes.append(
-            MoveOutcome(self.room, outcome, max(0, now_ms - move.started_ms), move.target)
+        self._outcomes += (
+            MoveOutcome(self.room, outcome, max(0, now_ms - move.started_ms), move.target),
         )
 
     def take_moves(self) -> list[MoveOutcome]:
         """Moves this replica coordinated that ended since the last call."""
-        outcomes, self._outcomes = self._outcomes, []
-        return outcomes
+        outcomes, self._outcomes = self._outcomes, ()
+        return list(outcomes)
 
     # ------------------------------------------------------------ follower
 
@@ -908,6 +988,7 @@ class RoomReplica:
     ) -> peer_pb.RoomAppendResult:
         """Take an administrator's append; the answer may be sent once
         `take_write()` is durable."""
+        self._resume()
         if self._foreign(msg.incarnation):
             # (epoch 0: this replica's epochs are another room's business)
             return peer_pb.RoomAppendResult(room=self.room, success=False, foreign=True)
@@ -961,6 +1042,7 @@ class RoomReplica:
         room's state at an index this log does not hold, or not committed.
         The answer, like an append's, may be sent once `take_write()` is
         durable."""
+        self._resume()
         if self._foreign(msg.incarnation):
             return peer_pb.RoomAppendResult(room=self.room, success=False, foreign=True)
         if msg.epoch < self.epoch:
@@ -1027,6 +1109,7 @@ class RoomReplica:
     ) -> peer_pb.RoomVoteResult:
         """Take a vote request; a granted vote may be sent once
         `take_write()` is durable."""
+        self._resume()
         if self._foreign(msg.incarnation) or not self.electable:
             # another room of that name, or a copy still being made from
             # another's log (Raft has voters outside their own latest group
@@ -1086,6 +1169,7 @@ class RoomReplica:
         that was cut off cannot raise the room's epoch, and so cannot depose
         an administrator the others still hear from.
         """
+        self._resume()
         self.role = Role.PRE_CANDIDATE
         self.administrator = ""
         self._votes = {self.self_id}
@@ -1103,6 +1187,7 @@ class RoomReplica:
             True when this replica became administrator at once (a group of
             one); otherwise `take_vote_request()` has the vote to ask for.
         """
+        self._resume()
         self.role = Role.CANDIDATE
         self.epoch += 1
         self.voted_for = self.self_id
@@ -1122,6 +1207,7 @@ class RoomReplica:
     def handle_vote_result(self, voter: str, result: peer_pb.RoomVoteResult, now_ms: int) -> bool:
         """Take a peer's answer to a (pre-)vote. Returns True when this replica
         just won the election."""
+        self._resume()
         if result.pre:
             if result.granted:
                 if self.role is Role.PRE_CANDIDATE and result.epoch == self.epoch + 1:
@@ -1183,6 +1269,8 @@ class RoomReplica:
         self.role = Role.FOLLOWER
         self.administrator = ""
         self.quiet = False
+        self._resting = False
+        self._drop_tables()
         self._epoch_index = 0
         self.transfer_target = ""
         self._vote_out = None
@@ -1192,6 +1280,7 @@ class RoomReplica:
     def step_down(self, now_ms: int) -> None:
         """Stop administering without a successor in hand: the others elect
         the next administrator when their detectors or timers say so."""
+        self._resume()
         if self.role is not Role.FOLLOWER:
             self._become_follower(self.epoch, now_ms)
 
@@ -1204,6 +1293,7 @@ class RoomReplica:
             The target, or "" when there is none (and the replica stepped
             down instead).
         """
+        self._resume()
         self.draining = True
         self._wake(now_ms)
         if self.role is not Role.ADMINISTRATOR:
@@ -1218,7 +1308,7 @@ class RoomReplica:
         self.transfer_target = target
         self._transfer_due_ms = now_ms + self.timing.election_min_ms
         self._refuse_reads()
-        self._dirty_peers.add(target)
+        self._mark((target,))
         return target
 
     def _step_down(self, epoch: int, now_ms: int) -> None:
@@ -1256,7 +1346,7 @@ class RoomReplica:
                 if now_ms - self._last_sent_ms.get(peer, -self.timing.heartbeat_ms) >= (
                     self.timing.heartbeat_ms
                 ):
-                    self._dirty_peers.add(peer)
+                    self._mark((peer,))
             # an administrator cut off from a majority steps down, so that it
             # stops claiming the room and clients move to the majority side
             recent = {
@@ -1273,8 +1363,8 @@ class RoomReplica:
             if self._may_quiesce(up):
                 # one last heartbeat says so; then nothing until something happens
                 self.quiet = True
-                self._quiet_peers_up = up & set(self.peers)
-                self._dirty_peers.update(self.peers)
+                self._quiet_peers_up = shared.nodes(up & set(self.peers))
+                self._mark(self.peers)
             return False
         if self.draining:
             return False

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley.room import shared
 from parley.room.entries import EntryKind, LogEntry
 
 RETAIN = "retain="
@@ -39,6 +40,21 @@ class DedupeWindow:
     ms: int = 300_000
 
 
+IdWindow = OrderedDict[tuple[str, str], tuple[int, int]]
+"""(user, client_msg_id) -> (seq, order time) of the stored message, oldest first."""
+
+
+class _NoIds(IdWindow):
+    """The window of a room that holds no ids (most idle rooms): one shared
+    read-only copy instead of an empty OrderedDict per room."""
+
+    def __setitem__(self, key: tuple[str, str], value: tuple[int, int]) -> None:
+        raise TypeError("the shared empty de-duplication window is read-only")
+
+
+NO_IDS: IdWindow = _NoIds()
+
+
 @dataclass(slots=True)
 class RoomState:
     """The state of a room after applying a prefix of its log, in order."""
@@ -63,7 +79,7 @@ class RoomState:
     retain_entries: int = 0
     retain_seconds: int = 0
     # (user, client_msg_id) -> (seq, order time) of the stored message, oldest first
-    dedupe: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
+    dedupe: IdWindow = field(default_factory=lambda: NO_IDS)
     window: DedupeWindow = field(default_factory=DedupeWindow)
 
     def next_seq(self) -> int:
@@ -91,20 +107,22 @@ class RoomState:
         kind = entry.kind
         if kind is EntryKind.MESSAGE:
             if entry.client_msg_id:
+                if self.dedupe is NO_IDS:
+                    self.dedupe = OrderedDict()
                 self.dedupe[(entry.user, entry.client_msg_id)] = (entry.seq, entry.ts_ms)
                 self._forget_old(entry.ts_ms)
         elif kind is EntryKind.JOIN:
-            self.members.add(entry.user)
+            self.members.add(shared.name(entry.user))
         elif kind is EntryKind.LEAVE:
             self.members.discard(entry.user)
         elif kind is EntryKind.CREATE:
             self.exists = True
-            self.owner = entry.user
-            self.members = {entry.user}
+            self.owner = shared.name(entry.user)
+            self.members = {self.owner}
             self.incarnation = entry.client_msg_id
             group, _, retention = entry.text.partition(";")
             if group:
-                self.replicas = tuple(group.split(","))
+                self.replicas = shared.group(group.split(","))
                 self.config_index = entry.index
             if retention.startswith(RETAIN):
                 count, _, seconds = retention[len(RETAIN) :].partition(",")
@@ -114,10 +132,10 @@ class RoomState:
             self.members = set()
             self.deleted_index = entry.index
         elif kind is EntryKind.MOVE_JOINT:
-            self.joining = tuple(entry.text.split(","))
+            self.joining = shared.group(entry.text.split(","))
             self.config_index = entry.index
         elif kind is EntryKind.MOVE_DONE:
-            self.replicas = tuple(entry.text.split(","))
+            self.replicas = shared.group(entry.text.split(","))
             self.joining = ()
             self.config_index = entry.index
 
@@ -144,7 +162,7 @@ class RoomState:
             deleted_index=self.deleted_index,
             retain_entries=self.retain_entries,
             retain_seconds=self.retain_seconds,
-            dedupe=OrderedDict(self.dedupe),
+            dedupe=OrderedDict(self.dedupe) if self.dedupe else NO_IDS,
             window=self.window,
         )
 
@@ -178,12 +196,12 @@ class RoomState:
             doc = json.loads(data)
             state = cls(
                 exists=bool(doc["exists"]),
-                owner=str(doc["owner"]),
-                members={str(m) for m in doc["members"]},
+                owner=shared.name(str(doc["owner"])),
+                members={shared.name(str(m)) for m in doc["members"]},
                 last_seq=int(doc["last_seq"]),
                 last_ts_ms=int(doc["last_ts_ms"]),
-                replicas=tuple(str(r) for r in doc["replicas"]),
-                joining=tuple(str(r) for r in doc["joining"]),
+                replicas=shared.group(str(r) for r in doc["replicas"]),
+                joining=shared.group(str(r) for r in doc["joining"]),
                 config_index=int(doc["config_index"]),
                 incarnation=str(doc["incarnation"]),
                 deleted_index=int(doc["deleted_index"]),
@@ -191,7 +209,8 @@ class RoomState:
                 retain_seconds=int(doc.get("retain", [0, 0])[1]),
                 dedupe=OrderedDict(
                     ((str(u), str(i)), (int(seq), int(ts))) for u, i, seq, ts in doc["dedupe"]
-                ),
+                )
+                or NO_IDS,
                 window=window or DedupeWindow(),
             )
         except (KeyError, TypeError, ValueError) as exc:

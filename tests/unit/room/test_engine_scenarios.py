@@ -117,9 +117,8 @@ def test_without_read_index_the_partitioned_administrator_answers(
 
 
 def _confirm_at_once(self: RoomReplica) -> None:
-    while self._reads:
-        read = self._reads.pop(0)
-        self._read_answers.append(ReadAnswer(read.token, read.index))
+    self._read_answers += tuple(ReadAnswer(read.token, read.index) for read in self._reads)
+    self._reads = ()
 
 
 # -------------------------------------------------------------- pre-vote

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from parley.room.replica import Role, RoomReplica
+from parley.room.shared import NO_PEERS
 from sim import OWNER, Cluster, one_room, run_for, settle, start
 
 
@@ -94,3 +95,68 @@ def test_a_create_goes_quiet_too() -> None:
     c.stabilize()
     run_for(c, 2000)
     assert all(c.replica(n).quiet for n in "abc")
+
+
+# ------------------------------------------------- resting administrators
+
+
+def tables(rep: RoomReplica) -> list[dict[str, int]]:
+    return [rep.next_index, rep.match_index, rep._told, rep._acked_ms, rep._last_sent_ms]
+
+
+def test_a_quiet_administrator_rests_without_per_peer_tables() -> None:
+    """Once quiet with nothing in flight, every replica of the room holds only
+    the shared empty tables (an idle room costs what its state costs)."""
+    c = idle()
+    for node in "abc":
+        assert all(t is NO_PEERS for t in tables(c.replica(node))), node
+    assert not c.replica("a").dirty_peers
+
+
+def test_a_message_to_a_resting_administrator_commits_everywhere() -> None:
+    """Its tables are rebuilt as they stood: the message commits at once,
+    every follower holds it, and the room rests again."""
+    c = idle()
+    commits_after_rest(c)
+    assert c.replica("a").match_index is NO_PEERS
+
+
+def commits_after_rest(c: Cluster) -> None:
+    assert c.publish("a", "r0", "alice", "m2", "again") is not None
+    assert c.replica("a").match_index == {"b": 2, "c": 2}  # rebuilt before the append
+    c.stabilize()
+    run_for(c, 1000)
+    assert c.checker.acked[-1][1].client_msg_id == "m2"
+    assert all(c.replica(n).last_index == 3 for n in "abc")
+
+
+def test_a_follower_down_while_the_room_rests_is_brought_up_to_date() -> None:
+    """Nothing is assumed of a peer that was down when the room went quiet:
+    it comes back and gets what it missed, then the room rests again."""
+    c = idle()
+    c.crash("c")
+    run_for(c, 500)
+    for i in range(3):
+        assert c.publish("a", "r0", "alice", f"n{i}", "while c is down") is not None
+        c.stabilize()
+    run_for(c, 2000)
+    for msg in c.lost_msgs:  # what a real node's RPC deadline reports
+        c.fail_append(msg)
+    run_for(c, 1000)
+    assert c.replica("a").match_index is NO_PEERS  # resting, with c down
+    c.restart("c")
+    run_for(c, 3000)
+    assert c.replica("c").last_index == c.replica("a").last_index == 5
+    assert c.replica("c").commit_index == 5
+    assert c.administrators() == ["a"] and all(c.replica(n).quiet for n in "abc")
+
+
+def test_the_checks_notice_an_administrator_that_never_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planted bug: a resting administrator that takes input without
+    rebuilding its tables knows of no peer to send to: nothing commits."""
+    monkeypatch.setattr(RoomReplica, "_resume", lambda self: None)
+    c = idle()
+    with pytest.raises(AssertionError):
+        commits_after_rest(c)

@@ -56,6 +56,38 @@ def test_single_replica(seed: int) -> None:
     ran(run_seed(30_000 + seed, 1, STEPS))
 
 
+IDLE_BETWEEN_BURSTS = {"publish_every_ms": (300, 4000)}
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_rooms_idle_between_bursts(seed: int) -> None:
+    """Clients pause for seconds: rooms go quiet, their administrators rest
+    (per-peer tables let go) and resume under every fault, safely."""
+    ran(run_seed(40_000 + seed, 3 + seed % 3, STEPS, **IDLE_BETWEEN_BURSTS))
+
+
+def test_idle_runs_rest_and_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sanity for the runs above: administrators do rest and resume in them."""
+    counts = {"rested": 0, "resumed": 0}
+    rest, resume = RoomReplica.rest, RoomReplica._resume
+
+    def counting_rest(self: RoomReplica) -> bool:
+        was = self._resting
+        now = rest(self)
+        counts["rested"] += now and not was
+        return now
+
+    def counting_resume(self: RoomReplica) -> None:
+        counts["resumed"] += self._resting
+        resume(self)
+
+    monkeypatch.setattr(RoomReplica, "rest", counting_rest)
+    monkeypatch.setattr(RoomReplica, "_resume", counting_resume)
+    for seed in range(10):
+        run_seed(40_000 + seed, 3 + seed % 3, STEPS, **IDLE_BETWEEN_BURSTS)
+    assert counts["rested"] >= 10 and counts["resumed"] >= 10, counts
+
+
 def test_same_seed_same_run() -> None:
     """A run is a function of its seed: two runs end in the same state."""
 
