@@ -315,6 +315,10 @@ def _dispatch(
     Server and client modules are imported only when their command runs, so
     each command works while the others' modules are missing or broken.
     """
+    if ns.command in ("node", "gateway"):
+        from parley.malloc import limit_arenas
+
+        limit_arenas()  # before gRPC starts its threads
     if ns.command == "node":
         from parley.node.main import run as run_node
 

@@ -107,6 +107,8 @@ class NodeCore:
         self.hub = SubscriberHub()
         self.presence = PresenceBook(self.hub.presence)
         self.administered: set[str] = set()
+        # rooms that became administered here since the mover last looked
+        self.newly_administered: set[str] = set()
         self._proposed_at: dict[tuple[str, int], float] = {}
         # (room, index) -> trace carrier of the request that proposed it
         self.carriers: dict[tuple[str, int], dict[str, str]] = {}
@@ -509,6 +511,7 @@ class NodeCore:
             metrics.ELECTIONS.labels(outcome=outcome).inc()
         if role is Role.ADMINISTRATOR:
             self.administered.add(room)
+            self.newly_administered.add(room)
             log.info("administrator", room=room, epoch=change.epoch)
         elif before is Role.ADMINISTRATOR:
             self.administered.discard(room)

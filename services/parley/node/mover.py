@@ -38,7 +38,9 @@ class RoomMover:
         self.concurrency = max(1, concurrency)
         self._task: asyncio.Task[None] | None = None
         self._last_view: object = None
-        self._moving = 0
+        # rooms to look at again in the next plan even if nothing changed:
+        # those moving, and those not serving yet when last looked at
+        self._again: set[str] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="room-mover")
@@ -56,30 +58,36 @@ class RoomMover:
             rounds += 1
             try:
                 # every room is looked at only when something that decides
-                # placement changed (or a move is under way): idle rooms by
-                # the ten thousand must not cost a pass a second
+                # placement changed; otherwise only the rooms newly
+                # administered here and those moving: idle rooms by the ten
+                # thousand must not cost a pass a second (nor do rooms being
+                # created by the thousand)
                 view = (
                     frozenset(self.core.members()),
                     frozenset(self.core.up_nodes()),
-                    frozenset(self.core.administered),
                     self.core.draining,
                 )
-                if view != self._last_view or self._moving or rounds % REPLAN_EVERY == 0:
+                fresh, self.core.newly_administered = self.core.newly_administered, set()
+                if view != self._last_view or rounds % REPLAN_EVERY == 0:
                     self._last_view = view
                     self.plan()
+                elif fresh or self._again:
+                    self.plan(fresh | self._again)
                 if rounds % SWEEP_EVERY == 0:
                     await self.sweep()
             except Exception:
                 log.error("room mover failed", exc_info=True)
 
-    def plan(self) -> list[str]:
-        """Start the moves placement asks for; returns the rooms started."""
+    def plan(self, only: set[str] | None = None) -> list[str]:
+        """Start the moves placement asks for, in every administered room or
+        in `only` of them; returns the rooms started."""
         core = self.core
         up = core.up_nodes() | {core.node_id}
         rooms: list[RoomPlacement] = []
         under = 0
         wanted = min(core.replication, len(set(core.members()) | {core.node_id}))
-        for room in sorted(core.administered):
+        looked_at = core.administered if only is None else only & core.administered
+        for room in sorted(looked_at):
             replica = core.rooms.get(room)
             if replica is None:
                 continue
@@ -103,9 +111,11 @@ class RoomMover:
                     started.append(room)
             if started:
                 core.loop.kick()
-        self._moving = sum(1 for r in rooms if r.moving) + len(started)
-        metrics.MOVES_IN_FLIGHT.set(self._moving)
-        metrics.UNDER_REPLICATED.set(under)
+        self._again = {r.room for r in rooms if r.moving or not r.serving} | set(started)
+        # (a partial plan looks at every moving room, not at every room)
+        metrics.MOVES_IN_FLIGHT.set(sum(1 for r in rooms if r.moving) + len(started))
+        if only is None:
+            metrics.UNDER_REPLICATED.set(under)
         return started
 
     async def sweep(self) -> list[str]:

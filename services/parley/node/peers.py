@@ -239,15 +239,17 @@ class LocateBatcher:
         self._waiting: dict[str, list[asyncio.Future[peer_pb.LocateRoomResponse | None]]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def ask(self, room: str) -> peer_pb.LocateRoomResponse | None:
-        """The peer's answer about the room, or None if it did not answer."""
+    def ask(self, room: str) -> asyncio.Future[peer_pb.LocateRoomResponse | None]:
+        """The peer's answer about the room, or None if it did not answer
+        (a future, not a coroutine: a create waits on several, and tasks
+        for them would cost more than the batched call)."""
         future: asyncio.Future[peer_pb.LocateRoomResponse | None] = (
             asyncio.get_running_loop().create_future()
         )
         self._waiting.setdefault(room, []).append(future)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"locate-{self.peer}")
-        return await future
+        return future
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -24,6 +24,7 @@ import random
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NoReturn
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
@@ -36,6 +37,19 @@ from parley.room.state import DedupeWindow, RoomState, create_text
 
 NOBODY: frozenset[str] = frozenset()
 """The empty set most replicas' learners and leavers are (shared)."""
+
+
+class _NoEntries(list[LogEntry]):
+    """The log in memory of a replica that holds none (a quiet room folds
+    its whole log): one shared read-only list instead of one per room."""
+
+    def _refuse(self, *args: object) -> NoReturn:
+        raise TypeError("the shared empty log is read-only")
+
+    append = extend = insert = __setitem__ = __iadd__ = _refuse
+
+
+NO_ENTRIES: list[LogEntry] = _NoEntries()
 
 
 class Role(Enum):
@@ -215,7 +229,7 @@ class RoomReplica:
         self.base.window = self.timing.dedupe
         # the index of the last snapshot in the store (or being written)
         self.snapshot_index = self.offset
-        self.log: list[LogEntry] = list(record.entries) if record else []
+        self.log: list[LogEntry] = list(record.entries) if record and record.entries else NO_ENTRIES
         # the state after the whole log (committed or not): what an
         # administrator validates new requests against
         self.tip = self._replay()
@@ -419,6 +433,8 @@ class RoomReplica:
         write = self._pending_write()
         assert isinstance(write.entries, list)
         write.entries.extend(entries)
+        if self.log is NO_ENTRIES:
+            self.log = []
         self.log.extend(entries)
         if self.tip is self.base:
             self.tip = self.base.copy()
@@ -510,6 +526,7 @@ class RoomReplica:
         del self.log[:folded]
         self.offset = upto
         if not self.log:
+            self.log = NO_ENTRIES
             self.tip = self.base  # the same state: one object (see _replay)
 
     def _store_snapshot(self) -> None:
@@ -1084,7 +1101,7 @@ class RoomReplica:
             write.entries = []
             if write.truncate_from is None or cut < write.truncate_from:
                 write.truncate_from = cut
-            self.log = []
+            self.log = NO_ENTRIES
             self.persisted_index = min(self.persisted_index, cut - 1)
         self.offset, self.offset_epoch = index, msg.index_epoch
         self.base = state
