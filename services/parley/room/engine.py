@@ -311,11 +311,20 @@ class RoomEngine:
         started = []
         # quiescent rooms need no periodic work: only a change of the
         # detector's view (or any input for them) wakes them
-        rooms = self.rooms if changed else {r: self.rooms[r] for r in self._awake}
-        for room, replica in rooms.items():
+        rooms = list(self.rooms if changed else self._awake)
+        for room in rooms:
+            replica = self.rooms[room]
             if replica.tick(now_ms, view):
                 started.append(room)
-            self._touched.add(room)
+            # only rooms the tick gave something to do go through the next
+            # Ready (tens of thousands are ticked while they elect)
+            if (
+                replica.has_effects
+                or replica.role is not self._roles.get(room, Role.FOLLOWER)
+                or replica.quiet == (room in self._awake)
+                or replica.removed
+            ):
+                self._touched.add(room)
         return started
 
     @property

@@ -462,6 +462,19 @@ class RoomReplica:
     # -------------------------------------------------------------- effects
 
     @property
+    def has_effects(self) -> bool:
+        """True when the next Ready would take something from this replica
+        (besides a change of role or of quiet, which the engine sees)."""
+        return (
+            self._write is not None
+            or self._vote_out is not None
+            or (self.role is Role.ADMINISTRATOR and bool(self._dirty_peers))
+            or bool(self._read_answers)
+            or bool(self._outcomes)
+            or self._taken_index < self.commit_index
+        )
+
+    @property
     def has_write(self) -> bool:
         """True when take_write() would return something."""
         return self._write is not None
@@ -1385,28 +1398,30 @@ class RoomReplica:
             return False
         if self.draining:
             return False
+        # the cheap test first: after a node dies, the tens of thousands of
+        # rooms it administered are all ticked until their elections end
+        if self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            due = now_ms >= self._election_due_ms
+        else:
+            quiet_ms = now_ms - self._heard_ms
+            # fast path: health says the administrator is gone (or none is
+            # known) and this node is next in line. Only after a few
+            # heartbeats' silence either way: a detector that wrongly reports
+            # a live administrator down while its appends still arrive must
+            # not make this node depose it again and again (each campaign's
+            # higher epoch ends its reign)
+            leaderless = quiet_ms >= 2 * self.timing.heartbeat_ms and (
+                not self.administrator or self.administrator not in up
+            )
+            due = (leaderless and self._preferred(up)) or now_ms >= self._election_due_ms
+        if not due:
+            return False
         if self.last_index == 0 or not self.electable or not self._may_campaign():
             return False  # an empty copy, or no longer needed: never a candidate
         if not self._has_quorum(up & set(self.replicas)):
             return False  # cannot win; campaigning would only inflate epochs
-        if self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
-            if now_ms >= self._election_due_ms:
-                self.pre_vote(now_ms)
-                return True
-            return False
-        quiet_ms = now_ms - self._heard_ms
-        # fast path: health says the administrator is gone (or none is known)
-        # and this node is next in line. Only after a few heartbeats' silence
-        # either way: a detector that wrongly reports a live administrator
-        # down while its appends still arrive must not make this node depose
-        # it again and again (each campaign's higher epoch ends its reign)
-        leaderless = quiet_ms >= 2 * self.timing.heartbeat_ms and (
-            not self.administrator or self.administrator not in up
-        )
-        if (leaderless and self._preferred(up)) or now_ms >= self._election_due_ms:
-            self.pre_vote(now_ms)
-            return True
-        return False
+        self.pre_vote(now_ms)
+        return True
 
     def _may_campaign(self) -> bool:
         """A voter may; so may a node that a move's uncommitted last step
