@@ -126,6 +126,12 @@ class PeerSender:
 
     def add(self, message: Outbound) -> None:
         if isinstance(message.body, peer_pb.RoomSnapshot):
+            if self.peer not in self.core.up_nodes():
+                # a transfer to a node the detector sees down could only
+                # fail, after a task and a warning per room (a dead node's
+                # thousands of rooms): fail it now; its return retries
+                asyncio.get_running_loop().call_soon(self.core.append_failed, [message.id])
+                return
             task = asyncio.create_task(self._transfer(message, message.body))
             self._transfers.add(task)
             task.add_done_callback(self._transfers.discard)

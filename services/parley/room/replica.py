@@ -865,9 +865,10 @@ class RoomReplica:
             first = sent.prev_index + 1 if isinstance(sent, peer_pb.RoomAppend) else 1
             if self.next_index.get(peer, 0) > first:
                 self.next_index[peer] = max(first, self.match_index.get(peer, 0) + 1)
-            if self.quiet and peer not in self._up:
-                # a quiet room has nothing to say to a peer that is down
-                # (and would retry forever); its return wakes the room
+            if peer not in self._up:
+                # nothing to say to a peer the detector sees down (a dead
+                # node's thousands of rooms would retry it forever): its
+                # return, a change of view, brings a heartbeat round
                 return
             self._mark((peer,))
 
@@ -1373,9 +1374,9 @@ class RoomReplica:
                 self.step_down(now_ms)  # the target never took over: let go
                 return False
             for peer in self.targets:
-                if now_ms - self._last_sent_ms.get(peer, -self.timing.heartbeat_ms) >= (
-                    self.timing.heartbeat_ms
-                ):
+                if peer in up and now_ms - self._last_sent_ms.get(
+                    peer, -self.timing.heartbeat_ms
+                ) >= (self.timing.heartbeat_ms):
                     self._mark((peer,))
             # an administrator cut off from a majority steps down, so that it
             # stops claiming the room and clients move to the majority side
