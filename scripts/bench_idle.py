@@ -8,7 +8,7 @@ node's CPU over a 10 s window (from /proc) and its resident memory per room
 most rooms is SIGKILLed (it holds a copy of every room): how long until
 every one of its rooms is served by another node.
 
-    .venv/bin/python scripts/bench_idle.py [--rooms 1000 10000 50000] [--concurrency 64]
+    .venv/bin/python scripts/bench_idle.py [--rooms 1000 10000 50000] [--concurrency 128]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ async def failover_of_busiest(cluster: LocalCluster, count: int) -> tuple[str, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, nargs="*", default=[1000, 10000, 50000])
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=128)
     args = parser.parse_args()
     for count in args.rooms:
         asyncio.run(bench(count, args.concurrency))

@@ -38,6 +38,9 @@ from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
 
+ELECTIONS_PER_TICK = 128
+"""Elections one engine begins per tick at most (a tick is 50 ms on a node)."""
+
 ANY_INCARNATION = "*"
 """A tombstone's incarnation when the copy's is not known (it was damaged)."""
 
@@ -154,6 +157,11 @@ class RoomEngine:
         self.window = window
         self.rooms: dict[str, RoomReplica] = {}
         self.draining = False
+        # elections that may begin in one tick: when a node dies, the tens of
+        # thousands of rooms it administered must not all ask for votes at
+        # once (one vote RPC per peer with every room in it, answered after
+        # the candidates gave up: they ask again, and nothing is ever elected)
+        self.elections_per_tick = ELECTIONS_PER_TICK
         # test-only: treat every message as eager (send before persisting),
         # to show the simulation catches a driver that does
         self.unsafe_send_before_persist = False
@@ -308,13 +316,13 @@ class RoomEngine:
         changed = set(up) != self._up
         self._up = set(up)
         view = self._up - {self.node_id} if self.draining else self._up
-        started = []
+        started: list[str] = []
         # quiescent rooms need no periodic work: only a change of the
         # detector's view (or any input for them) wakes them
         rooms = list(self.rooms if changed else self._awake)
         for room in rooms:
             replica = self.rooms[room]
-            if replica.tick(now_ms, view):
+            if replica.tick(now_ms, view, len(started) < self.elections_per_tick):
                 started.append(room)
             # only rooms the tick gave something to do go through the next
             # Ready (tens of thousands are ticked while they elect)

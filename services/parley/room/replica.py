@@ -1349,12 +1349,14 @@ class RoomReplica:
         self._heard_ms = now_ms
         self._election_due_ms = now_ms + self._jitter()
 
-    def tick(self, now_ms: int, up: set[str]) -> bool:
+    def tick(self, now_ms: int, up: set[str], campaign: bool = True) -> bool:
         """Advance timers. Returns True when an election (a pre-vote) just began.
 
         Args:
             now_ms: the current time.
             up: nodes the failure detector sees as up (self included).
+            campaign: False when the engine lets no more elections begin in
+                this tick; one that is due begins at a later tick.
         """
         self._up = up
         self._now_ms = max(self._now_ms, now_ms)
@@ -1415,7 +1417,7 @@ class RoomReplica:
                 not self.administrator or self.administrator not in up
             )
             due = (leaderless and self._preferred(up)) or now_ms >= self._election_due_ms
-        if not due:
+        if not due or not campaign:
             return False
         if self.last_index == 0 or not self.electable or not self._may_campaign():
             return False  # an empty copy, or no longer needed: never a candidate

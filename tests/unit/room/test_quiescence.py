@@ -39,10 +39,10 @@ def test_quiescent_rooms_are_not_ticked(monkeypatch: pytest.MonkeyPatch) -> None
     calls = 0
     real = RoomReplica.tick
 
-    def counting(self: RoomReplica, now_ms: int, up: set[str]) -> bool:
+    def counting(self: RoomReplica, now_ms: int, up: set[str], campaign: bool = True) -> bool:
         nonlocal calls
         calls += 1
-        return real(self, now_ms, up)
+        return real(self, now_ms, up, campaign)
 
     monkeypatch.setattr(RoomReplica, "tick", counting)
     run_for(c, 5_000)
@@ -160,3 +160,31 @@ def test_the_checks_notice_an_administrator_that_never_resumes(
     c = idle()
     with pytest.raises(AssertionError):
         commits_after_rest(c)
+
+
+# ------------------------------------------------------- mass failover
+
+
+def test_a_dead_nodes_rooms_elect_a_few_per_tick() -> None:
+    """When the administrator of many idle rooms dies, each survivor begins
+    at most `elections_per_tick` elections a tick (a vote storm with every
+    room in one RPC would be answered too late to elect anyone), and every
+    room is served again."""
+    rooms = {f"r{i}": ["a", "b", "c"] for i in range(40)}
+    c = Cluster(["a", "b", "c"], rooms)
+    for room in rooms:
+        assert c.found("a", room) is not None
+        c.stabilize()
+    run_for(c, 2000)
+    assert all(c.replica(n, r).quiet for n in "abc" for r in rooms)
+    for node in "bc":
+        c.engine(node).elections_per_tick = 3
+    c.crash("a")
+    c.advance(1000)
+    for node in "bc":
+        before = c.checker.elections
+        c.tick(node)
+        assert c.checker.elections - before <= 3, node
+    run_for(c, 10_000)
+    served = {r for r in rooms for n in "bc" if c.replica(n, r).serving}
+    assert served == set(rooms)
