@@ -512,7 +512,9 @@ class NodeCore:
         if role is Role.ADMINISTRATOR:
             self.administered.add(room)
             self.newly_administered.add(room)
-            log.info("administrator", room=room, epoch=change.epoch)
+            # an election is news; founding a room (a thousand a second) is not
+            level = log.info if before is Role.CANDIDATE else log.debug
+            level("administrator", room=room, epoch=change.epoch)
         elif before is Role.ADMINISTRATOR:
             self.administered.discard(room)
             log.info("stepped down", room=room, epoch=change.epoch, role=role.value)

@@ -30,6 +30,8 @@ log = get_logger("parley.node.peers")
 
 RPC_TIMEOUT = 2.0
 RETRY_DELAY = 0.1
+LOCATE_LINGER = 0.002
+"""Seconds a LocateRooms call waits for more rooms while creates pile up."""
 # a snapshot's history goes in chunks of this many entries (a few MB at most)
 HISTORY_CHUNK = 2000
 SNAPSHOT_TIMEOUT = 30.0
@@ -264,9 +266,16 @@ class LocateBatcher:
                 await self._task
 
     async def _run(self) -> None:
+        busy = False
         while self._waiting:
+            if busy:
+                # creates are arriving faster than one call per round trip:
+                # let a few more join the next call (a create waits on far
+                # more than this; a lone one never does)
+                await asyncio.sleep(LOCATE_LINGER)
             batch, self._waiting = self._waiting, {}
             rooms = list(batch)
+            busy = len(rooms) > 1
             answers: list[peer_pb.LocateRoomResponse | None] = [None] * len(rooms)
             try:
                 stub = peer_grpc.PeerServiceStub(self.pool.get(self.peer))
