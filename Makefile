@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-fast lint proto manifests bench clean install
+.PHONY: up test test-fast lint proto manifests bench bench-compare clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ up: $(STAMP)
 
 ## Run the whole suite (unit, integration, faults)
 test: $(STAMP)
-	$(BIN)/ruff check services tests scripts
+	$(BIN)/ruff check services tests scripts bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra
 
@@ -31,8 +31,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check services tests scripts
-	$(BIN)/ruff format --check services tests scripts
+	$(BIN)/ruff check services tests scripts bench
+	$(BIN)/ruff format --check services tests scripts bench
 	$(BIN)/mypy
 
 ## Regenerate services/parley/_generated from proto/
@@ -49,6 +49,11 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_moves.py
 	$(BIN)/python scripts/bench_idle.py
 	$(BIN)/python scripts/bench_history.py
+	$(BIN)/python scripts/bench_compare.py
+
+## Parley side by side with a bare websockets server and Socket.IO 4 (one core each)
+bench-compare: $(STAMP)
+	$(BIN)/python scripts/bench_compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -41,8 +41,11 @@ class RoomMover:
         self._task: asyncio.Task[None] | None = None
         self._last_view: object = None
         # rooms to look at again in the next plan even if nothing changed:
-        # those moving, and those not serving yet when last looked at
+        # those not serving yet when last looked at
         self._again: set[str] = set()
+        # rooms moving after the last plan: while any are, every plan looks
+        # at every room (moves are paced: the next ones start as these end)
+        self._moving = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="room-mover")
@@ -60,8 +63,8 @@ class RoomMover:
             rounds += 1
             try:
                 # every room is looked at only when something that decides
-                # placement changed; otherwise only the rooms newly
-                # administered here and those moving: idle rooms by the ten
+                # placement changed or moves are under way; otherwise only
+                # the rooms newly administered here: idle rooms by the ten
                 # thousand must not cost a pass a second (nor do rooms being
                 # created by the thousand)
                 view = (
@@ -70,7 +73,7 @@ class RoomMover:
                     self.core.draining,
                 )
                 fresh, self.core.newly_administered = self.core.newly_administered, set()
-                if view != self._last_view or rounds % REPLAN_EVERY == 0:
+                if view != self._last_view or self._moving or rounds % REPLAN_EVERY == 0:
                     self._last_view = view
                     self.plan()
                 elif fresh or self._again:
@@ -113,10 +116,11 @@ class RoomMover:
                     started.append(room)
             if started:
                 core.loop.kick()
-        self._again = {r.room for r in rooms if r.moving or not r.serving} | set(started)
-        # (a partial plan looks at every moving room, not at every room)
-        metrics.MOVES_IN_FLIGHT.set(sum(1 for r in rooms if r.moving) + len(started))
+        self._again = {r.room for r in rooms if not r.serving}
+        self._moving = sum(1 for r in rooms if r.moving) + len(started)
         if only is None:
+            # (a partial plan sees no moves: it runs only while none are)
+            metrics.MOVES_IN_FLIGHT.set(self._moving)
             metrics.UNDER_REPLICATED.set(under)
         return started
 

@@ -1,0 +1,442 @@
+"""Side by side: Parley against a bare `websockets` server and Socket.IO 4.
+
+One load generator drives three servers in the same run, each confined to
+core 0 (`taskset -c 0`) while the generator runs on core 1:
+
+* **bare**: `bench/bare_server.py`, rooms over plain `websockets` (no
+  replication, no storage): the floor;
+* **socket.io**: `bench/socketio/server.js`, the same rooms on Node.js
+  Socket.IO 4 (skipped, with a note, when Node.js or npm is missing);
+* **parley**: `parley up`'s cluster, 3 nodes + 1 gateway, R = 3, sqlite.
+
+Scenarios:
+
+* `fanout`: 1 room, S subscribers, P publishers keeping a window of W sends
+  in flight (closed loop). Measured only once the joins are over and the
+  server is quiet again; reports deliveries/s, delivery latency p50/p99
+  (send to receipt, one clock), and per subscriber lost / duplicated /
+  out-of-order / seq-gap counts (presence entries count in the seq check).
+* `joins`: S clients join one room at once (a reconnect storm): seconds
+  until every one has its `joined`, and how many frames the clients received
+  until the room went quiet (linear in S is right; S² is not).
+
+Every ratio is against the bare server in the same run.
+
+    .venv/bin/python scripts/bench_compare.py [--seconds 5] [--subscribers 100 1000]
+        [--publishers 2] [--window 32] [--only fanout joins] [--servers bare socket.io parley]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parley.bench import free_port, local_cluster, percentile
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CORE = 0
+GENERATOR_CORE = 1
+ROOM = "bench"
+
+
+# ------------------------------------------------------------------ clients
+
+
+class Client:
+    """One connection, speaking Parley's JSON frames either as they are
+    (Parley, bare) or as Socket.IO events (`42["type",{frame}]`)."""
+
+    def __init__(self, ws: ClientConnection, socketio: bool) -> None:
+        self.ws = ws
+        self.socketio = socketio
+
+    @classmethod
+    async def open(cls, url: str, socketio: bool) -> Client:
+        ws = await connect(url, max_size=None, max_queue=None, open_timeout=60)
+        client = cls(ws, socketio)
+        if socketio:
+            await ws.recv()  # Engine.IO open packet
+            await ws.send("40")  # connect to the default namespace
+            while not str(await ws.recv()).startswith("40"):
+                pass
+        return client
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.socketio:
+            await self.ws.send("42" + json.dumps([frame["type"], frame]))
+        else:
+            await self.ws.send(json.dumps(frame))
+
+    async def frames(self) -> AsyncIterator[dict[str, Any]]:
+        """Every frame received, as a dict (Socket.IO pings answered here)."""
+        async for raw in self.ws:
+            text = raw if isinstance(raw, str) else raw.decode()
+            if not self.socketio:
+                yield json.loads(text)
+            elif text.startswith("42"):
+                yield json.loads(text[2:])[1]
+            elif text == "2":
+                await self.ws.send("3")
+
+    async def request(self, frame: dict[str, Any], answer: str) -> dict[str, Any]:
+        await self.send(frame)
+        async for reply in self.frames():
+            if reply.get("type") == answer:
+                return reply
+            if reply.get("type") == "error":
+                raise RuntimeError(f"{frame}: {reply}")
+        raise RuntimeError(f"{frame}: connection closed")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@dataclass
+class Server:
+    """A server under test: how to reach it as a given user."""
+
+    name: str
+    base: str
+    socketio: bool = False
+
+    def url(self, user: str) -> str:
+        if self.socketio:
+            return f"{self.base}/socket.io/?EIO=4&transport=websocket&user={user}"
+        return f"{self.base}?user={user}"
+
+
+@contextlib.asynccontextmanager
+async def process_server(name: str, argv: list[str], socketio: bool) -> AsyncIterator[Server]:
+    """A single-process server started on core 0, ready when it says so."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        "taskset", "-c", str(SERVER_CORE), *argv, str(port),
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if b"ready" not in line:
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        path = "" if socketio else "/"
+        yield Server(name, f"ws://127.0.0.1:{port}{path}", socketio)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def parley_server() -> AsyncIterator[Server]:
+    """`parley up`'s cluster (3 nodes + 1 gateway, R = 3, sqlite), every
+    process on core 0 (they inherit the supervisor's affinity)."""
+    os.sched_setaffinity(0, {SERVER_CORE})
+    try:
+        async with local_cluster(nodes=3, replicas=3) as (url, _https):
+            os.sched_setaffinity(0, {GENERATOR_CORE})
+            yield Server("parley", url)
+    finally:
+        os.sched_setaffinity(0, {GENERATOR_CORE})
+
+
+def socketio_ready() -> str:
+    """'' when the Socket.IO server can run, else why not (npm installs its
+    one dependency into bench/socketio/node_modules on first use)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "Node.js or npm is not installed"
+    folder = ROOT / "bench" / "socketio"
+    if not (folder / "node_modules" / "socket.io").is_dir():
+        done = subprocess.run(
+            ["npm", "install", "--silent", "--no-audit", "--no-fund", "--no-package-lock"],
+            cwd=folder,
+            check=False,
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            return f"npm install failed: {done.stderr.decode(errors='replace')[-200:]}"
+    return ""
+
+
+@contextlib.asynccontextmanager
+async def server(name: str) -> AsyncIterator[Server]:
+    if name == "bare":
+        argv = [sys.executable, "bench/bare_server.py"]
+        async with process_server(name, argv, socketio=False) as found:
+            yield found
+    elif name == "socket.io":
+        argv = ["node", "bench/socketio/server.js"]
+        async with process_server(name, argv, socketio=True) as found:
+            yield found
+    else:
+        async with parley_server() as found:
+            yield found
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Subscriber:
+    """What one subscriber saw of the room."""
+
+    client: Client
+    last_seq: int = 0
+    frames: int = 0
+    deliveries: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    duplicates: int = 0
+    out_of_order: int = 0
+    gaps: int = 0
+    last_frame_at: float = 0.0
+    measuring: bool = False
+    joined_at: float = 0.0
+    joined: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        async for frame in self.client.frames():
+            now = time.perf_counter()
+            self.frames += 1
+            self.last_frame_at = now
+            kind = frame.get("type")
+            if kind == "joined":
+                self.joined_at = now
+                self.joined.set()
+                self.last_seq = max(self.last_seq, int(frame.get("last_seq", 0)))
+                continue
+            seq = frame.get("seq")
+            if seq is None:
+                continue  # online/offline and the like: no place in the log
+            if seq <= self.last_seq:
+                if seq == self.last_seq:
+                    self.duplicates += 1
+                else:
+                    self.out_of_order += 1
+                continue
+            self.gaps += seq - self.last_seq - 1
+            self.last_seq = seq
+            if kind == "message" and self.measuring:
+                self.deliveries += 1
+                sent_ns = int(str(frame["text"]).split()[0])
+                self.latencies_ms.append((time.perf_counter_ns() - sent_ns) / 1e6)
+
+
+@dataclass
+class Outcome:
+    """One scenario against one server."""
+
+    server: str
+    values: dict[str, float]
+    note: str = ""
+
+
+async def open_members(target: Server, users: list[str]) -> list[Client]:
+    """Connect every user (at most 200 handshakes at a time)."""
+    slots = asyncio.Semaphore(200)
+
+    async def one(user: str) -> Client:
+        async with slots:
+            return await Client.open(target.url(user), target.socketio)
+
+    return await asyncio.gather(*(one(u) for u in users))
+
+
+async def wait_quiet(subscribers: list[Subscriber], quiet: float, deadline: float) -> None:
+    """Until no subscriber got a frame for `quiet` seconds (or the deadline)."""
+    end = time.perf_counter() + deadline
+    while time.perf_counter() < end:
+        latest = max((s.last_frame_at for s in subscribers), default=0.0)
+        if time.perf_counter() - latest >= quiet:
+            return
+        await asyncio.sleep(quiet / 4)
+
+
+async def fanout(
+    target: Server, subscribers: int, publishers: int, window: int, seconds: float
+) -> Outcome:
+    owner = await Client.open(target.url("owner"), target.socketio)
+    await owner.request({"type": "create", "room": ROOM}, "created")
+    subs = [
+        Subscriber(c) for c in await open_members(target, [f"s{i:05d}" for i in range(subscribers)])
+    ]
+    readers = [asyncio.create_task(s.run()) for s in subs]
+    for sub in subs:
+        await sub.client.send({"type": "join", "room": ROOM})
+    pubs = await open_members(target, [f"p{i:03d}" for i in range(publishers)])
+    for pub in pubs:
+        await pub.request({"type": "join", "room": ROOM}, "joined")
+    await wait_quiet(subs, quiet=1.0, deadline=120)
+
+    acked: list[int] = []
+    stop = False
+
+    async def publish(pub: Client, index: int) -> None:
+        credits = asyncio.Semaphore(window)
+        sent = 0
+
+        async def acks() -> None:
+            async for frame in pub.frames():
+                if frame.get("type") == "ack":
+                    acked.append(int(frame["seq"]))
+                    credits.release()
+
+        reader = asyncio.create_task(acks())
+        while not stop:
+            await credits.acquire()
+            sent += 1
+            text = f"{time.perf_counter_ns()} p{index}"
+            await pub.send({"type": "send", "room": ROOM, "text": text, "id": f"{index}-{sent}"})
+        await asyncio.sleep(2.0)  # the last acks
+        reader.cancel()
+
+    for sub in subs:
+        sub.measuring = True
+    started = time.perf_counter()
+    writers = [asyncio.create_task(publish(p, i)) for i, p in enumerate(pubs)]
+    await asyncio.sleep(seconds)
+    delivered = sum(s.deliveries for s in subs)
+    elapsed = time.perf_counter() - started
+    stop = True
+    await asyncio.gather(*writers)
+    await wait_quiet(subs, quiet=1.0, deadline=30)
+    last = max(acked, default=0)
+    lost = sum(max(0, last - s.last_seq) for s in subs)
+    latencies = [x for s in subs for x in s.latencies_ms]
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(c.close() for c in [owner, *pubs, *(s.client for s in subs)]))
+    return Outcome(
+        target.name,
+        {
+            "deliveries/s": delivered / elapsed,
+            "p50 ms": percentile(latencies, 50) if latencies else float("nan"),
+            "p99 ms": percentile(latencies, 99) if latencies else float("nan"),
+            "lost": lost,
+            "duplicated": sum(s.duplicates for s in subs),
+            "out of order": sum(s.out_of_order for s in subs),
+            "gaps": sum(s.gaps for s in subs),
+        },
+    )
+
+
+async def joins(target: Server, clients: int) -> Outcome:
+    owner = await Client.open(target.url("owner"), target.socketio)
+    await owner.request({"type": "create", "room": ROOM}, "created")
+    subs = [
+        Subscriber(c) for c in await open_members(target, [f"j{i:05d}" for i in range(clients)])
+    ]
+    readers = [asyncio.create_task(s.run()) for s in subs]
+    started = time.perf_counter()
+    await asyncio.gather(*(s.client.send({"type": "join", "room": ROOM}) for s in subs))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(s.joined.wait() for s in subs)), 120)
+    all_joined = (
+        max(s.joined_at for s in subs) - started if all(s.joined_at for s in subs) else float("nan")
+    )
+    await wait_quiet(subs, quiet=1.0, deadline=120)
+    frames = sum(s.frames for s in subs)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(c.close() for c in [owner, *(s.client for s in subs)]))
+    return Outcome(
+        target.name,
+        {
+            "all joined s": all_joined,
+            "frames received": frames,
+            "frames per client": frames / clients,
+        },
+    )
+
+
+# ------------------------------------------------------------------ running
+
+
+def table(title: str, outcomes: list[Outcome], ratio_of: str) -> str:
+    keys = list(outcomes[0].values)
+    bare = next((o for o in outcomes if o.server == "bare"), None)
+    lines = [
+        f"\n{title}",
+        "| server | " + " | ".join(keys) + " | x bare |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
+    for outcome in outcomes:
+        cells = [
+            f"{outcome.values[k]:,.2f}"
+            if isinstance(outcome.values[k], float)
+            else f"{outcome.values[k]:,}"
+            for k in keys
+        ]
+        ratio = ""
+        if bare is not None and bare.values[ratio_of]:
+            ratio = f"{outcome.values[ratio_of] / bare.values[ratio_of]:.2f}"
+        lines.append(f"| {outcome.server} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> None:
+    os.sched_setaffinity(0, {GENERATOR_CORE})
+    names = list(args.servers)
+    if "socket.io" in names and (why := socketio_ready()):
+        print(f"note: socket.io skipped: {why}", flush=True)
+        names.remove("socket.io")
+    if "fanout" in args.only:
+        for subscribers in args.subscribers:
+            outcomes = []
+            for name in names:
+                async with server(name) as target:
+                    outcomes.append(
+                        await fanout(
+                            target, subscribers, args.publishers, args.window, args.seconds
+                        )
+                    )
+            print(
+                table(
+                    f"fan-out: 1 room x {subscribers} subscribers, {args.publishers} publishers"
+                    f" x window {args.window}, {args.seconds:.0f} s",
+                    outcomes,
+                    "deliveries/s",
+                ),
+                flush=True,
+            )
+    if "joins" in args.only:
+        for clients in args.joiners:
+            outcomes = []
+            for name in names:
+                async with server(name) as target:
+                    outcomes.append(await joins(target, clients))
+            print(
+                table(
+                    f"join storm: {clients} clients join one room at once", outcomes, "all joined s"
+                ),
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--joiners", type=int, nargs="*", default=[1000])
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--only", nargs="*", default=["fanout", "joins"])
+    parser.add_argument("--servers", nargs="*", default=["bare", "socket.io", "parley"])
+    args = parser.parse_args()
+    if os.cpu_count() is None or (os.cpu_count() or 0) < 2:
+        sys.exit("needs two cores: one for the servers, one for the load generator")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
