@@ -16,14 +16,16 @@ Scenarios:
   server is quiet again; reports deliveries/s, delivery latency p50/p99
   (send to receipt, one clock), and per subscriber lost / duplicated /
   out-of-order / seq-gap counts (presence entries count in the seq check).
-* `joins`: S clients join one room at once (a reconnect storm): seconds
-  until every one has its `joined`, and how many frames the clients received
-  until the room went quiet (linear in S is right; S² is not).
+* `joins`: S new clients join one room at once; `reconnects`: S members
+  reconnect and join at once (a gateway restart): seconds until every one
+  has its `joined`, and how many frames the clients received until the room
+  went quiet (linear in S is right; S² is not).
 
 Every ratio is against the bare server in the same run.
 
     .venv/bin/python scripts/bench_compare.py [--seconds 5] [--subscribers 100 1000]
-        [--publishers 2] [--window 32] [--only fanout joins] [--servers bare socket.io parley]
+        [--publishers 2] [--window 32] [--only fanout joins reconnects]
+        [--servers bare socket.io parley] [--joiners 1000]
 """
 
 from __future__ import annotations
@@ -330,12 +332,23 @@ async def fanout(
     )
 
 
-async def joins(target: Server, clients: int) -> Outcome:
+async def join_storm(target: Server, clients: int, members: bool) -> Outcome:
+    """Every client joins at once; with `members` they joined before and
+    reconnect (a gateway restart, a network blip): membership is kept, so
+    the storm is only subscriptions and presence."""
     owner = await Client.open(target.url("owner"), target.socketio)
     await owner.request({"type": "create", "room": ROOM}, "created")
-    subs = [
-        Subscriber(c) for c in await open_members(target, [f"j{i:05d}" for i in range(clients)])
-    ]
+    users = [f"j{i:05d}" for i in range(clients)]
+    if members:
+        first = [Subscriber(c) for c in await open_members(target, users)]
+        readers = [asyncio.create_task(s.run()) for s in first]
+        await asyncio.gather(*(s.client.send({"type": "join", "room": ROOM}) for s in first))
+        await asyncio.wait_for(asyncio.gather(*(s.joined.wait() for s in first)), 120)
+        await wait_quiet(first, quiet=1.0, deadline=120)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*(s.client.close() for s in first))
+    subs = [Subscriber(c) for c in await open_members(target, users)]
     readers = [asyncio.create_task(s.run()) for s in subs]
     started = time.perf_counter()
     await asyncio.gather(*(s.client.send({"type": "join", "room": ROOM}) for s in subs))
@@ -409,16 +422,17 @@ async def run(args: argparse.Namespace) -> None:
                 ),
                 flush=True,
             )
-    if "joins" in args.only:
+    for scenario, members in (("joins", False), ("reconnects", True)):
+        if scenario not in args.only:
+            continue
         for clients in args.joiners:
             outcomes = []
             for name in names:
                 async with server(name) as target:
-                    outcomes.append(await joins(target, clients))
+                    outcomes.append(await join_storm(target, clients, members))
+            what = "members reconnect and join" if members else "new clients join"
             print(
-                table(
-                    f"join storm: {clients} clients join one room at once", outcomes, "all joined s"
-                ),
+                table(f"{scenario}: {clients} {what} one room at once", outcomes, "all joined s"),
                 flush=True,
             )
 
@@ -430,7 +444,7 @@ def main() -> None:
     parser.add_argument("--joiners", type=int, nargs="*", default=[1000])
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--only", nargs="*", default=["fanout", "joins"])
+    parser.add_argument("--only", nargs="*", default=["fanout", "joins", "reconnects"])
     parser.add_argument("--servers", nargs="*", default=["bare", "socket.io", "parley"])
     args = parser.parse_args()
     if os.cpu_count() is None or (os.cpu_count() or 0) < 2:

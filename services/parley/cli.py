@@ -66,6 +66,7 @@ _HELP: dict[str, str] = {
     "retention_entries": "default retention: keep each room's last N messages (0: all)",
     "retention_seconds": "default retention: keep messages of the last N seconds (0: all)",
     "retention_sweep_seconds": "seconds between retention sweeps",
+    "presence_limit": "rooms with more members than this send no online/offline events",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
     "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "

@@ -66,6 +66,8 @@ class NodeConfig:
     retention_seconds: int = 0
     # seconds between retention sweeps
     retention_sweep_seconds: float = 30.0
+    # rooms with more members than this send no online/offline events
+    presence_limit: int = 100
     # seconds to drain on SIGTERM before exiting
     drain_seconds: float = 5.0
     log_format: str = "auto"  # auto | json | console

@@ -150,6 +150,48 @@ async def test_delete_and_presence_across_gateways(make_cluster: Any) -> None:
         assert await bob.next_of("deleted", room="r") == {"type": "deleted", "room": "r"}
 
 
+async def test_large_rooms_announce_no_online_or_offline(make_cluster: Any) -> None:
+    """Above the presence limit a room sends no online/offline frames (a
+    reconnect storm would square them); `members` still says who is online."""
+    cluster = await make_cluster(nodes=3, gateways=1, extra_env={"PARLEY_PRESENCE_LIMIT": "2"})
+    url = cluster.gateway_url()
+    async with (
+        await ChatClient.connect(url, "alice") as alice,
+        await ChatClient.connect(url, "bob") as bob,
+        await ChatClient.connect(url, "carol") as carol,
+    ):
+        await alice.create("r")
+        await alice.join("r")
+        await bob.join("r")  # two members: small
+        await alice.next_of("presence", room="r", where=_event("bob", "online"))
+        await carol.join("r")  # three: large
+        await alice.next_of("presence", room="r", where=_event("carol", "join"))
+
+        async def carol_online() -> bool:
+            members = {m["user"]: m["online"] for m in (await alice.members("r"))["members"]}
+            return members.get("carol") is True
+
+        await wait_for(carol_online, timeout=10, message="carol online in members")
+        # the node had carol online before this message: an event would come first
+        await bob.send("r", "after carol", "m1")
+        await alice.next_of("message", room="r", where=lambda f: f.get("text") == "after carol")
+        await bob.close()  # offline: not announced either
+
+        async def bob_offline() -> bool:
+            members = {m["user"]: m["online"] for m in (await alice.members("r"))["members"]}
+            return members.get("bob") is False
+
+        await wait_for(bob_offline, timeout=10, message="bob offline in members")
+        await carol.send("r", "after bob", "m2")
+        await alice.next_of("message", room="r", where=lambda f: f.get("text") == "after bob")
+        events = [
+            f
+            for f in alice.frames
+            if f.get("type") == "presence" and "seq" not in f and f.get("user") != "alice"
+        ]
+        assert [(f["user"], f["event"]) for f in events] == [("bob", "online")]
+
+
 async def test_reconnect_with_since_misses_nothing(make_cluster: Any) -> None:
     """A client that reconnects with since gets exactly the entries it missed, then live."""
     cluster = await make_cluster(nodes=3, gateways=2)

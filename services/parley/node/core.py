@@ -91,8 +91,11 @@ class NodeCore:
         replication: int,
         timing: Timing | None = None,
         retention: RetentionPolicy | None = None,
+        presence_limit: int = 100,
     ) -> None:
         self.node_id = node_id
+        # rooms with more members than this announce no online/offline
+        self.presence_limit = presence_limit
         # the default for rooms that set none at create
         self.retention = retention or RetentionPolicy()
         self.members = members
@@ -105,7 +108,7 @@ class NodeCore:
         self.loop = EngineLoop(self.engine, self.store, self._send, self._apply)
         self.commits = CommitWaiters()
         self.hub = SubscriberHub()
-        self.presence = PresenceBook(self.hub.presence)
+        self.presence = PresenceBook(self._announce)
         self.administered: set[str] = set()
         # rooms that became administered here since the mover last looked
         self.newly_administered: set[str] = set()
@@ -501,6 +504,17 @@ class NodeCore:
         self.presence.forget(room)
         for key in [k for k in self._proposed_at if k[0] == room]:
             del self._proposed_at[key]
+
+    def _announce(self, room: str, user: str, online: bool) -> None:
+        """Tell a room's subscribers that a member came online or went
+        offline, while the room is small: in a room of thousands each arrival
+        is a frame to everyone, and a reconnect storm's frames grow with the
+        square of the room. Large rooms answer `members` instead (Discord's
+        large guilds and Slack's big channels do the same)."""
+        replica = self.rooms.get(room)
+        if replica is not None and len(replica.tip.members) > self.presence_limit:
+            return
+        self.hub.presence(room, user, online)
 
     def _role_changed(self, change: RoleChange) -> None:
         room, before, role = change.room, change.before, change.after

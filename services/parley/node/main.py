@@ -59,6 +59,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
             snapshot_every=cfg.snapshot_every,
         ),
         retention=RetentionPolicy(cfg.retention_entries, cfg.retention_seconds),
+        presence_limit=cfg.presence_limit,
     )
     transport = PeerTransport(core, pool)
     mover = RoomMover(core, cfg.move_concurrency)

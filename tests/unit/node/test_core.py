@@ -197,3 +197,19 @@ async def test_a_barrier_on_a_quiet_room_whose_log_is_folded(net: LocalNet) -> N
     await asyncio.wait_for(core.wait_commit(replica, replica.last_index), 1)
     message = await core.propose(replica, EntryKind.MESSAGE, "alice", "again", "m2")
     assert message.seq == 2
+
+
+async def test_large_rooms_announce_no_online_or_offline(net: LocalNet) -> None:
+    """Online/offline reaches a room's subscribers only while the room has at
+    most `presence_limit` members; the presence book keeps them all."""
+    core, replica = await create(net, "lobby")
+    core.presence_limit = 2
+    told: list[tuple[str, str, bool]] = []
+    core.hub.presence = lambda room, user, online: told.append((room, user, online))  # type: ignore[method-assign]
+    await core.propose(replica, EntryKind.JOIN, "bob", "", "")
+    core.presence.change("lobby", "g1", "bob", True)  # two members: small
+    await core.propose(replica, EntryKind.JOIN, "carol", "", "")
+    core.presence.change("lobby", "g1", "carol", True)  # three: large
+    core.presence.change("lobby", "g1", "bob", False)
+    assert told == [("lobby", "bob", True)]
+    assert core.presence.online("lobby", "carol") and not core.presence.online("lobby", "bob")
