@@ -109,8 +109,13 @@ async def test_two_apps_chat_with_each_other(cluster: LocalCluster, tmp_path: Pa
         await wait_for(lambda: "bob" in alice.chat.views["general"].sidebar.members, DEADLINE)
 
 
-async def test_history_loads_when_scrolled_to_top(cluster: LocalCluster, tmp_path: Path) -> None:
+async def test_history_loads_when_scrolled_to_top(
+    make_cluster: Callable[..., Awaitable[LocalCluster]], tmp_path: Path
+) -> None:
     """Only the last 50 entries come with the join; scrolling to the top loads the rest."""
+    # the writer sends 121 frames as fast as they are acknowledged: over the
+    # gateway's default rate (50/s, bursts of 100) once acks take < 3.5 ms
+    cluster = await make_cluster(extra_env={"PARLEY_RATE_LIMIT": "10000"})
     url = cluster.gateway_url()
     writer = Connection(url, "carol")
     await writer.connect()

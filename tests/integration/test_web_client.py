@@ -223,8 +223,11 @@ async def test_markup_in_a_message_is_shown_as_text(browser: Any, cluster: Local
         assert await alice.evaluate("window.__pwned") is None
 
 
-async def test_scroll_back_loads_older_history(browser: Any, cluster: LocalCluster) -> None:
+async def test_scroll_back_loads_older_history(browser: Any, make_cluster: Any) -> None:
     """A room with more than a join's backlog: scrolling to the top fetches the rest."""
+    # bob sends 121 frames as fast as they are acknowledged: over the
+    # gateway's default rate (50/s, bursts of 100) once acks take < 3.5 ms
+    cluster = await make_cluster(extra_env={"PARLEY_RATE_LIMIT": "10000"})
     url = http_url(cluster)
     bob = await ChatClient.connect(cluster.gateway_url(), "bob")
     try:
