@@ -215,11 +215,14 @@ class Subscriber:
             if kind == "joined":
                 self.joined_at = now
                 self.joined.set()
-                self.last_seq = max(self.last_seq, int(frame.get("last_seq", 0)))
                 continue
             seq = frame.get("seq")
             if seq is None:
                 continue  # online/offline and the like: no place in the log
+            if not self.last_seq:
+                # the first entry after joining (Parley sends a backlog of
+                # the last 50 first): every later one must follow it
+                self.last_seq = seq - 1
             if seq <= self.last_seq:
                 if seq == self.last_seq:
                     self.duplicates += 1
@@ -232,6 +235,16 @@ class Subscriber:
                 self.deliveries += 1
                 sent_ns = int(str(frame["text"]).split()[0])
                 self.latencies_ms.append((time.perf_counter_ns() - sent_ns) / 1e6)
+
+
+def core_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the servers' core so far (/proc/stat)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{SERVER_CORE} "):
+            values = [float(v) for v in line.split()[1:]]
+            idle = values[3] + values[4]  # idle + iowait
+            return sum(values) - idle, sum(values)
+    return 0.0, 0.0
 
 
 @dataclass
@@ -304,11 +317,14 @@ async def fanout(
 
     for sub in subs:
         sub.measuring = True
-    started = time.perf_counter()
+    started, cpu_started, core_started = time.perf_counter(), time.process_time(), core_busy()
     writers = [asyncio.create_task(publish(p, i)) for i, p in enumerate(pubs)]
     await asyncio.sleep(seconds)
     delivered = sum(s.deliveries for s in subs)
     elapsed = time.perf_counter() - started
+    generator = (time.process_time() - cpu_started) / elapsed
+    core_now = core_busy()
+    server_core = (core_now[0] - core_started[0]) / max(1.0, core_now[1] - core_started[1])
     stop = True
     await asyncio.gather(*writers)
     await wait_quiet(subs, quiet=1.0, deadline=30)
@@ -328,6 +344,8 @@ async def fanout(
             "duplicated": sum(s.duplicates for s in subs),
             "out of order": sum(s.out_of_order for s in subs),
             "gaps": sum(s.gaps for s in subs),
+            "server core %": 100 * server_core,
+            "generator %": 100 * generator,
         },
     )
 
