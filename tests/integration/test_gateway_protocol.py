@@ -167,21 +167,19 @@ async def test_large_rooms_announce_no_online_or_offline(make_cluster: Any) -> N
         await carol.join("r")  # three: large
         await alice.next_of("presence", room="r", where=_event("carol", "join"))
 
-        async def carol_online() -> bool:
-            members = {m["user"]: m["online"] for m in (await alice.members("r"))["members"]}
-            return members.get("carol") is True
+        async def members_say(user: str, online: bool) -> None:
+            async def said() -> bool:
+                members = {m["user"]: m["online"] for m in (await alice.members("r"))["members"]}
+                return members.get(user) is online
 
-        await wait_for(carol_online, timeout=10, message="carol online in members")
+            await wait_for(said, timeout=10, message=f"{user} online={online} in members")
+
+        await members_say("carol", True)
         # the node had carol online before this message: an event would come first
         await bob.send("r", "after carol", "m1")
         await alice.next_of("message", room="r", where=lambda f: f.get("text") == "after carol")
         await bob.close()  # offline: not announced either
-
-        async def bob_offline() -> bool:
-            members = {m["user"]: m["online"] for m in (await alice.members("r"))["members"]}
-            return members.get("bob") is False
-
-        await wait_for(bob_offline, timeout=10, message="bob offline in members")
+        await members_say("bob", False)
         await carol.send("r", "after bob", "m2")
         await alice.next_of("message", room="r", where=lambda f: f.get("text") == "after bob")
         events = [
