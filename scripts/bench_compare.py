@@ -16,6 +16,9 @@ Scenarios:
   server is quiet again; reports deliveries/s, delivery latency p50/p99
   (send to receipt, one clock), and per subscriber lost / duplicated /
   out-of-order / seq-gap counts (presence entries count in the seq check).
+* `latency`: one message in flight against Parley: the nodes' commit
+  latency and the client's ack latency, next to the floor measured here —
+  one gRPC round trip to a bare server on core 0 plus one fsync.
 * `joins`: S new clients join one room at once; `reconnects`: S members
   reconnect and join at once (a gateway restart): seconds until every one
   has its `joined`, and how many frames the clients received until the room
@@ -24,7 +27,7 @@ Scenarios:
 Every ratio is against the bare server in the same run.
 
     .venv/bin/python scripts/bench_compare.py [--seconds 5] [--subscribers 100 1000]
-        [--publishers 2] [--window 32] [--only fanout joins reconnects]
+        [--publishers 2] [--window 32] [--only fanout latency joins reconnects]
         [--servers bare socket.io parley] [--joiners 1000]
 """
 
@@ -38,13 +41,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parley.bench import free_port, local_cluster, percentile
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from parley.bench import free_port, local_cluster, percentile, scrape_histogram
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +118,8 @@ class Server:
     name: str
     base: str
     socketio: bool = False
+    # the nodes' HTTP addresses (/metrics), for Parley
+    nodes: list[str] = field(default_factory=list)
 
     def url(self, user: str) -> str:
         if self.socketio:
@@ -146,9 +154,9 @@ async def parley_server() -> AsyncIterator[Server]:
     process on core 0 (they inherit the supervisor's affinity)."""
     os.sched_setaffinity(0, {SERVER_CORE})
     try:
-        async with local_cluster(nodes=3, replicas=3) as (url, _https):
+        async with local_cluster(nodes=3, replicas=3) as (url, https):
             os.sched_setaffinity(0, {GENERATOR_CORE})
-            yield Server("parley", url)
+            yield Server("parley", url, nodes=https)
     finally:
         os.sched_setaffinity(0, {GENERATOR_CORE})
 
@@ -390,6 +398,73 @@ async def join_storm(target: Server, clients: int, members: bool) -> Outcome:
     )
 
 
+FLOOR_SERVER = """
+import asyncio, sys
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+async def main():
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+async def floor(samples: int) -> dict[str, float]:
+    """The physical floor of a commit here: one gRPC round trip (to a bare
+    server on core 0) and one fsync of a small write (where the nodes keep
+    their data), p50 of each."""
+    fsyncs = []
+    with tempfile.NamedTemporaryFile() as file:
+        for _ in range(samples):
+            started = time.perf_counter()
+            file.write(b"x" * 100)
+            file.flush()
+            os.fsync(file.fileno())
+            fsyncs.append((time.perf_counter() - started) * 1000)
+    argv = [sys.executable, "-c", FLOOR_SERVER]
+    async with process_server("grpc", argv, socketio=False) as target:
+        port = target.base.rsplit(":", 1)[1].rstrip("/")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            trips = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                await stub.Check(health_pb2.HealthCheckRequest())
+                trips.append((time.perf_counter() - started) * 1000)
+    return {"grpc round trip": percentile(trips, 50), "fsync": percentile(fsyncs, 50)}
+
+
+async def sequential(target: Server, seconds: float) -> dict[str, float]:
+    """One sender, one message in flight: client ack p50/p99, and the nodes'
+    own commit latency (mean: the histogram's buckets are coarser than the
+    differences that matter here)."""
+    before = [scrape_histogram(a, "parley_commit_latency_seconds") for a in target.nodes]
+    sender = await Client.open(target.url("solo"), target.socketio)
+    await sender.request({"type": "create", "room": ROOM}, "created")
+    await sender.request({"type": "join", "room": ROOM}, "joined")
+    acks: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        started = time.perf_counter()
+        await sender.request(
+            {"type": "send", "room": ROOM, "text": "x", "id": f"s{len(acks)}"}, "ack"
+        )
+        acks.append((time.perf_counter() - started) * 1000)
+    await sender.close()
+    after = [scrape_histogram(a, "parley_commit_latency_seconds") for a in target.nodes]
+    total = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    count = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    return {
+        "ack p50": percentile(acks, 50),
+        "ack p99": percentile(acks, 99),
+        "node commit mean": total / count * 1000 if count else float("nan"),
+    }
+
+
 # ------------------------------------------------------------------ running
 
 
@@ -440,6 +515,19 @@ async def run(args: argparse.Namespace) -> None:
                 ),
                 flush=True,
             )
+    if "latency" in args.only and "parley" in names:
+        low = await floor(500)
+        async with server("parley") as target:
+            seen = await sequential(target, args.seconds)
+        bound = low["grpc round trip"] + low["fsync"]
+        print(
+            f"\nlatency, one message in flight (ms): floor = gRPC round trip"
+            f" {low['grpc round trip']:.2f} + fsync {low['fsync']:.2f} = {bound:.2f};"
+            f" Parley node commit mean {seen['node commit mean']:.2f}"
+            f" ({seen['node commit mean'] - bound:+.2f}), client ack p50 {seen['ack p50']:.2f}"
+            f" ({seen['ack p50'] - bound:+.2f}), p99 {seen['ack p99']:.2f}",
+            flush=True,
+        )
     for scenario, members in (("joins", False), ("reconnects", True)):
         if scenario not in args.only:
             continue
@@ -462,7 +550,7 @@ def main() -> None:
     parser.add_argument("--joiners", type=int, nargs="*", default=[1000])
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--only", nargs="*", default=["fanout", "joins", "reconnects"])
+    parser.add_argument("--only", nargs="*", default=["fanout", "latency", "joins", "reconnects"])
     parser.add_argument("--servers", nargs="*", default=["bare", "socket.io", "parley"])
     args = parser.parse_args()
     if os.cpu_count() is None or (os.cpu_count() or 0) < 2:
