@@ -19,6 +19,9 @@ Scenarios:
 * `latency`: one message in flight against Parley: the nodes' commit
   latency and the client's ack latency, next to the floor measured here —
   one gRPC round trip to a bare server on core 0 plus one fsync.
+* `idle`: 10,000 clients (100 rooms x 100 members) connected and joined,
+  then idle: resident memory per connection of the process holding them
+  (Parley: the gateway).
 * `joins`: S new clients join one room at once; `reconnects`: S members
   reconnect and join at once (a gateway restart): seconds until every one
   has its `joined`, and how many frames the clients received until the room
@@ -27,7 +30,7 @@ Scenarios:
 Every ratio is against the bare server in the same run.
 
     .venv/bin/python scripts/bench_compare.py [--seconds 5] [--subscribers 100 1000]
-        [--publishers 2] [--window 32] [--only fanout latency joins reconnects]
+        [--publishers 2] [--window 32] [--only fanout latency joins reconnects idle]
         [--servers bare socket.io parley] [--joiners 1000]
 """
 
@@ -120,6 +123,8 @@ class Server:
     socketio: bool = False
     # the nodes' HTTP addresses (/metrics), for Parley
     nodes: list[str] = field(default_factory=list)
+    # the processes that hold client connections (memory per connection)
+    pids: list[int] = field(default_factory=list)
 
     def url(self, user: str) -> str:
         if self.socketio:
@@ -142,7 +147,7 @@ async def process_server(name: str, argv: list[str], socketio: bool) -> AsyncIte
         if b"ready" not in line:
             raise RuntimeError(f"{name} did not start: {line!r}")
         path = "" if socketio else "/"
-        yield Server(name, f"ws://127.0.0.1:{port}{path}", socketio)
+        yield Server(name, f"ws://127.0.0.1:{port}{path}", socketio, pids=[proc.pid])
     finally:
         proc.terminate()
         await proc.wait()
@@ -156,9 +161,20 @@ async def parley_server() -> AsyncIterator[Server]:
     try:
         async with local_cluster(nodes=3, replicas=3) as (url, https):
             os.sched_setaffinity(0, {GENERATOR_CORE})
-            yield Server("parley", url, nodes=https)
+            yield Server("parley", url, nodes=https, pids=children("gateway"))
     finally:
         os.sched_setaffinity(0, {GENERATOR_CORE})
+
+
+def children(word: str) -> list[int]:
+    """This process's children whose command line has `word` (/proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid() and word.encode() in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
 
 
 def socketio_ready() -> str:
@@ -398,6 +414,41 @@ async def join_storm(target: Server, clients: int, members: bool) -> Outcome:
     )
 
 
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of the processes, summed (/proc/PID/statm)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    return sum(int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page for p in pids)
+
+
+async def idle_connections(target: Server, rooms: int, per_room: int) -> Outcome:
+    """rooms x per_room clients, each joined to one room, then left idle:
+    the connection-holding process's resident memory per connection."""
+    owner = await Client.open(target.url("owner"), target.socketio)
+    names = [f"idle{r:03d}" for r in range(rooms)]
+    for room in names:
+        await owner.request({"type": "create", "room": room}, "created")
+    before = rss_bytes(target.pids)
+    users = [(f"u{r:03d}x{m:03d}", names[r]) for r in range(rooms) for m in range(per_room)]
+    clients = await open_members(target, [u for u, _ in users])
+    slots = asyncio.Semaphore(200)
+
+    async def join(client: Client, room: str) -> None:
+        async with slots:
+            await client.request({"type": "join", "room": room}, "joined")
+
+    await asyncio.gather(*(join(c, r) for c, (_, r) in zip(clients, users, strict=True)))
+    subs = [Subscriber(c) for c in clients]
+    readers = [asyncio.create_task(s.run()) for s in subs]
+    await wait_quiet(subs, quiet=2.0, deadline=120)
+    after = rss_bytes(target.pids)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(c.close() for c in [owner, *clients]))
+    count = len(clients)
+    per = (after - before) / count / 1024
+    return Outcome(target.name, {"connections": count, "KB per connection": per})
+
+
 FLOOR_SERVER = """
 import asyncio, sys
 import grpc
@@ -528,6 +579,13 @@ async def run(args: argparse.Namespace) -> None:
             f" ({seen['ack p50'] - bound:+.2f}), p99 {seen['ack p99']:.2f}",
             flush=True,
         )
+    if "idle" in args.only:
+        outcomes = []
+        for name in names:
+            async with server(name) as target:
+                outcomes.append(await idle_connections(target, 100, 100))
+        title = "idle: 100 rooms x 100 members, each connected and joined"
+        print(table(title, outcomes, "KB per connection"), flush=True)
     for scenario, members in (("joins", False), ("reconnects", True)):
         if scenario not in args.only:
             continue
@@ -550,7 +608,9 @@ def main() -> None:
     parser.add_argument("--joiners", type=int, nargs="*", default=[1000])
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--only", nargs="*", default=["fanout", "latency", "joins", "reconnects"])
+    parser.add_argument(
+        "--only", nargs="*", default=["fanout", "latency", "joins", "reconnects", "idle"]
+    )
     parser.add_argument("--servers", nargs="*", default=["bare", "socket.io", "parley"])
     args = parser.parse_args()
     if os.cpu_count() is None or (os.cpu_count() or 0) < 2:
