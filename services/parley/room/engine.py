@@ -247,7 +247,7 @@ class RoomEngine:
         ever told of it.
         """
         self._tombstones.pop(room, None)  # a new incarnation: another room
-        replica = self.rooms.get(room)
+        replica = self._taking(room)
         stale = replica is not None and replica.last_index > 0
         if replica is None or stale:
             replica = self.add(room, replicas, None, now_ms)
@@ -260,7 +260,7 @@ class RoomEngine:
     def move(self, room: str, target: list[str], now_ms: int) -> bool:
         """Start moving a room this node administers to `target` (see
         `parley.coordination.move`). Returns False when no move starts."""
-        replica = self.rooms.get(room)
+        replica = self._taking(room)
         if replica is None or not replica.begin_move(target, now_ms):
             return False
         self._touched.add(room)
@@ -269,7 +269,7 @@ class RoomEngine:
     def retain(self, room: str, upto: int) -> None:
         """Retention is about to delete the room's stored entries up to
         `upto`: the replica folds them and stores a snapshot there."""
-        replica = self.rooms.get(room)
+        replica = self._taking(room)
         if replica is not None:
             replica.retain(upto)
             self._touched.add(room)
@@ -278,30 +278,44 @@ class RoomEngine:
         """The room's replica on this node, if it has one."""
         return self.rooms.get(room)
 
+    def _live(self, room: str) -> RoomReplica:
+        """`_taking` for a room the caller knows is here."""
+        replica = self.rooms[room]
+        replica.resume()
+        return replica
+
+    def _taking(self, room: str) -> RoomReplica | None:
+        """The room's replica, about to take an input: a resting one gets
+        its per-peer tables back first (see `RoomReplica.rest`)."""
+        replica = self.rooms.get(room)
+        if replica is not None:
+            replica.resume()
+        return replica
+
     # -------------------------------------------------------------- inputs
 
     def propose(
         self, room: str, kind: EntryKind, user: str, text: str, client_msg_id: str, now_ms: int
     ) -> LogEntry:
         """Append a new entry as administrator (validated by the caller)."""
-        entry = self.rooms[room].propose(kind, user, text, client_msg_id, now_ms)
+        entry = self._live(room).propose(kind, user, text, client_msg_id, now_ms)
         self._touched.add(room)
         return entry
 
     def campaign(self, room: str, now_ms: int) -> None:
         """Start a real election now, skipping the pre-vote (a room nobody
         has written to yet, or a scripted test)."""
-        self.rooms[room].campaign(now_ms)
+        self._live(room).campaign(now_ms)
         self._touched.add(room)
 
     def heartbeat(self, room: str) -> None:
         """Send the room's peers an append now, due or not."""
-        self.rooms[room].heartbeat()
+        self._live(room).heartbeat()
         self._touched.add(room)
 
     def read(self, room: str, token: int) -> None:
         """Ask to serve a read of the room; the answer comes in `Ready.reads`."""
-        self.rooms[room].request_read(token)
+        self._live(room).request_read(token)
         self._touched.add(room)
 
     def tick(self, now_ms: int, up: set[str]) -> list[str]:
@@ -346,6 +360,7 @@ class RoomEngine:
         self._up = set(up)
         self.draining = True
         for room, replica in self.rooms.items():
+            replica.resume()
             replica.draining = True
             if replica.role is Role.ADMINISTRATOR:
                 replica.transfer(now_ms, self._up)
@@ -353,7 +368,7 @@ class RoomEngine:
 
     def step_append(self, sender: str, msg: peer_pb.RoomAppend, token: int, now_ms: int) -> None:
         """An administrator's append; the answer comes in `Ready.messages`."""
-        replica = self.rooms.get(msg.room) or self._copy_for(sender, msg, token, now_ms)
+        replica = self._taking(msg.room) or self._copy_for(sender, msg, token, now_ms)
         if replica is None:
             return
         result = replica.handle_append(sender, msg, now_ms)
@@ -365,7 +380,7 @@ class RoomEngine:
     ) -> None:
         """An administrator's snapshot (its history, staged in the store
         ahead of it, goes in with it); answered like an append."""
-        replica = self.rooms.get(msg.room) or self._copy_for(sender, msg, token, now_ms)
+        replica = self._taking(msg.room) or self._copy_for(sender, msg, token, now_ms)
         if replica is None:
             return
         result = replica.handle_snapshot(sender, msg, now_ms)
@@ -402,7 +417,7 @@ class RoomEngine:
 
     def step_vote(self, candidate: str, msg: peer_pb.RoomVote, token: int, now_ms: int) -> None:
         """A (pre-)vote request; the answer comes in `Ready.messages`."""
-        replica = self.rooms.get(msg.room)
+        replica = self._taking(msg.room)
         if replica is None:
             # a room this node does not hold: never a vote, never a replica
             refused = peer_pb.RoomVoteResult(room=msg.room, granted=False, pre=msg.pre)
@@ -420,7 +435,7 @@ class RoomEngine:
         if sent is None:
             return  # a duplicate answer, or one to a failed append
         self._landed(sent)
-        replica = self.rooms.get(sent.room)
+        replica = self._taking(sent.room)
         if replica is None:
             return
         replica.handle_append_result(peer, sent.body, result, now_ms, sent.read_round)
@@ -432,7 +447,7 @@ class RoomEngine:
         if sent is None:
             return
         self._landed(sent)
-        replica = self.rooms.get(sent.room)
+        replica = self._taking(sent.room)
         if replica is not None:
             replica.append_failed(sent.peer, sent.body)
             self._touched.add(sent.room)
@@ -445,7 +460,7 @@ class RoomEngine:
 
     def step_vote_result(self, voter: str, result: peer_pb.RoomVoteResult, now_ms: int) -> None:
         """A peer's answer to a (pre-)vote request."""
-        replica = self.rooms.get(result.room)
+        replica = self._taking(result.room)
         if replica is not None:
             replica.handle_vote_result(voter, result, now_ms)
             self._touched.add(result.room)
@@ -585,7 +600,7 @@ class RoomEngine:
             if write.hard is not None:
                 self._durable_epoch[write.room] = write.hard.epoch
         for room, index, epoch in ready.persisted:
-            replica = self.rooms.get(room)
+            replica = self._taking(room)
             if replica is None or not index:
                 continue
             # a later input may have truncated what this write held (or a

@@ -24,7 +24,6 @@ import random
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NoReturn
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
@@ -32,24 +31,11 @@ from parley.room import shared
 from parley.room.codec import entry_from_pb, entry_to_pb
 from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
-from parley.room.shared import NO_PEERS
+from parley.room.shared import NO_ENTRIES, NO_PEERS
 from parley.room.state import DedupeWindow, RoomState, create_text
 
 NOBODY: frozenset[str] = frozenset()
 """The empty set most replicas' learners and leavers are (shared)."""
-
-
-class _NoEntries(list[LogEntry]):
-    """The log in memory of a replica that holds none (a quiet room folds
-    its whole log): one shared read-only list instead of one per room."""
-
-    def _refuse(self, *args: object) -> NoReturn:
-        raise TypeError("the shared empty log is read-only")
-
-    append = extend = insert = __setitem__ = __iadd__ = _refuse
-
-
-NO_ENTRIES: list[LogEntry] = _NoEntries()
 
 
 class Role(Enum):
@@ -486,7 +472,6 @@ class RoomReplica:
 
     def on_persisted(self, index: int) -> None:
         """The store now durably holds this replica's log up to index."""
-        self._resume()
         if index > self.persisted_index and index <= self.last_index:
             self.persisted_index = index
             if self.role is Role.ADMINISTRATOR:
@@ -524,7 +509,6 @@ class RoomReplica:
         """Retention will delete the stored entries up to `upto`: fold them
         (as far as they are durable and handed out) and store a snapshot at
         the offset, which the store's deletes may not pass."""
-        self._resume()
         self._fold(min(upto, self._taken_index, self.persisted_index))
         if self.offset > self.snapshot_index:
             self._store_snapshot()
@@ -584,7 +568,6 @@ class RoomReplica:
         Pipelined: the peer's next index moves past what is sent at once, so
         the next call sends what comes after without waiting for an answer.
         """
-        self._resume()
         if self.role is not Role.ADMINISTRATOR or peer not in self.next_index:
             return None
         if peer in self._dirty_peers:
@@ -644,7 +627,6 @@ class RoomReplica:
         reign in appends sent after now: only then is no newer administrator
         possible that has acknowledged writes this one has not seen.
         """
-        self._resume()
         if not self.serving:
             self._read_answers += (ReadAnswer(token, None),)
             return
@@ -685,7 +667,6 @@ class RoomReplica:
         Raises:
             RuntimeError: when this replica is not the administrator.
         """
-        self._resume()
         if self.role is not Role.ADMINISTRATOR:
             raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
         self._wake(now_ms)
@@ -719,7 +700,6 @@ class RoomReplica:
             read_round: `read_round` when the append was made: the answer
                 confirms the reads requested up to then.
         """
-        self._resume()
         self._now_ms = max(self._now_ms, now_ms)
         if result.epoch > self.epoch and not result.foreign:
             self._step_down(result.epoch, now_ms)
@@ -766,7 +746,6 @@ class RoomReplica:
 
     def heartbeat(self) -> None:
         """Send every peer an append (or heartbeat) with the next Ready."""
-        self._resume()
         self._wake(self._now_ms)
         self._mark(self.targets)
 
@@ -776,7 +755,7 @@ class RoomReplica:
         """Leave quiescence: heartbeats (and their acknowledgements) resume."""
         if not self.quiet:
             return
-        self._resume()
+        self.resume()
         self.quiet = False
         if self.role is Role.ADMINISTRATOR:
             # the peers were silent because nothing was sent: not cut off
@@ -787,7 +766,9 @@ class RoomReplica:
         """A quiet administrator with nothing in flight (the engine knows
         that) lets go of its per-peer tables: a node administers thousands of
         idle rooms, and the tables are most of what one costs. The next input
-        rebuilds them (`_resume`). Returns True when it rests."""
+        rebuilds them (`resume`, which the engine calls before any input but
+        a tick: a quiet room's tick rebuilds them only if it wakes). Returns
+        True when it rests."""
         if not (
             self.quiet
             and self.role is Role.ADMINISTRATOR
@@ -813,7 +794,7 @@ class RoomReplica:
         self._acked_ms = self._last_sent_ms = self._acked_round = NO_PEERS
         self._dirty_peers = NOBODY
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
         """Rebuild a resting administrator's tables as they stood when it
         went quiet: every follower then up held the whole log and knew it
         committed (`_may_quiesce`); of the others nothing is assumed, which
@@ -860,7 +841,6 @@ class RoomReplica:
 
     def append_failed(self, peer: str, sent: peer_pb.RoomAppend | peer_pb.RoomSnapshot) -> None:
         """An append was lost (RPC error): resend its entries next time."""
-        self._resume()
         if self.role is Role.ADMINISTRATOR and sent.epoch == self.epoch:
             first = sent.prev_index + 1 if isinstance(sent, peer_pb.RoomAppend) else 1
             if self.next_index.get(peer, 0) > first:
@@ -891,7 +871,6 @@ class RoomReplica:
         different nodes) is told apart by its incarnation: a replica follows
         only the first incarnation it holds, so at most one create commits.
         """
-        self._resume()
         if self.last_index:
             raise RuntimeError(f"{self.room}: found on a replica that has a log")
         self.epoch += 1
@@ -912,7 +891,6 @@ class RoomReplica:
             False when no move starts: not serving, a move already under
             way, or the room already on that group.
         """
-        self._resume()
         target = tuple(target)
         if (
             not self.serving
@@ -937,7 +915,6 @@ class RoomReplica:
 
     def drive_move(self, now_ms: int) -> None:
         """Take the move one step further, if it can go on (administrator)."""
-        self._resume()
         move = self.move
         if self.role is not Role.ADMINISTRATOR:
             return
@@ -1019,7 +996,6 @@ class RoomReplica:
     ) -> peer_pb.RoomAppendResult:
         """Take an administrator's append; the answer may be sent once
         `take_write()` is durable."""
-        self._resume()
         if self._foreign(msg.incarnation):
             # (epoch 0: this replica's epochs are another room's business)
             return peer_pb.RoomAppendResult(room=self.room, success=False, foreign=True)
@@ -1073,7 +1049,6 @@ class RoomReplica:
         room's state at an index this log does not hold, or not committed.
         The answer, like an append's, may be sent once `take_write()` is
         durable."""
-        self._resume()
         if self._foreign(msg.incarnation):
             return peer_pb.RoomAppendResult(room=self.room, success=False, foreign=True)
         if msg.epoch < self.epoch:
@@ -1140,7 +1115,6 @@ class RoomReplica:
     ) -> peer_pb.RoomVoteResult:
         """Take a vote request; a granted vote may be sent once
         `take_write()` is durable."""
-        self._resume()
         if self._foreign(msg.incarnation) or not self.electable:
             # another room of that name, or a copy still being made from
             # another's log (Raft has voters outside their own latest group
@@ -1200,7 +1174,6 @@ class RoomReplica:
         that was cut off cannot raise the room's epoch, and so cannot depose
         an administrator the others still hear from.
         """
-        self._resume()
         self.role = Role.PRE_CANDIDATE
         self.administrator = ""
         self._votes = {self.self_id}
@@ -1218,7 +1191,6 @@ class RoomReplica:
             True when this replica became administrator at once (a group of
             one); otherwise `take_vote_request()` has the vote to ask for.
         """
-        self._resume()
         self.role = Role.CANDIDATE
         self.epoch += 1
         self.voted_for = self.self_id
@@ -1238,7 +1210,6 @@ class RoomReplica:
     def handle_vote_result(self, voter: str, result: peer_pb.RoomVoteResult, now_ms: int) -> bool:
         """Take a peer's answer to a (pre-)vote. Returns True when this replica
         just won the election."""
-        self._resume()
         if result.pre:
             if result.granted:
                 if self.role is Role.PRE_CANDIDATE and result.epoch == self.epoch + 1:
@@ -1311,7 +1282,6 @@ class RoomReplica:
     def step_down(self, now_ms: int) -> None:
         """Stop administering without a successor in hand: the others elect
         the next administrator when their detectors or timers say so."""
-        self._resume()
         if self.role is not Role.FOLLOWER:
             self._become_follower(self.epoch, now_ms)
 
@@ -1324,7 +1294,6 @@ class RoomReplica:
             The target, or "" when there is none (and the replica stepped
             down instead).
         """
-        self._resume()
         self.draining = True
         self._wake(now_ms)
         if self.role is not Role.ADMINISTRATOR:

@@ -10,8 +10,11 @@ the node set), so the table of shared copies stays small.
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NoReturn
+
+from parley.room.entries import LogEntry
 
 _GROUPS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _SETS: dict[frozenset[str], frozenset[str]] = {}
@@ -34,40 +37,33 @@ def nodes(names: Iterable[str]) -> frozenset[str]:
     return _SETS.setdefault(key, key)
 
 
-class _ReadOnlyTable(dict[str, int]):
-    """A per-peer table a replica has no use for (it does not administer).
-
-    Shared by every such replica, so writing to it would be a bug that
-    corrupts all of them: it refuses, loudly.
-    """
-
-    def _refuse(self) -> NoReturn:
-        raise TypeError("the shared empty per-peer table is read-only")
-
-    def __setitem__(self, key: str, value: int) -> None:
-        self._refuse()
-
-    def __delitem__(self, key: str) -> None:
-        self._refuse()
-
-    def setdefault(self, key: str, default: int = 0) -> int:
-        self._refuse()
-
-    def pop(self, key: str, default: int = 0) -> int:  # type: ignore[override]
-        self._refuse()
-
-    def popitem(self) -> tuple[str, int]:
-        self._refuse()
-
-    def update(self, *args: object, **kwargs: object) -> None:
-        self._refuse()
-
-    def clear(self) -> None:
-        self._refuse()
-
-    def __ior__(self, other: object) -> NoReturn:  # type: ignore[misc]
-        self._refuse()
+def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError(f"{type(self).__name__}: a shared empty value is read-only")
 
 
-NO_PEERS: dict[str, int] = _ReadOnlyTable()
-"""The empty per-peer table of every replica that does not need one."""
+# Each empty below is shared by every replica that holds nothing of its kind,
+# so writing to one would be a bug that corrupts all of them: it refuses,
+# loudly. A replica replaces it with a fresh container before its first write.
+
+
+class _NoPeers(dict[str, int]):
+    __setitem__ = __delitem__ = setdefault = pop = popitem = update = clear = _refuse
+    __ior__ = _refuse
+
+
+class _NoEntries(list[LogEntry]):
+    append = extend = insert = __setitem__ = __iadd__ = _refuse
+
+
+class _NoIds(OrderedDict[tuple[str, str], tuple[int, int]]):
+    __setitem__ = setdefault = update = _refuse
+
+
+NO_PEERS: dict[str, int] = _NoPeers()
+"""The per-peer table of a replica that does not administer (or rests)."""
+
+NO_ENTRIES: list[LogEntry] = _NoEntries()
+"""The log in memory of a replica that holds none (a quiet room folds it all)."""
+
+NO_IDS: OrderedDict[tuple[str, str], tuple[int, int]] = _NoIds()
+"""The de-duplication window of a room that holds no ids."""

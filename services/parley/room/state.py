@@ -9,6 +9,7 @@ from typing import Any
 
 from parley.room import shared
 from parley.room.entries import EntryKind, LogEntry
+from parley.room.shared import NO_IDS
 
 RETAIN = "retain="
 """Marks a create entry's retention, after its group: `a,b,c;retain=N,S`."""
@@ -42,17 +43,6 @@ class DedupeWindow:
 
 IdWindow = OrderedDict[tuple[str, str], tuple[int, int]]
 """(user, client_msg_id) -> (seq, order time) of the stored message, oldest first."""
-
-
-class _NoIds(IdWindow):
-    """The window of a room that holds no ids (most idle rooms): one shared
-    read-only copy instead of an empty OrderedDict per room."""
-
-    def __setitem__(self, key: tuple[str, str], value: tuple[int, int]) -> None:
-        raise TypeError("the shared empty de-duplication window is read-only")
-
-
-NO_IDS: IdWindow = _NoIds()
 
 
 @dataclass(slots=True)

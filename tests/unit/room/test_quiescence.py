@@ -156,7 +156,7 @@ def test_the_checks_notice_an_administrator_that_never_resumes(
 ) -> None:
     """Planted bug: a resting administrator that takes input without
     rebuilding its tables knows of no peer to send to: nothing commits."""
-    monkeypatch.setattr(RoomReplica, "_resume", lambda self: None)
+    monkeypatch.setattr(RoomReplica, "resume", lambda self: None)
     c = idle()
     with pytest.raises(AssertionError):
         commits_after_rest(c)

@@ -69,7 +69,7 @@ def test_rooms_idle_between_bursts(seed: int) -> None:
 def test_idle_runs_rest_and_resume(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sanity for the runs above: administrators do rest and resume in them."""
     counts = {"rested": 0, "resumed": 0}
-    rest, resume = RoomReplica.rest, RoomReplica._resume
+    rest, resume = RoomReplica.rest, RoomReplica.resume
 
     def counting_rest(self: RoomReplica) -> bool:
         was = self._resting
@@ -82,7 +82,7 @@ def test_idle_runs_rest_and_resume(monkeypatch: pytest.MonkeyPatch) -> None:
         resume(self)
 
     monkeypatch.setattr(RoomReplica, "rest", counting_rest)
-    monkeypatch.setattr(RoomReplica, "_resume", counting_resume)
+    monkeypatch.setattr(RoomReplica, "resume", counting_resume)
     for seed in range(10):
         run_seed(40_000 + seed, 3 + seed % 3, STEPS, **IDLE_BETWEEN_BURSTS)
     assert counts["rested"] >= 10 and counts["resumed"] >= 10, counts
