@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 
+from parley import eventloop
 from parley.config import GatewayConfig
 from parley.gateway.server import serve
 from parley.observability import tracing
@@ -31,6 +32,6 @@ def run(cfg: GatewayConfig) -> int:
     configure("gateway", cfg.id, cfg.log_format, cfg.log_level)
     tracing.configure("parley-gateway", cfg.id)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(cfg))
+        eventloop.run(_main(cfg))
     tracing.shutdown()
     return 0

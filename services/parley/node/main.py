@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from parley import eventloop
 from parley._generated import peer_service_pb2, peer_service_pb2_grpc, room_service_pb2
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.cluster.channels import SERVER_OPTIONS, ChannelPool
@@ -154,5 +155,5 @@ def run(cfg: NodeConfig) -> int:
     configure("node", cfg.id, cfg.log_format, cfg.log_level)
     tracing.configure("parley-node", cfg.id)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(cfg))
+        eventloop.run(_main(cfg))
     return 0

@@ -58,7 +58,7 @@ def test_drain_hands_the_room_to_the_up_to_date_replica_at_once() -> None:
     assert c.administrators() == ["c"] and c.replica("c").epoch == 2
     assert all(admin != "a" for (_, epoch), admin in c.checker.admins.items() if epoch > 1)
     assert c.publish("c", ROOM, "u", "m2", "m2") is not None
-    c.stabilize()
+    settle(c, "c")  # (followers learn a commit with the next append or tick)
     c.checker.final(c)
 
 

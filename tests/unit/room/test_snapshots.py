@@ -75,7 +75,9 @@ def test_memory_holds_a_bounded_tail_and_the_store_everything() -> None:
         assert record.snapshot.index <= rep.offset
         # only the entries after the snapshot are loaded at a restart
         assert len(record.entries) < TIMING.snapshot_every + 2 * TIMING.log_tail + 1
-    assert c.checker.stats["snapshots_stored"] >= 3 * (100 // TIMING.snapshot_every) - 3
+    # one per snapshot_every entries folded; a follower folds only what it
+    # knows committed, which the next append or tick tells it
+    assert c.checker.stats["snapshots_stored"] >= 3 * (100 // TIMING.snapshot_every) - 6
 
 
 def test_a_restart_resumes_from_the_snapshot_and_keeps_the_dedupe_window() -> None:
