@@ -302,8 +302,16 @@ async def wait_quiet(subscribers: list[Subscriber], quiet: float, deadline: floa
 
 
 async def fanout(
-    target: Server, subscribers: int, publishers: int, window: int, seconds: float
+    target: Server,
+    subscribers: int,
+    publishers: int,
+    window: int,
+    seconds: float,
+    rate: float = 0.0,
 ) -> Outcome:
+    """Closed loop (each publisher keeps `window` sends in flight) or, with
+    `rate`, open loop: the publishers together send `rate` messages a second
+    on a fixed schedule, whatever the acks do."""
     owner = await Client.open(target.url("owner"), target.socketio)
     await owner.request({"type": "create", "room": ROOM}, "created")
     subs = [
@@ -331,8 +339,14 @@ async def fanout(
                     credits.release()
 
         reader = asyncio.create_task(acks())
+        interval = publishers / rate if rate else 0.0
+        due = time.perf_counter()
         while not stop:
-            await credits.acquire()
+            if interval:
+                due += interval
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            else:
+                await credits.acquire()
             sent += 1
             text = f"{time.perf_counter_ns()} p{index}"
             await pub.send({"type": "send", "room": ROOM, "text": text, "id": f"{index}-{sent}"})
@@ -345,6 +359,7 @@ async def fanout(
     writers = [asyncio.create_task(publish(p, i)) for i, p in enumerate(pubs)]
     await asyncio.sleep(seconds)
     delivered = sum(s.deliveries for s in subs)
+    acks_seen = len(acked)
     elapsed = time.perf_counter() - started
     generator = (time.process_time() - cpu_started) / elapsed
     core_now = core_busy()
@@ -362,6 +377,7 @@ async def fanout(
         target.name,
         {
             "deliveries/s": delivered / elapsed,
+            "acks/s": acks_seen / elapsed,
             "p50 ms": percentile(latencies, 50) if latencies else float("nan"),
             "p99 ms": percentile(latencies, 99) if latencies else float("nan"),
             "lost": lost,
@@ -374,42 +390,102 @@ async def fanout(
     )
 
 
-async def join_storm(target: Server, clients: int, members: bool) -> Outcome:
-    """Every client joins at once; with `members` they joined before and
-    reconnect (a gateway restart, a network blip): membership is kept, so
-    the storm is only subscriptions and presence."""
+async def join_storm(
+    target: Server, clients: int, members: bool, rooms: int = 1, flow: float = 50.0
+) -> Outcome:
+    """Every client joins at once, spread over `rooms` rooms; with `members`
+    they joined before and reconnect (a gateway restart, a network blip):
+    membership is kept, so the storm is only subscriptions and presence.
+
+    Meanwhile a member who joined before the storm publishes `flow`
+    messages a second into the first room and another one, also joined
+    before, watches them arrive: how late they are while the storm lasts
+    says whether messages keep flowing through it.
+    """
     owner = await Client.open(target.url("owner"), target.socketio)
-    await owner.request({"type": "create", "room": ROOM}, "created")
+    names = [ROOM if r == 0 else f"{ROOM}{r:03d}" for r in range(rooms)]
+    for room in names:
+        await owner.request({"type": "create", "room": room}, "created")
     users = [f"j{i:05d}" for i in range(clients)]
+    room_of = {user: names[i % rooms] for i, user in enumerate(users)}
     if members:
         first = [Subscriber(c) for c in await open_members(target, users)]
         readers = [asyncio.create_task(s.run()) for s in first]
-        await asyncio.gather(*(s.client.send({"type": "join", "room": ROOM}) for s in first))
+        await asyncio.gather(
+            *(
+                s.client.send({"type": "join", "room": room_of[u]})
+                for s, u in zip(first, users, strict=True)
+            )
+        )
         await asyncio.wait_for(asyncio.gather(*(s.joined.wait() for s in first)), 120)
         await wait_quiet(first, quiet=1.0, deadline=120)
         for task in readers:
             task.cancel()
         await asyncio.gather(*(s.client.close() for s in first))
+    publisher, watcher_client = await open_members(target, ["flowpub", "flowwatch"])
+    await publisher.request({"type": "join", "room": ROOM}, "joined")
+    await watcher_client.request({"type": "join", "room": ROOM}, "joined")
+    watcher = Subscriber(watcher_client, measuring=True)
+    watching = asyncio.create_task(watcher.run())
+    acked: list[int] = []
+
+    async def acks() -> None:
+        async for frame in publisher.frames():
+            if frame.get("type") == "ack":
+                acked.append(int(frame["seq"]))
+
+    acking = asyncio.create_task(acks())
     subs = [Subscriber(c) for c in await open_members(target, users)]
     readers = [asyncio.create_task(s.run()) for s in subs]
+    storming = True
+
+    async def publish() -> int:
+        sent, due = 0, time.perf_counter()
+        while storming:
+            due += 1 / flow
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            sent += 1
+            text = f"{time.perf_counter_ns()} flow"
+            await publisher.send({"type": "send", "room": ROOM, "text": text, "id": f"f{sent}"})
+        return sent
+
+    flowing = asyncio.create_task(publish())
     started = time.perf_counter()
-    await asyncio.gather(*(s.client.send({"type": "join", "room": ROOM}) for s in subs))
+    await asyncio.gather(
+        *(
+            s.client.send({"type": "join", "room": room_of[u]})
+            for s, u in zip(subs, users, strict=True)
+        )
+    )
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(s.joined.wait() for s in subs)), 120)
     all_joined = (
         max(s.joined_at for s in subs) - started if all(s.joined_at for s in subs) else float("nan")
     )
     await wait_quiet(subs, quiet=1.0, deadline=120)
+    storming = False
+    sent = await flowing
+    storm_seconds = time.perf_counter() - started
+    await wait_quiet([watcher], quiet=1.0, deadline=30)
     frames = sum(s.frames for s in subs)
-    for task in readers:
+    for task in [*readers, watching, acking]:
         task.cancel()
-    await asyncio.gather(*(c.close() for c in [owner, *(s.client for s in subs)]))
+    await asyncio.gather(
+        *(c.close() for c in [owner, publisher, watcher_client, *(s.client for s in subs)])
+    )
+    latencies = watcher.latencies_ms
     return Outcome(
         target.name,
         {
             "all joined s": all_joined,
             "frames received": frames,
             "frames per client": frames / clients,
+            "flow sent": sent,
+            "flow acked": len(acked),
+            "flow delivered": len(latencies),
+            "flow p50 ms": percentile(latencies, 50) if latencies else float("nan"),
+            "flow p99 ms": percentile(latencies, 99) if latencies else float("nan"),
+            "storm s": storm_seconds,
         },
     )
 
@@ -566,6 +642,30 @@ async def run(args: argparse.Namespace) -> None:
                 ),
                 flush=True,
             )
+    if "rate" in args.only:
+        outcomes = []
+        for name in names:
+            async with server(name) as target:
+                outcomes.append(
+                    await fanout(target, args.rate_subscribers, 1, 1, args.seconds, args.rate)
+                )
+        title = (
+            f"fixed rate: {args.rate:.0f} msg/s into 1 room x {args.rate_subscribers}"
+            f" subscribers, {args.seconds:.0f} s"
+        )
+        print(table(title, outcomes, "p99 ms"), flush=True)
+    if "pipeline" in args.only:
+        outcomes = []
+        for name in names:
+            async with server(name) as target:
+                outcomes.append(
+                    await fanout(target, 0, args.publishers, args.pipeline_window, args.seconds)
+                )
+        title = (
+            f"pipeline: 1 room, {args.publishers} publishers x window {args.pipeline_window},"
+            f" no other subscribers, {args.seconds:.0f} s"
+        )
+        print(table(title, outcomes, "acks/s"), flush=True)
     if "latency" in args.only and "parley" in names:
         low = await floor(500)
         async with server("parley") as target:
@@ -589,14 +689,20 @@ async def run(args: argparse.Namespace) -> None:
     for scenario, members in (("joins", False), ("reconnects", True)):
         if scenario not in args.only:
             continue
-        for clients in args.joiners:
+        for storm in args.storms:
+            clients, rooms = (int(n) for n in storm.split("x"))
             outcomes = []
             for name in names:
                 async with server(name) as target:
-                    outcomes.append(await join_storm(target, clients, members))
+                    outcomes.append(await join_storm(target, clients, members, rooms))
             what = "members reconnect and join" if members else "new clients join"
+            where = "one room" if rooms == 1 else f"{rooms} rooms"
             print(
-                table(f"{scenario}: {clients} {what} one room at once", outcomes, "all joined s"),
+                table(
+                    f"{scenario}: {clients} {what} {where} at once, 50 msg/s flowing in one",
+                    outcomes,
+                    "all joined s",
+                ),
                 flush=True,
             )
 
@@ -605,11 +711,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--subscribers", type=int, nargs="*", default=[100, 1000])
-    parser.add_argument("--joiners", type=int, nargs="*", default=[1000])
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--rate-subscribers", type=int, default=1000)
+    parser.add_argument("--pipeline-window", type=int, default=256)
     parser.add_argument(
-        "--only", nargs="*", default=["fanout", "latency", "joins", "reconnects", "idle"]
+        "--storms", nargs="*", default=["1000x1", "10000x100"],
+        help="join storms: CLIENTSxROOMS (the clients spread evenly over the rooms)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=["fanout", "rate", "pipeline", "latency", "joins", "reconnects", "idle"],
     )
     parser.add_argument("--servers", nargs="*", default=["bare", "socket.io", "parley"])
     args = parser.parse_args()
