@@ -46,15 +46,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+import uvloop
+import wsload
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from parley.bench import free_port, local_cluster, percentile, scrape_histogram
-from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE = 0
@@ -67,39 +68,65 @@ ROOM = "bench"
 
 class Client:
     """One connection, speaking Parley's JSON frames either as they are
-    (Parley, bare) or as Socket.IO events (`42["type",{frame}]`)."""
+    (Parley, bare) or as Socket.IO events (`42["type",{frame}]`), over the
+    lean client in `wsload` (the generator's own cost per frame is what
+    limits every fan-out figure)."""
 
-    def __init__(self, ws: ClientConnection, socketio: bool) -> None:
-        self.ws = ws
+    def __init__(self, protocol: wsload.WsProtocol, socketio: bool) -> None:
+        self.protocol = protocol
         self.socketio = socketio
+        self.closed = protocol.closed
+        self._texts: asyncio.Queue[str | None] = asyncio.Queue()
+        protocol.on_text = self._texts.put_nowait
+        protocol.closed.add_done_callback(lambda _: self._texts.put_nowait(None))
 
     @classmethod
     async def open(cls, url: str, socketio: bool) -> Client:
-        ws = await connect(url, max_size=None, max_queue=None, open_timeout=60)
-        client = cls(ws, socketio)
+        client = cls(await wsload.connect(url), socketio)
         if socketio:
-            await ws.recv()  # Engine.IO open packet
-            await ws.send("40")  # connect to the default namespace
-            while not str(await ws.recv()).startswith("40"):
+            await client._texts.get()  # Engine.IO open packet
+            client.protocol.write(b"40")  # connect to the default namespace
+            while not str(await client._texts.get()).startswith("40"):
                 pass
         return client
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self.socketio:
-            await self.ws.send("42" + json.dumps([frame["type"], frame]))
+            self.protocol.write(("42" + json.dumps([frame["type"], frame])).encode())
         else:
-            await self.ws.send(json.dumps(frame))
+            self.protocol.write(json.dumps(frame).encode())
+
+    def _decode(self, text: str) -> dict[str, Any] | None:
+        if not self.socketio:
+            return json.loads(text)  # type: ignore[no-any-return]
+        if text.startswith("42"):
+            return json.loads(text[2:])[1]  # type: ignore[no-any-return]
+        if text == "2":
+            self.protocol.write(b"3")  # Engine.IO ping
+        return None
+
+    def listen(self, handler: Callable[[dict[str, Any]], None]) -> None:
+        """From now on every frame goes to `handler` as it is parsed (no
+        queue, no coroutine per frame), the ones already queued first."""
+        while not self._texts.empty():
+            queued = self._texts.get_nowait()
+            frame = self._decode(queued) if queued is not None else None
+            if frame is not None:
+                handler(frame)
+
+        def take(text: str) -> None:
+            frame = self._decode(text)
+            if frame is not None:
+                handler(frame)
+
+        self.protocol.on_text = take
 
     async def frames(self) -> AsyncIterator[dict[str, Any]]:
         """Every frame received, as a dict (Socket.IO pings answered here)."""
-        async for raw in self.ws:
-            text = raw if isinstance(raw, str) else raw.decode()
-            if not self.socketio:
-                yield json.loads(text)
-            elif text.startswith("42"):
-                yield json.loads(text[2:])[1]
-            elif text == "2":
-                await self.ws.send("3")
+        while (text := await self._texts.get()) is not None:
+            frame = self._decode(text)
+            if frame is not None:
+                yield frame
 
     async def request(self, frame: dict[str, Any], answer: str) -> dict[str, Any]:
         await self.send(frame)
@@ -111,7 +138,11 @@ class Client:
         raise RuntimeError(f"{frame}: connection closed")
 
     async def close(self) -> None:
-        await self.ws.close()
+        self.protocol.write(b"\x03\xe8", wsload.OP_CLOSE)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), 5)
+        if self.protocol.transport is not None:
+            self.protocol.transport.close()
 
 
 @dataclass
@@ -231,34 +262,38 @@ class Subscriber:
     joined: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        async for frame in self.client.frames():
-            now = time.perf_counter()
-            self.frames += 1
-            self.last_frame_at = now
-            kind = frame.get("type")
-            if kind == "joined":
-                self.joined_at = now
-                self.joined.set()
-                continue
-            seq = frame.get("seq")
-            if seq is None:
-                continue  # online/offline and the like: no place in the log
-            if not self.last_seq:
-                # the first entry after joining (Parley sends a backlog of
-                # the last 50 first): every later one must follow it
-                self.last_seq = seq - 1
-            if seq <= self.last_seq:
-                if seq == self.last_seq:
-                    self.duplicates += 1
-                else:
-                    self.out_of_order += 1
-                continue
-            self.gaps += seq - self.last_seq - 1
-            self.last_seq = seq
-            if kind == "message" and self.measuring:
-                self.deliveries += 1
-                sent_ns = int(str(frame["text"]).split()[0])
-                self.latencies_ms.append((time.perf_counter_ns() - sent_ns) / 1e6)
+        """Take the connection's frames until it closes."""
+        self.client.listen(self.take)
+        await asyncio.shield(self.client.closed)  # (cancelling run leaves it be)
+
+    def take(self, frame: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        self.frames += 1
+        self.last_frame_at = now
+        kind = frame.get("type")
+        if kind == "joined":
+            self.joined_at = now
+            self.joined.set()
+            return
+        seq = frame.get("seq")
+        if seq is None:
+            return  # online/offline and the like: no place in the log
+        if not self.last_seq:
+            # the first entry after joining (Parley sends a backlog of
+            # the last 50 first): every later one must follow it
+            self.last_seq = seq - 1
+        if seq <= self.last_seq:
+            if seq == self.last_seq:
+                self.duplicates += 1
+            else:
+                self.out_of_order += 1
+            return
+        self.gaps += seq - self.last_seq - 1
+        self.last_seq = seq
+        if kind == "message" and self.measuring:
+            self.deliveries += 1
+            sent_ns = int(str(frame["text"]).split()[0])
+            self.latencies_ms.append((time.perf_counter_ns() - sent_ns) / 1e6)
 
 
 def core_busy() -> tuple[float, float]:
@@ -729,7 +764,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.cpu_count() is None or (os.cpu_count() or 0) < 2:
         sys.exit("needs two cores: one for the servers, one for the load generator")
-    asyncio.run(run(args))
+    uvloop.run(run(args))
 
 
 if __name__ == "__main__":
