@@ -163,8 +163,13 @@ class AppendRequest(_message.Message):
 
     SENDER_FIELD_NUMBER: _builtins.int
     ROOMS_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     sender: _builtins.str
     """The sending node's id."""
+    traceparent: _builtins.str
+    """W3C traceparent of the sender's span, on AppendStream (whose call
+    metadata is the stream's, not the request's); empty when not tracing.
+    """
     @_builtins.property
     def rooms(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoomAppend]:
         """The rooms."""
@@ -174,10 +179,11 @@ class AppendRequest(_message.Message):
         *,
         sender: _builtins.str = ...,
         rooms: _abc.Iterable[Global___RoomAppend] | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rooms", b"rooms", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rooms", b"rooms", "sender", b"sender", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,7 @@ import warnings
 
 from parley._generated import peer_service_pb2 as parley_dot_v1_dot_peer__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -39,6 +39,11 @@ class PeerServiceStub:
         """
         self.Append = channel.unary_unary(
                 '/parley.v1.PeerService/Append',
+                request_serializer=parley_dot_v1_dot_peer__service__pb2.AppendRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_peer__service__pb2.AppendResponse.FromString,
+                _registered_method=True)
+        self.AppendStream = channel.stream_stream(
+                '/parley.v1.PeerService/AppendStream',
                 request_serializer=parley_dot_v1_dot_peer__service__pb2.AppendRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_peer__service__pb2.AppendResponse.FromString,
                 _registered_method=True)
@@ -78,6 +83,17 @@ class PeerServiceServicer:
     def Append(self, request, context):
         """Append replicates log entries (or just heartbeats) of many rooms from
         their administrator to one follower.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendStream(self, request_iterator, context):
+        """AppendStream carries the same exchange on one long-lived stream per
+        pair of nodes: each request is answered, in order, once what it asks
+        for is durable. A stream message costs about half a unary call in CPU
+        and latency (docs/benchmarks.md); Append stays for nodes that do not
+        have it yet (a rolling upgrade).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +144,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Append': grpc.unary_unary_rpc_method_handler(
                     servicer.Append,
+                    request_deserializer=parley_dot_v1_dot_peer__service__pb2.AppendRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_peer__service__pb2.AppendResponse.SerializeToString,
+            ),
+            'AppendStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AppendStream,
                     request_deserializer=parley_dot_v1_dot_peer__service__pb2.AppendRequest.FromString,
                     response_serializer=parley_dot_v1_dot_peer__service__pb2.AppendResponse.SerializeToString,
             ),
@@ -185,6 +206,33 @@ class PeerService:
             request,
             target,
             '/parley.v1.PeerService/Append',
+            parley_dot_v1_dot_peer__service__pb2.AppendRequest.SerializeToString,
+            parley_dot_v1_dot_peer__service__pb2.AppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/parley.v1.PeerService/AppendStream',
             parley_dot_v1_dot_peer__service__pb2.AppendRequest.SerializeToString,
             parley_dot_v1_dot_peer__service__pb2.AppendResponse.FromString,
             options,

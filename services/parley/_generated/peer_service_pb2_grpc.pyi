@@ -40,6 +40,13 @@ class PeerServiceStub:
     """Append replicates log entries (or just heartbeats) of many rooms from
     their administrator to one follower.
     """
+    AppendStream: _grpc.StreamStreamMultiCallable[_peer_service_pb2.AppendRequest, _peer_service_pb2.AppendResponse]
+    """AppendStream carries the same exchange on one long-lived stream per
+    pair of nodes: each request is answered, in order, once what it asks
+    for is durable. A stream message costs about half a unary call in CPU
+    and latency (docs/benchmarks.md); Append stays for nodes that do not
+    have it yet (a rolling upgrade).
+    """
     RequestVote: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.RequestVoteRequest, _peer_service_pb2.RequestVoteResponse]
     """RequestVote asks for votes in the elections of many rooms."""
     LocateRoom: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.LocateRoomRequest, _peer_service_pb2.LocateRoomResponse]
@@ -71,6 +78,13 @@ class PeerServiceAsyncStub(PeerServiceStub):
     Append: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.AppendRequest, _peer_service_pb2.AppendResponse]  # type: ignore[assignment]
     """Append replicates log entries (or just heartbeats) of many rooms from
     their administrator to one follower.
+    """
+    AppendStream: _aio.StreamStreamMultiCallable[_peer_service_pb2.AppendRequest, _peer_service_pb2.AppendResponse]  # type: ignore[assignment]
+    """AppendStream carries the same exchange on one long-lived stream per
+    pair of nodes: each request is answered, in order, once what it asks
+    for is durable. A stream message costs about half a unary call in CPU
+    and latency (docs/benchmarks.md); Append stays for nodes that do not
+    have it yet (a rolling upgrade).
     """
     RequestVote: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.RequestVoteRequest, _peer_service_pb2.RequestVoteResponse]  # type: ignore[assignment]
     """RequestVote asks for votes in the elections of many rooms."""
@@ -106,6 +120,19 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_peer_service_pb2.AppendResponse, _abc.Awaitable[_peer_service_pb2.AppendResponse]]:
         """Append replicates log entries (or just heartbeats) of many rooms from
         their administrator to one follower.
+        """
+
+    @_abc_1.abstractmethod
+    def AppendStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_peer_service_pb2.AppendRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_peer_service_pb2.AppendResponse], _abc.AsyncIterator[_peer_service_pb2.AppendResponse]]:
+        """AppendStream carries the same exchange on one long-lived stream per
+        pair of nodes: each request is answered, in order, once what it asks
+        for is durable. A stream message costs about half a unary call in CPU
+        and latency (docs/benchmarks.md); Append stays for nodes that do not
+        have it yet (a rolling upgrade).
         """
 
     @_abc_1.abstractmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -39,6 +40,13 @@ SNAPSHOT_TIMEOUT = 30.0
 SNAPSHOTS_IN_FLIGHT = 4
 
 
+AppendCall = grpc.aio.StreamStreamCall[peer_pb.AppendRequest, peer_pb.AppendResponse]
+
+
+class _StreamLost(Exception):
+    """The AppendStream ended or was cancelled under a request."""
+
+
 class PeerServicer(peer_grpc.PeerServiceServicer):
     """Answers appends and votes from other nodes, each once it is durable."""
 
@@ -53,6 +61,15 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         ):
             results = await self.core.step_appends(request.sender, list(request.rooms))
             return peer_pb.AppendResponse(rooms=results)
+
+    async def AppendStream(
+        self, request_iterator: AsyncIterator[peer_pb.AppendRequest], context: Context
+    ) -> AsyncIterator[peer_pb.AppendResponse]:
+        async for request in request_iterator:
+            parent = {"traceparent": request.traceparent} if request.traceparent else None
+            with tracing.span_from_carrier("peer.append", parent, rooms=len(request.rooms)):
+                results = await self.core.step_appends(request.sender, list(request.rooms))
+            yield peer_pb.AppendResponse(rooms=results)
 
     async def RequestVote(
         self, request: peer_pb.RequestVoteRequest, context: Context
@@ -112,6 +129,9 @@ class PeerSender:
         self._transfers: set[asyncio.Task[None]] = set()
         self._transfer_slots = asyncio.Semaphore(SNAPSHOTS_IN_FLIGHT)
         self._stub: tuple[grpc.aio.Channel, peer_grpc.PeerServiceAsyncStub] | None = None
+        self._streaming = True
+        """False once the peer said it has no AppendStream (then unary Append)."""
+        self._stream: tuple[grpc.aio.Channel, AppendCall] | None = None
 
     def stub(self) -> peer_grpc.PeerServiceAsyncStub:
         """The stub on the peer's current channel (a stub builds a callable
@@ -129,6 +149,7 @@ class PeerSender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._drop_stream()
         for task in list(self._transfers):
             task.cancel()
         await asyncio.gather(*self._transfers, return_exceptions=True)
@@ -231,19 +252,57 @@ class PeerSender:
         )
         try:
             with tracing.span_for_batch("node.replicate", carriers, peer=self.peer):
-                stub = self.stub()
-                response = await stub.Append(
-                    request, timeout=RPC_TIMEOUT, metadata=tracing.inject_metadata()
-                )
-        except (grpc.aio.AioRpcError, KeyError) as err:
+                if self._streaming:
+                    response = await self._exchange(request)
+                else:
+                    response = await self.stub().Append(
+                        request, timeout=RPC_TIMEOUT, metadata=tracing.inject_metadata()
+                    )
+        except (grpc.aio.AioRpcError, KeyError, TimeoutError, _StreamLost) as err:
+            self._drop_stream()
             core.append_failed([m.id for m in batch])
             if isinstance(err, grpc.aio.AioRpcError):
+                if err.code() is grpc.StatusCode.UNIMPLEMENTED and self._streaming:
+                    # a node without AppendStream (a rolling upgrade): unary calls
+                    log.info("peer has no AppendStream; using Append", peer=self.peer)
+                    self._streaming = False
                 log.debug("append failed", peer=self.peer, code=err.code().name)
             await asyncio.sleep(RETRY_DELAY)
             return
         core.append_answered(
             self.peer, [(m.id, r) for m, r in zip(batch, response.rooms, strict=True)]
         )
+
+    async def _exchange(self, request: peer_pb.AppendRequest) -> peer_pb.AppendResponse:
+        """One request and its answer on the peer's AppendStream, opened on
+        first use and again after any failure (a stream whose answer is late
+        is dropped, never read again: a late answer must not be taken for
+        the next request's)."""
+        channel = self.pool.get(self.peer)
+        if self._stream is None or self._stream[0] is not channel:
+            self._drop_stream()
+            # (no request iterator: requests go in with write())
+            self._stream = (channel, self.stub().AppendStream())  # type: ignore[call-arg]
+        call = self._stream[1]
+        request.traceparent = tracing.current_carrier().get("traceparent", "")
+        try:
+            async with asyncio.timeout(RPC_TIMEOUT):
+                await call.write(request)
+                response = await call.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this sender is stopping
+            # grpc.aio cancels the calls of a channel the pool replaced
+            raise _StreamLost("the stream was cancelled") from None
+        if not isinstance(response, peer_pb.AppendResponse):  # grpc.aio.EOF
+            raise _StreamLost("the peer ended the stream")
+        return response
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream[1].cancel()
+            self._stream = None
 
 
 class LocateBatcher:
