@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cparley/v1/room_service.proto\x12\tparley.v1\"c\n\x05\x45ntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.parley.v1.EntryKind\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\r\n\x05ts_ms\x18\x05 \x01(\x03\"_\n\x11\x43reateRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x16\n\x0eretain_entries\x18\x03 \x01(\x04\x12\x16\n\x0eretain_seconds\x18\x04 \x01(\x04\"0\n\x12\x43reateRoomResponse\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"/\n\x11\x44\x65leteRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\"!\n\x12\x44\x65leteRoomResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"-\n\x0fJoinRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\"`\n\x10JoinRoomResponse\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\x12\x0f\n\x07members\x18\x02 \x03(\t\x12\x16\n\x0e\x61lready_member\x18\x03 \x01(\x08\x12\x11\n\tfirst_seq\x18\x04 \x01(\x04\".\n\x10LeaveRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\" \n\x11LeaveRoomResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"Q\n\x0ePublishRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x15\n\rclient_msg_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"1\n\x0fPublishResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"C\n\x13PublishBatchRequest\x12,\n\tpublishes\x18\x01 \x03(\x0b\x32\x19.parley.v1.PublishRequest\"q\n\rPublishResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x15\n\radministrator\x18\x05 \x01(\t\"A\n\x14PublishBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.parley.v1.PublishResult\"O\n\x0eHistoryRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\nbefore_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0c\n\x04user\x18\x04 \x01(\t\"4\n\x0fHistoryResponse\x12!\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x10.parley.v1.Entry\"\x12\n\x10ListRoomsRequest\"z\n\x08RoomInfo\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x14\n\x0cmember_count\x18\x03 \x01(\r\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x15\n\radministrator\x18\x05 \x01(\t\x12\x12\n\nlast_ts_ms\x18\x06 \x01(\x03\"7\n\x11ListRoomsResponse\x12\"\n\x05rooms\x18\x01 \x03(\x0b\x32\x13.parley.v1.RoomInfo\"\x1e\n\x0eMembersRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"&\n\x06Member\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"5\n\x0fMembersResponse\x12\"\n\x07members\x18\x01 \x03(\x0b\x32\x11.parley.v1.Member\".\n\x0ePresenceChange\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"e\n\x15UpdatePresenceRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12*\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x19.parley.v1.PresenceChange\"\x18\n\x16UpdatePresenceResponse\"\\\n\x10SubscribeRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x12\n\ngateway_id\x18\x03 \x01(\t\x12\x14\n\x0conline_users\x18\x04 \x03(\t\"-\n\rPresenceEvent\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"b\n\x11SubscribeResponse\x12!\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x10.parley.v1.Entry\x12*\n\x08presence\x18\x02 \x03(\x0b\x32\x18.parley.v1.PresenceEvent*\xe3\x01\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45NTRY_KIND_CREATE\x10\x01\x12\x16\n\x12\x45NTRY_KIND_MESSAGE\x10\x02\x12\x13\n\x0f\x45NTRY_KIND_JOIN\x10\x03\x12\x14\n\x10\x45NTRY_KIND_LEAVE\x10\x04\x12\x15\n\x11\x45NTRY_KIND_DELETE\x10\x05\x12\x14\n\x10\x45NTRY_KIND_EPOCH\x10\x06\x12\x19\n\x15\x45NTRY_KIND_MOVE_JOINT\x10\x07\x12\x18\n\x14\x45NTRY_KIND_MOVE_DONE\x10\x08\x32\xb0\x06\n\x0bRoomService\x12I\n\nCreateRoom\x12\x1c.parley.v1.CreateRoomRequest\x1a\x1d.parley.v1.CreateRoomResponse\x12I\n\nDeleteRoom\x12\x1c.parley.v1.DeleteRoomRequest\x1a\x1d.parley.v1.DeleteRoomResponse\x12\x43\n\x08JoinRoom\x12\x1a.parley.v1.JoinRoomRequest\x1a\x1b.parley.v1.JoinRoomResponse\x12\x46\n\tLeaveRoom\x12\x1b.parley.v1.LeaveRoomRequest\x1a\x1c.parley.v1.LeaveRoomResponse\x12@\n\x07Publish\x12\x19.parley.v1.PublishRequest\x1a\x1a.parley.v1.PublishResponse\x12O\n\x0cPublishBatch\x12\x1e.parley.v1.PublishBatchRequest\x1a\x1f.parley.v1.PublishBatchResponse\x12@\n\x07History\x12\x19.parley.v1.HistoryRequest\x1a\x1a.parley.v1.HistoryResponse\x12\x46\n\tListRooms\x12\x1b.parley.v1.ListRoomsRequest\x1a\x1c.parley.v1.ListRoomsResponse\x12@\n\x07Members\x12\x19.parley.v1.MembersRequest\x1a\x1a.parley.v1.MembersResponse\x12U\n\x0eUpdatePresence\x12 .parley.v1.UpdatePresenceRequest\x1a!.parley.v1.UpdatePresenceResponse\x12H\n\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cparley/v1/room_service.proto\x12\tparley.v1\"c\n\x05\x45ntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.parley.v1.EntryKind\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\r\n\x05ts_ms\x18\x05 \x01(\x03\"_\n\x11\x43reateRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x16\n\x0eretain_entries\x18\x03 \x01(\x04\x12\x16\n\x0eretain_seconds\x18\x04 \x01(\x04\"0\n\x12\x43reateRoomResponse\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"/\n\x11\x44\x65leteRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\"!\n\x12\x44\x65leteRoomResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"-\n\x0fJoinRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\"`\n\x10JoinRoomResponse\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\x12\x0f\n\x07members\x18\x02 \x03(\t\x12\x16\n\x0e\x61lready_member\x18\x03 \x01(\x08\x12\x11\n\tfirst_seq\x18\x04 \x01(\x04\".\n\x10LeaveRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\" \n\x11LeaveRoomResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"Q\n\x0ePublishRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x15\n\rclient_msg_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"1\n\x0fPublishResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"X\n\x13PublishBatchRequest\x12,\n\tpublishes\x18\x01 \x03(\x0b\x32\x19.parley.v1.PublishRequest\x12\x13\n\x0btraceparent\x18\x02 \x01(\t\"q\n\rPublishResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x15\n\radministrator\x18\x05 \x01(\t\"A\n\x14PublishBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.parley.v1.PublishResult\"O\n\x0eHistoryRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\nbefore_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0c\n\x04user\x18\x04 \x01(\t\"4\n\x0fHistoryResponse\x12!\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x10.parley.v1.Entry\"\x12\n\x10ListRoomsRequest\"z\n\x08RoomInfo\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x14\n\x0cmember_count\x18\x03 \x01(\r\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x15\n\radministrator\x18\x05 \x01(\t\x12\x12\n\nlast_ts_ms\x18\x06 \x01(\x03\"7\n\x11ListRoomsResponse\x12\"\n\x05rooms\x18\x01 \x03(\x0b\x32\x13.parley.v1.RoomInfo\"\x1e\n\x0eMembersRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"&\n\x06Member\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"5\n\x0fMembersResponse\x12\"\n\x07members\x18\x01 \x03(\x0b\x32\x11.parley.v1.Member\".\n\x0ePresenceChange\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"e\n\x15UpdatePresenceRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12*\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x19.parley.v1.PresenceChange\"\x18\n\x16UpdatePresenceResponse\"\\\n\x10SubscribeRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x12\n\ngateway_id\x18\x03 \x01(\t\x12\x14\n\x0conline_users\x18\x04 \x03(\t\"-\n\rPresenceEvent\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"b\n\x11SubscribeResponse\x12!\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x10.parley.v1.Entry\x12*\n\x08presence\x18\x02 \x03(\x0b\x32\x18.parley.v1.PresenceEvent*\xe3\x01\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45NTRY_KIND_CREATE\x10\x01\x12\x16\n\x12\x45NTRY_KIND_MESSAGE\x10\x02\x12\x13\n\x0f\x45NTRY_KIND_JOIN\x10\x03\x12\x14\n\x10\x45NTRY_KIND_LEAVE\x10\x04\x12\x15\n\x11\x45NTRY_KIND_DELETE\x10\x05\x12\x14\n\x10\x45NTRY_KIND_EPOCH\x10\x06\x12\x19\n\x15\x45NTRY_KIND_MOVE_JOINT\x10\x07\x12\x18\n\x14\x45NTRY_KIND_MOVE_DONE\x10\x08\x32\x86\x07\n\x0bRoomService\x12I\n\nCreateRoom\x12\x1c.parley.v1.CreateRoomRequest\x1a\x1d.parley.v1.CreateRoomResponse\x12I\n\nDeleteRoom\x12\x1c.parley.v1.DeleteRoomRequest\x1a\x1d.parley.v1.DeleteRoomResponse\x12\x43\n\x08JoinRoom\x12\x1a.parley.v1.JoinRoomRequest\x1a\x1b.parley.v1.JoinRoomResponse\x12\x46\n\tLeaveRoom\x12\x1b.parley.v1.LeaveRoomRequest\x1a\x1c.parley.v1.LeaveRoomResponse\x12@\n\x07Publish\x12\x19.parley.v1.PublishRequest\x1a\x1a.parley.v1.PublishResponse\x12O\n\x0cPublishBatch\x12\x1e.parley.v1.PublishBatchRequest\x1a\x1f.parley.v1.PublishBatchResponse\x12T\n\rPublishStream\x12\x1e.parley.v1.PublishBatchRequest\x1a\x1f.parley.v1.PublishBatchResponse(\x01\x30\x01\x12@\n\x07History\x12\x19.parley.v1.HistoryRequest\x1a\x1a.parley.v1.HistoryResponse\x12\x46\n\tListRooms\x12\x1b.parley.v1.ListRoomsRequest\x1a\x1c.parley.v1.ListRoomsResponse\x12@\n\x07Members\x12\x19.parley.v1.MembersRequest\x1a\x1a.parley.v1.MembersResponse\x12U\n\x0eUpdatePresence\x12 .parley.v1.UpdatePresenceRequest\x1a!.parley.v1.UpdatePresenceResponse\x12H\n\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley._generated.room_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYKIND']._serialized_start=1869
-  _globals['_ENTRYKIND']._serialized_end=2096
+  _globals['_ENTRYKIND']._serialized_start=1890
+  _globals['_ENTRYKIND']._serialized_end=2117
   _globals['_ENTRY']._serialized_start=43
   _globals['_ENTRY']._serialized_end=142
   _globals['_CREATEROOMREQUEST']._serialized_start=144
@@ -56,39 +56,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLISHRESPONSE']._serialized_start=685
   _globals['_PUBLISHRESPONSE']._serialized_end=734
   _globals['_PUBLISHBATCHREQUEST']._serialized_start=736
-  _globals['_PUBLISHBATCHREQUEST']._serialized_end=803
-  _globals['_PUBLISHRESULT']._serialized_start=805
-  _globals['_PUBLISHRESULT']._serialized_end=918
-  _globals['_PUBLISHBATCHRESPONSE']._serialized_start=920
-  _globals['_PUBLISHBATCHRESPONSE']._serialized_end=985
-  _globals['_HISTORYREQUEST']._serialized_start=987
-  _globals['_HISTORYREQUEST']._serialized_end=1066
-  _globals['_HISTORYRESPONSE']._serialized_start=1068
-  _globals['_HISTORYRESPONSE']._serialized_end=1120
-  _globals['_LISTROOMSREQUEST']._serialized_start=1122
-  _globals['_LISTROOMSREQUEST']._serialized_end=1140
-  _globals['_ROOMINFO']._serialized_start=1142
-  _globals['_ROOMINFO']._serialized_end=1264
-  _globals['_LISTROOMSRESPONSE']._serialized_start=1266
-  _globals['_LISTROOMSRESPONSE']._serialized_end=1321
-  _globals['_MEMBERSREQUEST']._serialized_start=1323
-  _globals['_MEMBERSREQUEST']._serialized_end=1353
-  _globals['_MEMBER']._serialized_start=1355
-  _globals['_MEMBER']._serialized_end=1393
-  _globals['_MEMBERSRESPONSE']._serialized_start=1395
-  _globals['_MEMBERSRESPONSE']._serialized_end=1448
-  _globals['_PRESENCECHANGE']._serialized_start=1450
-  _globals['_PRESENCECHANGE']._serialized_end=1496
-  _globals['_UPDATEPRESENCEREQUEST']._serialized_start=1498
-  _globals['_UPDATEPRESENCEREQUEST']._serialized_end=1599
-  _globals['_UPDATEPRESENCERESPONSE']._serialized_start=1601
-  _globals['_UPDATEPRESENCERESPONSE']._serialized_end=1625
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1627
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1719
-  _globals['_PRESENCEEVENT']._serialized_start=1721
-  _globals['_PRESENCEEVENT']._serialized_end=1766
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1768
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1866
-  _globals['_ROOMSERVICE']._serialized_start=2099
-  _globals['_ROOMSERVICE']._serialized_end=2915
+  _globals['_PUBLISHBATCHREQUEST']._serialized_end=824
+  _globals['_PUBLISHRESULT']._serialized_start=826
+  _globals['_PUBLISHRESULT']._serialized_end=939
+  _globals['_PUBLISHBATCHRESPONSE']._serialized_start=941
+  _globals['_PUBLISHBATCHRESPONSE']._serialized_end=1006
+  _globals['_HISTORYREQUEST']._serialized_start=1008
+  _globals['_HISTORYREQUEST']._serialized_end=1087
+  _globals['_HISTORYRESPONSE']._serialized_start=1089
+  _globals['_HISTORYRESPONSE']._serialized_end=1141
+  _globals['_LISTROOMSREQUEST']._serialized_start=1143
+  _globals['_LISTROOMSREQUEST']._serialized_end=1161
+  _globals['_ROOMINFO']._serialized_start=1163
+  _globals['_ROOMINFO']._serialized_end=1285
+  _globals['_LISTROOMSRESPONSE']._serialized_start=1287
+  _globals['_LISTROOMSRESPONSE']._serialized_end=1342
+  _globals['_MEMBERSREQUEST']._serialized_start=1344
+  _globals['_MEMBERSREQUEST']._serialized_end=1374
+  _globals['_MEMBER']._serialized_start=1376
+  _globals['_MEMBER']._serialized_end=1414
+  _globals['_MEMBERSRESPONSE']._serialized_start=1416
+  _globals['_MEMBERSRESPONSE']._serialized_end=1469
+  _globals['_PRESENCECHANGE']._serialized_start=1471
+  _globals['_PRESENCECHANGE']._serialized_end=1517
+  _globals['_UPDATEPRESENCEREQUEST']._serialized_start=1519
+  _globals['_UPDATEPRESENCEREQUEST']._serialized_end=1620
+  _globals['_UPDATEPRESENCERESPONSE']._serialized_start=1622
+  _globals['_UPDATEPRESENCERESPONSE']._serialized_end=1646
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1648
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1740
+  _globals['_PRESENCEEVENT']._serialized_start=1742
+  _globals['_PRESENCEEVENT']._serialized_end=1787
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1789
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1887
+  _globals['_ROOMSERVICE']._serialized_start=2120
+  _globals['_ROOMSERVICE']._serialized_end=3022
 # @@protoc_insertion_point(module_scope)

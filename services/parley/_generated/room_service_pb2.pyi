@@ -404,6 +404,11 @@ class PublishBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PUBLISHES_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    traceparent: _builtins.str
+    """W3C traceparent of the sender's span, on PublishStream (whose call
+    metadata is the stream's); empty when not tracing.
+    """
     @_builtins.property
     def publishes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishRequest]:
         """The publishes, in the order the gateway received them."""
@@ -412,10 +417,11 @@ class PublishBatchRequest(_message.Message):
         self,
         *,
         publishes: _abc.Iterable[Global___PublishRequest] | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["publishes", b"publishes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["publishes", b"publishes", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

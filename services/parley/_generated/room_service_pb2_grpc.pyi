@@ -51,6 +51,13 @@ class RoomServiceStub:
     """PublishBatch orders many messages, of any rooms this node administers,
     in one call; each item succeeds or fails on its own.
     """
+    PublishStream: _grpc.StreamStreamMultiCallable[_room_service_pb2.PublishBatchRequest, _room_service_pb2.PublishBatchResponse]
+    """PublishStream carries PublishBatch's exchange on one long-lived stream
+    per gateway and node: each batch is answered, in order, like a
+    PublishBatch call (half a unary call's CPU and round trip). A call's
+    failure ends the stream; the gateway opens another. Call metadata
+    (relaying) is the stream's.
+    """
     History: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.HistoryRequest, _room_service_pb2.HistoryResponse]
     """History returns committed visible entries before a sequence number."""
     ListRooms: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.ListRoomsRequest, _room_service_pb2.ListRoomsResponse]
@@ -87,6 +94,13 @@ class RoomServiceAsyncStub(RoomServiceStub):
     PublishBatch: _aio.UnaryUnaryMultiCallable[_room_service_pb2.PublishBatchRequest, _room_service_pb2.PublishBatchResponse]  # type: ignore[assignment]
     """PublishBatch orders many messages, of any rooms this node administers,
     in one call; each item succeeds or fails on its own.
+    """
+    PublishStream: _aio.StreamStreamMultiCallable[_room_service_pb2.PublishBatchRequest, _room_service_pb2.PublishBatchResponse]  # type: ignore[assignment]
+    """PublishStream carries PublishBatch's exchange on one long-lived stream
+    per gateway and node: each batch is answered, in order, like a
+    PublishBatch call (half a unary call's CPU and round trip). A call's
+    failure ends the stream; the gateway opens another. Call metadata
+    (relaying) is the stream's.
     """
     History: _aio.UnaryUnaryMultiCallable[_room_service_pb2.HistoryRequest, _room_service_pb2.HistoryResponse]  # type: ignore[assignment]
     """History returns committed visible entries before a sequence number."""
@@ -157,6 +171,19 @@ class RoomServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_room_service_pb2.PublishBatchResponse, _abc.Awaitable[_room_service_pb2.PublishBatchResponse]]:
         """PublishBatch orders many messages, of any rooms this node administers,
         in one call; each item succeeds or fails on its own.
+        """
+
+    @_abc_1.abstractmethod
+    def PublishStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_room_service_pb2.PublishBatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_room_service_pb2.PublishBatchResponse], _abc.AsyncIterator[_room_service_pb2.PublishBatchResponse]]:
+        """PublishStream carries PublishBatch's exchange on one long-lived stream
+        per gateway and node: each batch is answered, in order, like a
+        PublishBatch call (half a unary call's CPU and round trip). A call's
+        failure ends the stream; the gateway opens another. Call metadata
+        (relaying) is the stream's.
         """
 
     @_abc_1.abstractmethod

@@ -13,10 +13,12 @@ import asyncio
 import grpc
 
 from parley._generated import room_service_pb2 as pb
+from parley._generated import room_service_pb2_grpc as pb_grpc
 from parley.gateway.errors import classify
 from parley.gateway.router import DEFAULT_DEADLINE, RELAY_METADATA, Router, relaying
 from parley.observability import tracing
 from parley.observability.log import get_logger
+from parley.room.errors import Unavailable
 
 log = get_logger(__name__)
 
@@ -24,6 +26,13 @@ MAX_BATCH = 256
 """Most publishes in one PublishBatch call."""
 BATCH_TIMEOUT = 3.0
 """Seconds one PublishBatch call may take before its items are retried."""
+
+
+PublishCall = grpc.aio.StreamStreamCall[pb.PublishBatchRequest, pb.PublishBatchResponse]
+
+
+class StreamLost(Exception):
+    """The PublishStream ended or was cancelled under a batch."""
 
 
 _Pending = tuple[pb.PublishRequest, "asyncio.Future[pb.PublishResult]", dict[str, str]]
@@ -40,6 +49,9 @@ class NodeBatcher:
         self._metadata = RELAY_METADATA if relay else ()
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
+        self._streaming = True
+        """False once the node said it has no PublishStream (then PublishBatch)."""
+        self._stream: tuple[pb_grpc.RoomServiceAsyncStub, PublishCall] | None = None
 
     def submit(self, request: pb.PublishRequest) -> asyncio.Future[pb.PublishResult]:
         """Queue one publish; the future gets its PublishResult or the call's AioRpcError."""
@@ -52,11 +64,49 @@ class NodeBatcher:
             )
         return future
 
+    async def _exchange(
+        self, stub: pb_grpc.RoomServiceAsyncStub, request: pb.PublishBatchRequest
+    ) -> pb.PublishBatchResponse:
+        """One batch and its answer on the node's PublishStream, opened on
+        first use and again after any failure (a stream whose answer is late
+        is dropped, never read again: a late answer must not be taken for
+        the next batch's)."""
+        if self._stream is None or self._stream[0] is not stub:
+            self._drop_stream()
+            # (no request iterator: batches go in with write())
+            call = stub.PublishStream(metadata=self._metadata)  # type: ignore[call-arg]
+            self._stream = (stub, call)
+        call = self._stream[1]
+        request.traceparent = tracing.current_carrier().get("traceparent", "")
+        try:
+            async with asyncio.timeout(BATCH_TIMEOUT):
+                await call.write(request)
+                response = await call.read()
+        except asyncio.InvalidStateError:
+            # the call ended (the peer went away) before this write or read
+            self._drop_stream()
+            raise StreamLost("the stream had ended") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the batcher is closing
+            # grpc.aio cancels the calls of a channel the pool replaced
+            raise StreamLost("the stream was cancelled") from None
+        if not isinstance(response, pb.PublishBatchResponse):  # grpc.aio.EOF
+            raise StreamLost("the node ended the stream")
+        return response
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream[1].cancel()
+            self._stream = None
+
     async def close(self) -> None:
         """Stop shipping; queued publishes fail with CancelledError."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._drop_stream()
         for _, future, _ in self._pending:
             future.cancel()
         self._pending.clear()
@@ -81,15 +131,37 @@ class NodeBatcher:
                 node=self._node_id,
                 messages=len(batch),
             ):
-                response = await stub.PublishBatch(
-                    request,
-                    timeout=BATCH_TIMEOUT,
-                    metadata=(*self._metadata, *tracing.inject_metadata()),
-                )
-        except (grpc.aio.AioRpcError, KeyError) as error:
+                response = None
+                if self._streaming:
+                    try:
+                        response = await self._exchange(stub, request)
+                    except grpc.aio.AioRpcError as error:
+                        if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                            raise
+                        # a node without PublishStream (a rolling upgrade):
+                        # unary calls from now on, this batch's first
+                        log.info(
+                            "node has no PublishStream; using PublishBatch", node=self._node_id
+                        )
+                        self._streaming = False
+                        self._drop_stream()
+                if response is None:
+                    response = await stub.PublishBatch(
+                        request,
+                        timeout=BATCH_TIMEOUT,
+                        metadata=(*self._metadata, *tracing.inject_metadata()),
+                    )
+        except Exception as error:
+            self._drop_stream()  # whatever broke, the next batch starts afresh
+            if isinstance(error, grpc.aio.AioRpcError):
+                failure: Exception = error
+            else:  # (a late answer, a replaced channel, a node gone: try again)
+                if not isinstance(error, (KeyError, TimeoutError, StreamLost)):
+                    log.error("publish batch failed", node=self._node_id, exc_info=True)
+                failure = Unavailable(f"{self._node_id}: the publish stream failed")
             for _, future, _ in batch:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(failure)
             return
         results = list(response.results)
         if len(results) != len(batch):

@@ -236,6 +236,7 @@ class PeerSender:
                 raise
             except Exception:
                 log.error("append sender failed", peer=self.peer, exc_info=True)
+                self._drop_stream()  # whatever broke, the next batch starts afresh
                 self.core.append_failed([m.id for m in batch])
                 await asyncio.sleep(RETRY_DELAY)
             if self.queue:
@@ -289,6 +290,10 @@ class PeerSender:
             async with asyncio.timeout(RPC_TIMEOUT):
                 await call.write(request)
                 response = await call.read()
+        except asyncio.InvalidStateError:
+            # the call ended (the peer went away) before this write or read
+            self._drop_stream()
+            raise _StreamLost("the stream had ended") from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():

@@ -229,9 +229,24 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         with tracing.span_from_metadata(
             "node.publish", context.invocation_metadata(), messages=len(request.publishes)
         ):
-            outcomes = await self._publish_all(request.publishes)
-            if relay_requested(context):
-                await self._relay_publishes(request.publishes, outcomes)
+            return await self._publish_batch(request, context)
+
+    @stream_boundary
+    async def PublishStream(
+        self, request_iterator: AsyncIterator[pb.PublishBatchRequest], context: Context
+    ) -> AsyncIterator[pb.PublishBatchResponse]:
+        async for request in request_iterator:
+            parent = {"traceparent": request.traceparent} if request.traceparent else None
+            with tracing.span_from_carrier("node.publish", parent, messages=len(request.publishes)):
+                response = await self._publish_batch(request, context)
+            yield response
+
+    async def _publish_batch(
+        self, request: pb.PublishBatchRequest, context: Context
+    ) -> pb.PublishBatchResponse:
+        outcomes = await self._publish_all(request.publishes)
+        if relay_requested(context):
+            await self._relay_publishes(request.publishes, outcomes)
         results = []
         for outcome in outcomes:
             if isinstance(outcome, RoomError):

@@ -61,6 +61,8 @@ class FakeRoomService(pb_grpc.RoomServiceServicer):
         self.rooms: dict[str, FakeRoom] = {}
         self.calls: list[str] = []
         self.batch_sizes: list[int] = []
+        self.streams = True
+        """False: PublishStream is UNIMPLEMENTED (a node of the previous release)."""
         self.subscribes: list[pb.SubscribeRequest] = []
         self.presence_updates: list[pb.UpdatePresenceRequest] = []
         self.fail_next_subscribe_after: int | None = None
@@ -168,6 +170,14 @@ class FakeRoomService(pb_grpc.RoomServiceServicer):
         self.calls.append("PublishBatch")
         self.batch_sizes.append(len(request.publishes))
         return pb.PublishBatchResponse(results=[self._publish(p) for p in request.publishes])
+
+    async def PublishStream(self, request_iterator, context):
+        if not self.streams:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        self.calls.append("PublishStream")
+        async for request in request_iterator:
+            self.batch_sizes.append(len(request.publishes))
+            yield pb.PublishBatchResponse(results=[self._publish(p) for p in request.publishes])
 
     async def History(self, request, context):
         self.calls.append("History")

@@ -131,7 +131,7 @@ async def test_feed_resumes_after_stream_failure(gateway: Gateway, node: Any) ->
 
 
 async def test_publishes_are_batched(gateway: Gateway, node: Any) -> None:
-    """Concurrent sends share PublishBatch calls."""
+    """Concurrent sends share batches."""
     service: FakeRoomService = node[0]
     async with await ChatClient.connect(gateway.url, "alice") as alice:
         await alice.create("r")
@@ -139,6 +139,31 @@ async def test_publishes_are_batched(gateway: Gateway, node: Any) -> None:
         assert sum(service.batch_sizes) == 200
         assert len(service.batch_sizes) < 200
         assert max(service.batch_sizes) <= 256
+
+
+async def test_publishes_travel_on_one_stream(gateway: Gateway, node: Any) -> None:
+    """Batches go on one PublishStream, not a call each."""
+    service: FakeRoomService = node[0]
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("r")
+        await _fill(alice, "r", 50)
+        assert service.calls.count("PublishStream") == 1
+        assert "PublishBatch" not in service.calls
+
+
+async def test_a_node_without_the_stream_gets_publish_batch_calls(
+    gateway: Gateway, node: Any
+) -> None:
+    """A node of the previous release (no PublishStream) is sent PublishBatch
+    calls instead, the first batch included: nothing fails on the way."""
+    service: FakeRoomService = node[0]
+    service.streams = False
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("r")
+        await _fill(alice, "r", 50)
+        assert "PublishStream" not in service.calls
+        assert "PublishBatch" in service.calls
+        assert sum(service.batch_sizes) == 50
 
 
 async def test_joining_again_on_a_connection_restarts_its_backlog(

@@ -126,7 +126,7 @@ async def test_not_administrator_hint_is_followed(fake_nodes: Any, start_gateway
         # node-1 first and the item is re-routed to node-0.
         ack = await alice2.send(room, "hi", "m1")
         assert ack["type"] == "ack"
-        assert "PublishBatch" in other.calls
+        assert "PublishStream" in other.calls
         message = await alice.next_of("message", room=room)
         assert message["seq"] == ack["seq"]
         # The first gateway learned the administrator from create: one stream, there.

@@ -114,12 +114,29 @@ async def cluster(
         transport.start()
         cores[node_id], servicers[node_id] = core, servicer
         parts.append((core, server, transport, pool))
+    servers.update({n: part[1] for n, part in zip(NODES, parts, strict=True)})
+    addresses_of.update(addresses)
     yield cores, servicers
-    for core, server, transport, pool in parts:
+    for core, _server, transport, pool in parts:
         await transport.stop()
-        await server.stop(0)
+        await servers[core.node_id].stop(0)
         await core.stop()
         await pool.close()
+
+
+servers: dict[str, grpc.aio.Server] = {}
+addresses_of: dict[str, str] = {}
+
+
+async def _restart_server(node_id: str, servicer: CountingServicer) -> None:
+    """The node's gRPC server goes away and comes back on the same port
+    (its core keeps running): every stream to it has ended."""
+    await servers[node_id].stop(0)
+    server = grpc.aio.server()
+    peer_grpc.add_PeerServiceServicer_to_server(servicer, server)
+    server.add_insecure_port(addresses_of[node_id])
+    await server.start()
+    servers[node_id] = server
 
 
 async def _created_everywhere(cores: dict[str, NodeCore], room: str) -> None:
@@ -178,3 +195,18 @@ async def test_a_late_answer_drops_the_stream(
     assert any(s.streams >= 2 for s in servicers.values())
     logs = {n: [e.index for e in c.rooms["room-0"].log] for n, c in cores.items()}
     assert len({tuple(v) for v in logs.values()}) == 1, logs
+
+
+async def test_a_peer_that_went_away_gets_appends_again_when_back(
+    cluster: tuple[dict[str, NodeCore], Servicers],
+) -> None:
+    """The fault suite's case: a stream to a peer that went away has ended
+    (a write raises InvalidStateError); the sender must open a new one once
+    the peer is back, not fail every batch on the dead one for ever."""
+    cores, servicers = cluster
+    await _created_everywhere(cores, "room-0")
+    opened = sum(s.streams for s in servicers.values())
+    for node_id in NODES:
+        await _restart_server(node_id, servicers[node_id])
+    await _created_everywhere(cores, "room-1")
+    assert sum(s.streams for s in servicers.values()) >= opened + 2
