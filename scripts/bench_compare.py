@@ -16,22 +16,35 @@ Scenarios:
   server is quiet again; reports deliveries/s, delivery latency p50/p99
   (send to receipt, one clock), and per subscriber lost / duplicated /
   out-of-order / seq-gap counts (presence entries count in the seq check).
+* `rate`: the same room with S subscribers (1000), one publisher sending
+  at a fixed rate (50 msg/s, open loop): delivery latency p50/p99.
+* `pipeline`: one room, P publishers each keeping a window of 256 sends in
+  flight and no other subscribers: acknowledged messages per second.
 * `latency`: one message in flight against Parley: the nodes' commit
   latency and the client's ack latency, next to the floor measured here —
   one gRPC round trip to a bare server on core 0 plus one fsync.
 * `idle`: 10,000 clients (100 rooms x 100 members) connected and joined,
   then idle: resident memory per connection of the process holding them
   (Parley: the gateway).
-* `joins`: S new clients join one room at once; `reconnects`: S members
+* `joins`: C new clients join at once, spread over R rooms (`--storms
+  1000x1 10000x100`); `reconnects`: the same clients, members already,
   reconnect and join at once (a gateway restart): seconds until every one
   has its `joined`, and how many frames the clients received until the room
-  went quiet (linear in S is right; S² is not).
+  went quiet (linear in C is right; C² is not). Meanwhile a member who
+  joined before publishes 50 msg/s into the first room and another watches:
+  sent, acked, delivered and their latency say whether messages flow
+  through the storm.
+
+The clients are `wsload`'s lean WebSocket client on uvloop: the generator
+must out-run three servers from one core.
 
 Every ratio is against the bare server in the same run.
 
     .venv/bin/python scripts/bench_compare.py [--seconds 5] [--subscribers 100 1000]
-        [--publishers 2] [--window 32] [--only fanout latency joins reconnects idle]
-        [--servers bare socket.io parley] [--joiners 1000]
+        [--publishers 2] [--window 32] [--rate 50] [--rate-subscribers 1000]
+        [--pipeline-window 256] [--storms 1000x1 10000x100]
+        [--only fanout rate pipeline latency joins reconnects idle]
+        [--servers bare socket.io parley]
 """
 
 from __future__ import annotations
