@@ -58,6 +58,26 @@ def free_port() -> int:
         return port
 
 
+def free_range(count: int, taken: set[int]) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1, each free a
+    moment ago and none in `taken` (which gains them). The kernel hands out
+    ephemeral ports in sequence, so a range from one free port and a single
+    free port asked for next overlapped: a node then failed to bind."""
+    while True:
+        first = free_port()
+        ports = set(range(first, first + count))
+        if first + count >= 65000 or ports & taken:
+            continue
+        try:
+            for port in ports:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        taken |= ports
+        return first
+
+
 def percentile(values: list[float], pct: float) -> float:
     """The pct-th percentile of values (0 for no values)."""
     if not values:
@@ -169,19 +189,18 @@ async def local_cluster(
         {"PARLEY_RATE_LIMIT": "1000000", "PARLEY_RATE_BURST": "1000000", **(env or {})}
     )
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as data:
-        base = free_port()
+        taken: set[int] = set()
         opts = UpOptions(
             nodes=nodes,
             gateways=1,
-            port=free_port(),
+            port=free_range(1, taken),
             data_dir=data,
             store="sqlite",
             replicas=replicas,
-            base_grpc=base if base + nodes < 65000 else 20000,
-            base_node_http=free_port(),
-            base_gateway_http=free_port(),
+            base_grpc=free_range(nodes, taken),
+            base_node_http=free_range(nodes, taken),
+            base_gateway_http=free_range(1, taken),
         )
-        # consecutive ports from a free one are almost always free too
         supervisor = Supervisor(opts, out=io.StringIO())
         try:
             await supervisor.start()
