@@ -13,7 +13,7 @@ import asyncio
 import grpc
 
 from parley._generated import room_service_pb2 as pb
-from parley._generated import room_service_pb2_grpc as pb_grpc
+from parley.cluster.streams import RequestStream, StreamLost
 from parley.gateway.errors import classify
 from parley.gateway.router import DEFAULT_DEADLINE, RELAY_METADATA, Router, relaying
 from parley.observability import tracing
@@ -26,13 +26,6 @@ MAX_BATCH = 256
 """Most publishes in one PublishBatch call."""
 BATCH_TIMEOUT = 3.0
 """Seconds one PublishBatch call may take before its items are retried."""
-
-
-PublishCall = grpc.aio.StreamStreamCall[pb.PublishBatchRequest, pb.PublishBatchResponse]
-
-
-class StreamLost(Exception):
-    """The PublishStream ended or was cancelled under a batch."""
 
 
 _Pending = tuple[pb.PublishRequest, "asyncio.Future[pb.PublishResult]", dict[str, str]]
@@ -51,7 +44,9 @@ class NodeBatcher:
         self._task: asyncio.Task[None] | None = None
         self._streaming = True
         """False once the node said it has no PublishStream (then PublishBatch)."""
-        self._stream: tuple[pb_grpc.RoomServiceAsyncStub, PublishCall] | None = None
+        self._stream = RequestStream[pb.PublishBatchRequest, pb.PublishBatchResponse](
+            pb.PublishBatchResponse
+        )
 
     def submit(self, request: pb.PublishRequest) -> asyncio.Future[pb.PublishResult]:
         """Queue one publish; the future gets its PublishResult or the call's AioRpcError."""
@@ -64,49 +59,12 @@ class NodeBatcher:
             )
         return future
 
-    async def _exchange(
-        self, stub: pb_grpc.RoomServiceAsyncStub, request: pb.PublishBatchRequest
-    ) -> pb.PublishBatchResponse:
-        """One batch and its answer on the node's PublishStream, opened on
-        first use and again after any failure (a stream whose answer is late
-        is dropped, never read again: a late answer must not be taken for
-        the next batch's)."""
-        if self._stream is None or self._stream[0] is not stub:
-            self._drop_stream()
-            # (no request iterator: batches go in with write())
-            call = stub.PublishStream(metadata=self._metadata)  # type: ignore[call-arg]
-            self._stream = (stub, call)
-        call = self._stream[1]
-        request.traceparent = tracing.current_carrier().get("traceparent", "")
-        try:
-            async with asyncio.timeout(BATCH_TIMEOUT):
-                await call.write(request)
-                response = await call.read()
-        except asyncio.InvalidStateError:
-            # the call ended (the peer went away) before this write or read
-            self._drop_stream()
-            raise StreamLost("the stream had ended") from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # the batcher is closing
-            # grpc.aio cancels the calls of a channel the pool replaced
-            raise StreamLost("the stream was cancelled") from None
-        if not isinstance(response, pb.PublishBatchResponse):  # grpc.aio.EOF
-            raise StreamLost("the node ended the stream")
-        return response
-
-    def _drop_stream(self) -> None:
-        if self._stream is not None:
-            self._stream[1].cancel()
-            self._stream = None
-
     async def close(self) -> None:
         """Stop shipping; queued publishes fail with CancelledError."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._drop_stream()
+        self._stream.drop()
         for _, future, _ in self._pending:
             future.cancel()
         self._pending.clear()
@@ -134,7 +92,14 @@ class NodeBatcher:
                 response = None
                 if self._streaming:
                     try:
-                        response = await self._exchange(stub, request)
+                        request.traceparent = tracing.current_carrier().get("traceparent", "")
+                        response = await self._stream.exchange(
+                            stub,
+                            # (no request iterator: batches go in with write())
+                            lambda: stub.PublishStream(metadata=self._metadata),  # type: ignore[call-arg]
+                            request,
+                            BATCH_TIMEOUT,
+                        )
                     except grpc.aio.AioRpcError as error:
                         if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
                             raise
@@ -144,7 +109,7 @@ class NodeBatcher:
                             "node has no PublishStream; using PublishBatch", node=self._node_id
                         )
                         self._streaming = False
-                        self._drop_stream()
+                        self._stream.drop()
                 if response is None:
                     response = await stub.PublishBatch(
                         request,
@@ -152,7 +117,7 @@ class NodeBatcher:
                         metadata=(*self._metadata, *tracing.inject_metadata()),
                     )
         except Exception as error:
-            self._drop_stream()  # whatever broke, the next batch starts afresh
+            self._stream.drop()  # whatever broke, the next batch starts afresh
             if isinstance(error, grpc.aio.AioRpcError):
                 failure: Exception = error
             else:  # (a late answer, a replaced channel, a node gone: try again)

@@ -19,6 +19,7 @@ import grpc
 from parley._generated import peer_service_pb2 as peer_pb
 from parley._generated import peer_service_pb2_grpc as peer_grpc
 from parley.cluster.channels import ChannelPool
+from parley.cluster.streams import RequestStream, StreamLost
 from parley.observability import metrics, tracing
 from parley.observability.log import get_logger
 from parley.room.codec import entry_from_pb, entry_to_pb
@@ -38,13 +39,6 @@ HISTORY_CHUNK = 2000
 SNAPSHOT_TIMEOUT = 30.0
 # snapshots one sender transfers at once (a wiped node may need thousands)
 SNAPSHOTS_IN_FLIGHT = 4
-
-
-AppendCall = grpc.aio.StreamStreamCall[peer_pb.AppendRequest, peer_pb.AppendResponse]
-
-
-class _StreamLost(Exception):
-    """The AppendStream ended or was cancelled under a request."""
 
 
 class PeerServicer(peer_grpc.PeerServiceServicer):
@@ -131,7 +125,9 @@ class PeerSender:
         self._stub: tuple[grpc.aio.Channel, peer_grpc.PeerServiceAsyncStub] | None = None
         self._streaming = True
         """False once the peer said it has no AppendStream (then unary Append)."""
-        self._stream: tuple[grpc.aio.Channel, AppendCall] | None = None
+        self._stream = RequestStream[peer_pb.AppendRequest, peer_pb.AppendResponse](
+            peer_pb.AppendResponse
+        )
 
     def stub(self) -> peer_grpc.PeerServiceAsyncStub:
         """The stub on the peer's current channel (a stub builds a callable
@@ -149,7 +145,7 @@ class PeerSender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._drop_stream()
+        self._stream.drop()
         for task in list(self._transfers):
             task.cancel()
         await asyncio.gather(*self._transfers, return_exceptions=True)
@@ -236,7 +232,7 @@ class PeerSender:
                 raise
             except Exception:
                 log.error("append sender failed", peer=self.peer, exc_info=True)
-                self._drop_stream()  # whatever broke, the next batch starts afresh
+                self._stream.drop()  # whatever broke, the next batch starts afresh
                 self.core.append_failed([m.id for m in batch])
                 await asyncio.sleep(RETRY_DELAY)
             if self.queue:
@@ -254,13 +250,20 @@ class PeerSender:
         try:
             with tracing.span_for_batch("node.replicate", carriers, peer=self.peer):
                 if self._streaming:
-                    response = await self._exchange(request)
+                    request.traceparent = tracing.current_carrier().get("traceparent", "")
+                    response = await self._stream.exchange(
+                        self.pool.get(self.peer),
+                        # (no request iterator: requests go in with write())
+                        self.stub().AppendStream,  # type: ignore[arg-type]
+                        request,
+                        RPC_TIMEOUT,
+                    )
                 else:
                     response = await self.stub().Append(
                         request, timeout=RPC_TIMEOUT, metadata=tracing.inject_metadata()
                     )
-        except (grpc.aio.AioRpcError, KeyError, TimeoutError, _StreamLost) as err:
-            self._drop_stream()
+        except (grpc.aio.AioRpcError, KeyError, TimeoutError, StreamLost) as err:
+            self._stream.drop()
             core.append_failed([m.id for m in batch])
             if isinstance(err, grpc.aio.AioRpcError):
                 if err.code() is grpc.StatusCode.UNIMPLEMENTED and self._streaming:
@@ -273,41 +276,6 @@ class PeerSender:
         core.append_answered(
             self.peer, [(m.id, r) for m, r in zip(batch, response.rooms, strict=True)]
         )
-
-    async def _exchange(self, request: peer_pb.AppendRequest) -> peer_pb.AppendResponse:
-        """One request and its answer on the peer's AppendStream, opened on
-        first use and again after any failure (a stream whose answer is late
-        is dropped, never read again: a late answer must not be taken for
-        the next request's)."""
-        channel = self.pool.get(self.peer)
-        if self._stream is None or self._stream[0] is not channel:
-            self._drop_stream()
-            # (no request iterator: requests go in with write())
-            self._stream = (channel, self.stub().AppendStream())  # type: ignore[call-arg]
-        call = self._stream[1]
-        request.traceparent = tracing.current_carrier().get("traceparent", "")
-        try:
-            async with asyncio.timeout(RPC_TIMEOUT):
-                await call.write(request)
-                response = await call.read()
-        except asyncio.InvalidStateError:
-            # the call ended (the peer went away) before this write or read
-            self._drop_stream()
-            raise _StreamLost("the stream had ended") from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # this sender is stopping
-            # grpc.aio cancels the calls of a channel the pool replaced
-            raise _StreamLost("the stream was cancelled") from None
-        if not isinstance(response, peer_pb.AppendResponse):  # grpc.aio.EOF
-            raise _StreamLost("the peer ended the stream")
-        return response
-
-    def _drop_stream(self) -> None:
-        if self._stream is not None:
-            self._stream[1].cancel()
-            self._stream = None
 
 
 class LocateBatcher:
