@@ -92,7 +92,7 @@ class NodeBatcher:
                 response = None
                 if self._streaming:
                     try:
-                        request.traceparent = tracing.current_carrier().get("traceparent", "")
+                        request.traceparent = tracing.traceparent()
                         response = await self._stream.exchange(
                             stub,
                             # (no request iterator: batches go in with write())
@@ -109,7 +109,6 @@ class NodeBatcher:
                             "node has no PublishStream; using PublishBatch", node=self._node_id
                         )
                         self._streaming = False
-                        self._stream.drop()
                 if response is None:
                     response = await stub.PublishBatch(
                         request,
@@ -117,7 +116,7 @@ class NodeBatcher:
                         metadata=(*self._metadata, *tracing.inject_metadata()),
                     )
         except Exception as error:
-            self._stream.drop()  # whatever broke, the next batch starts afresh
+            # (a failed exchange has dropped its stream already)
             if isinstance(error, grpc.aio.AioRpcError):
                 failure: Exception = error
             else:  # (a late answer, a replaced channel, a node gone: try again)

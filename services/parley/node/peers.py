@@ -60,8 +60,9 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         self, request_iterator: AsyncIterator[peer_pb.AppendRequest], context: Context
     ) -> AsyncIterator[peer_pb.AppendResponse]:
         async for request in request_iterator:
-            parent = {"traceparent": request.traceparent} if request.traceparent else None
-            with tracing.span_from_carrier("peer.append", parent, rooms=len(request.rooms)):
+            with tracing.span_from_traceparent(
+                "peer.append", request.traceparent, rooms=len(request.rooms)
+            ):
                 results = await self.core.step_appends(request.sender, list(request.rooms))
             yield peer_pb.AppendResponse(rooms=results)
 
@@ -232,7 +233,6 @@ class PeerSender:
                 raise
             except Exception:
                 log.error("append sender failed", peer=self.peer, exc_info=True)
-                self._stream.drop()  # whatever broke, the next batch starts afresh
                 self.core.append_failed([m.id for m in batch])
                 await asyncio.sleep(RETRY_DELAY)
             if self.queue:
@@ -250,7 +250,7 @@ class PeerSender:
         try:
             with tracing.span_for_batch("node.replicate", carriers, peer=self.peer):
                 if self._streaming:
-                    request.traceparent = tracing.current_carrier().get("traceparent", "")
+                    request.traceparent = tracing.traceparent()
                     response = await self._stream.exchange(
                         self.pool.get(self.peer),
                         # (no request iterator: requests go in with write())
@@ -263,7 +263,7 @@ class PeerSender:
                         request, timeout=RPC_TIMEOUT, metadata=tracing.inject_metadata()
                     )
         except (grpc.aio.AioRpcError, KeyError, TimeoutError, StreamLost) as err:
-            self._stream.drop()
+            # (a failed exchange has dropped its stream already)
             core.append_failed([m.id for m in batch])
             if isinstance(err, grpc.aio.AioRpcError):
                 if err.code() is grpc.StatusCode.UNIMPLEMENTED and self._streaming:

@@ -72,6 +72,8 @@ __all__ = [
     "span_for_batch",
     "span_from_carrier",
     "span_from_metadata",
+    "span_from_traceparent",
+    "traceparent",
 ]
 
 _enabled = False
@@ -355,3 +357,15 @@ def span_for_batch(
     if not present:
         return NOOP_SPAN
     return span_from_carrier(name, present[0], links=present[1:], **attrs)
+
+
+def traceparent() -> str:
+    """The current span's W3C traceparent ("" when off), for a request field
+    on a long-lived stream, whose call metadata is the stream's."""
+    return current_carrier().get("traceparent", "")
+
+
+def span_from_traceparent(name: str, parent: str, **attrs: Any) -> AbstractContextManager[Any]:
+    """A server span under the sender's span named by a request's
+    `traceparent` field (a new trace when it is empty)."""
+    return span_from_carrier(name, {"traceparent": parent} if parent else None, **attrs)
