@@ -276,6 +276,7 @@ class Subscriber:
     measuring: bool = False
     joined_at: float = 0.0
     joined: asyncio.Event = field(default_factory=asyncio.Event)
+    errors: dict[str, int] = field(default_factory=dict)
 
     async def run(self) -> None:
         """Take the connection's frames until it closes."""
@@ -293,6 +294,10 @@ class Subscriber:
         if kind == "joined":
             self.joined_at = now
             self.joined.set()
+            return
+        if kind == "error":
+            code = str(frame.get("code"))
+            self.errors[code] = self.errors.get(code, 0) + 1
             return
         seq = frame.get("seq")
         if seq is None:
@@ -529,6 +534,10 @@ async def join_storm(
     storm_seconds = time.perf_counter() - started
     await wait_quiet([watcher], quiet=1.0, deadline=30)
     frames = sum(s.other_frames for s in subs)
+    errors: dict[str, int] = {}
+    for s in subs:
+        for code, count in s.errors.items():
+            errors[code] = errors.get(code, 0) + count
     for task in [*readers, watching, acking]:
         task.cancel()
     await asyncio.gather(
@@ -547,7 +556,9 @@ async def join_storm(
             "flow p50 ms": percentile(latencies, 50) if latencies else float("nan"),
             "flow p99 ms": percentile(latencies, 99) if latencies else float("nan"),
             "storm s": storm_seconds,
+            "errors": sum(errors.values()),
         },
+        note=" ".join(f"{c}: {n}" for c, n in sorted(errors.items())),
     )
 
 
@@ -675,6 +686,7 @@ def table(title: str, outcomes: list[Outcome], ratio_of: str) -> str:
         if bare is not None and bare.values[ratio_of]:
             ratio = f"{outcome.values[ratio_of] / bare.values[ratio_of]:.2f}"
         lines.append(f"| {outcome.server} | " + " | ".join(cells) + f" | {ratio} |")
+    lines.extend(f"{o.server}: {o.note}" for o in outcomes if o.note)
     return "\n".join(lines)
 
 

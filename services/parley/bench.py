@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from prometheus_client import Counter, Histogram
 from websockets.asyncio.client import ClientConnection, connect
@@ -201,7 +202,10 @@ async def local_cluster(
             base_node_http=free_range(nodes, taken),
             base_gateway_http=free_range(1, taken),
         )
-        supervisor = Supervisor(opts, out=io.StringIO())
+        # PARLEY_BENCH_LOG keeps the cluster's log lines for a post-mortem.
+        log_path = os.environ.get("PARLEY_BENCH_LOG")
+        out: TextIO = open(log_path, "a") if log_path else io.StringIO()  # noqa: SIM115, ASYNC230
+        supervisor = Supervisor(opts, out=out)
         try:
             await supervisor.start()
             await supervisor.wait_ready(60)
@@ -211,6 +215,7 @@ async def local_cluster(
             os.environ.clear()
             os.environ.update(saved)
             await supervisor.stop()
+            out.close()
 
 
 async def _request(ws: ClientConnection, frame: dict[str, object]) -> dict[str, object]:
