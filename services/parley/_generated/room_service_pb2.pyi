@@ -290,6 +290,90 @@ class JoinRoomResponse(_message.Message):
 Global___JoinRoomResponse: _TypeAlias = JoinRoomResponse  # noqa: Y015
 
 @_typing.final
+class JoinRoomsRequest(_message.Message):
+    """JoinRoomsRequest carries many joins at once."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOINS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def joins(self) -> _containers.RepeatedCompositeFieldContainer[Global___JoinRoomRequest]:
+        """The joins, in the order the gateway received them."""
+
+    def __init__(
+        self,
+        *,
+        joins: _abc.Iterable[Global___JoinRoomRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["joins", b"joins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinRoomsRequest: _TypeAlias = JoinRoomsRequest  # noqa: Y015
+
+@_typing.final
+class JoinRoomResult(_message.Message):
+    """JoinRoomResult is the outcome of one join of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOINED_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    ADMINISTRATOR_FIELD_NUMBER: _builtins.int
+    error_code: _builtins.str
+    """A client error code (DESIGN §5) or not_administrator; empty on success."""
+    error_message: _builtins.str
+    """A human sentence describing the error."""
+    administrator: _builtins.str
+    """With not_administrator: the node to ask instead, when known."""
+    @_builtins.property
+    def joined(self) -> Global___JoinRoomResponse:
+        """The room after the join, when error_code is empty."""
+
+    def __init__(
+        self,
+        *,
+        joined: Global___JoinRoomResponse | None = ...,
+        error_code: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+        administrator: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["joined", b"joined"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrator", b"administrator", "error_code", b"error_code", "error_message", b"error_message", "joined", b"joined"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinRoomResult: _TypeAlias = JoinRoomResult  # noqa: Y015
+
+@_typing.final
+class JoinRoomsResponse(_message.Message):
+    """JoinRoomsResponse has one result per join, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___JoinRoomResult]:
+        """The results."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___JoinRoomResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinRoomsResponse: _TypeAlias = JoinRoomsResponse  # noqa: Y015
+
+@_typing.final
 class LeaveRoomRequest(_message.Message):
     """LeaveRoomRequest asks to end a user's membership."""
 

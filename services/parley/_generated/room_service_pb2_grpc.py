@@ -53,6 +53,11 @@ class RoomServiceStub:
                 request_serializer=parley_dot_v1_dot_room__service__pb2.JoinRoomRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_room__service__pb2.JoinRoomResponse.FromString,
                 _registered_method=True)
+        self.JoinRooms = channel.unary_unary(
+                '/parley.v1.RoomService/JoinRooms',
+                request_serializer=parley_dot_v1_dot_room__service__pb2.JoinRoomsRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_room__service__pb2.JoinRoomsResponse.FromString,
+                _registered_method=True)
         self.LeaveRoom = channel.unary_unary(
                 '/parley.v1.RoomService/LeaveRoom',
                 request_serializer=parley_dot_v1_dot_room__service__pb2.LeaveRoomRequest.SerializeToString,
@@ -123,6 +128,15 @@ class RoomServiceServicer:
 
     def JoinRoom(self, request, context):
         """JoinRoom appends a join entry unless the user is already a member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinRooms(self, request, context):
+        """JoinRooms is JoinRoom for many users and rooms this node administers in
+        one call (a gateway's joins, batched: a reconnect storm is thousands);
+        each item succeeds or fails on its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,6 +229,11 @@ def add_RoomServiceServicer_to_server(servicer, server):
                     servicer.JoinRoom,
                     request_deserializer=parley_dot_v1_dot_room__service__pb2.JoinRoomRequest.FromString,
                     response_serializer=parley_dot_v1_dot_room__service__pb2.JoinRoomResponse.SerializeToString,
+            ),
+            'JoinRooms': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinRooms,
+                    request_deserializer=parley_dot_v1_dot_room__service__pb2.JoinRoomsRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_room__service__pb2.JoinRoomsResponse.SerializeToString,
             ),
             'LeaveRoom': grpc.unary_unary_rpc_method_handler(
                     servicer.LeaveRoom,
@@ -347,6 +366,33 @@ class RoomService:
             '/parley.v1.RoomService/JoinRoom',
             parley_dot_v1_dot_room__service__pb2.JoinRoomRequest.SerializeToString,
             parley_dot_v1_dot_room__service__pb2.JoinRoomResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinRooms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.RoomService/JoinRooms',
+            parley_dot_v1_dot_room__service__pb2.JoinRoomsRequest.SerializeToString,
+            parley_dot_v1_dot_room__service__pb2.JoinRoomsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,11 @@ class RoomServiceStub:
     """DeleteRoom appends a delete entry; only the owner may delete."""
     JoinRoom: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.JoinRoomRequest, _room_service_pb2.JoinRoomResponse]
     """JoinRoom appends a join entry unless the user is already a member."""
+    JoinRooms: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.JoinRoomsRequest, _room_service_pb2.JoinRoomsResponse]
+    """JoinRooms is JoinRoom for many users and rooms this node administers in
+    one call (a gateway's joins, batched: a reconnect storm is thousands);
+    each item succeeds or fails on its own.
+    """
     LeaveRoom: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.LeaveRoomRequest, _room_service_pb2.LeaveRoomResponse]
     """LeaveRoom appends a leave entry."""
     Publish: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.PublishRequest, _room_service_pb2.PublishResponse]
@@ -87,6 +92,11 @@ class RoomServiceAsyncStub(RoomServiceStub):
     """DeleteRoom appends a delete entry; only the owner may delete."""
     JoinRoom: _aio.UnaryUnaryMultiCallable[_room_service_pb2.JoinRoomRequest, _room_service_pb2.JoinRoomResponse]  # type: ignore[assignment]
     """JoinRoom appends a join entry unless the user is already a member."""
+    JoinRooms: _aio.UnaryUnaryMultiCallable[_room_service_pb2.JoinRoomsRequest, _room_service_pb2.JoinRoomsResponse]  # type: ignore[assignment]
+    """JoinRooms is JoinRoom for many users and rooms this node administers in
+    one call (a gateway's joins, batched: a reconnect storm is thousands);
+    each item succeeds or fails on its own.
+    """
     LeaveRoom: _aio.UnaryUnaryMultiCallable[_room_service_pb2.LeaveRoomRequest, _room_service_pb2.LeaveRoomResponse]  # type: ignore[assignment]
     """LeaveRoom appends a leave entry."""
     Publish: _aio.UnaryUnaryMultiCallable[_room_service_pb2.PublishRequest, _room_service_pb2.PublishResponse]  # type: ignore[assignment]
@@ -146,6 +156,17 @@ class RoomServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_room_service_pb2.JoinRoomResponse, _abc.Awaitable[_room_service_pb2.JoinRoomResponse]]:
         """JoinRoom appends a join entry unless the user is already a member."""
+
+    @_abc_1.abstractmethod
+    def JoinRooms(
+        self,
+        request: _room_service_pb2.JoinRoomsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_room_service_pb2.JoinRoomsResponse, _abc.Awaitable[_room_service_pb2.JoinRoomsResponse]]:
+        """JoinRooms is JoinRoom for many users and rooms this node administers in
+        one call (a gateway's joins, batched: a reconnect storm is thousands);
+        each item succeeds or fails on its own.
+        """
 
     @_abc_1.abstractmethod
     def LeaveRoom(

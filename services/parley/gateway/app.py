@@ -21,6 +21,7 @@ from parley.config import GatewayConfig
 from parley.gateway.auth import WS_PATH, HandshakeRefused, authenticate
 from parley.gateway.fanout import Fanout
 from parley.gateway.handlers import Handlers
+from parley.gateway.joiner import Joiner
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.presence import PresenceReporter
 from parley.gateway.publisher import Publisher
@@ -76,12 +77,14 @@ class Gateway:
         self._health = health
         self._router = Router(discovery, pool, health, cfg.replicas)
         self._publisher = Publisher(self._router)
+        self._joiner = Joiner(self._router)
         self._presence = PresenceReporter(self._router, cfg.id)
         self._clock = DeliveryClock()
         self._fanout = Fanout(self._router, self._presence, self._clock)
         self._handlers = Handlers(
-            discovery, health, self._router, self._publisher, self._fanout, self._clock
-        )
+            discovery, health, self._router, self._publisher, self._joiner, self._fanout,
+            self._clock,
+        )  # fmt: skip
         origins = [o.strip() for o in cfg.allowed_origins.split(",") if o.strip()]
         self._web = WebClient(auth=bool(cfg.jwt_secret), allowed_origins=origins)
         self._server: Server | None = None
@@ -133,6 +136,7 @@ class Gateway:
         await self._fanout.close()
         await self._presence.close()
         await self._publisher.close()
+        await self._joiner.close()
 
     def _handshake(self, conn: ServerConnection, request: Request) -> Response | None:
         """Serve the web client; refuse wrong paths (404), foreign origins (403)

@@ -13,6 +13,7 @@ from parley._generated import room_service_pb2 as pb
 from parley.cluster.discovery import Discovery
 from parley.cluster.health import HealthMonitor
 from parley.gateway.fanout import Fanout
+from parley.gateway.joiner import Joiner
 from parley.gateway.latency import DeliveryClock
 from parley.gateway.publisher import Publisher
 from parley.gateway.room_client import RoomClient
@@ -50,6 +51,7 @@ class Handlers:
         health: HealthMonitor,
         router: Router,
         publisher: Publisher,
+        joiner: Joiner,
         fanout: Fanout,
         clock: DeliveryClock,
     ) -> None:
@@ -58,6 +60,7 @@ class Handlers:
         self._router = router
         self._room_service = RoomClient(router)
         self._publisher = publisher
+        self._joiner = joiner
         self._fanout = fanout
         self._clock = clock
         self._table: dict[type[Any], Any] = {
@@ -138,7 +141,7 @@ class Handlers:
 
     async def _join(self, session: Session, request: JoinRequest) -> None:
         room = request.room
-        response = await self._room_service.join_room(room, session.user)
+        response = await self._joiner.join(room, session.user)
         last_seq = response.last_seq
         if request.since is None:
             start = max(1, last_seq - JOIN_BACKLOG + 1)

@@ -48,10 +48,6 @@ class RoomClient:
         )
         return await self._routed(room, lambda stub: stub.CreateRoom, request)
 
-    async def join_room(self, room: str, user: str) -> pb.JoinRoomResponse:
-        request = pb.JoinRoomRequest(room=room, user=user)
-        return await self._routed(room, lambda stub: stub.JoinRoom, request)
-
     async def leave_room(self, room: str, user: str) -> pb.LeaveRoomResponse:
         request = pb.LeaveRoomRequest(room=room, user=user)
         return await self._routed(room, lambda stub: stub.LeaveRoom, request)

@@ -87,20 +87,100 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     @rpc_boundary
     @relayable
     async def JoinRoom(self, request: pb.JoinRoomRequest, context: Context) -> pb.JoinRoomResponse:
-        rules.check_names(request.room, request.user)
-        replica = await self.core.serving_replica(request.room)
-        already = not rules.needs_join(replica.tip, request.room, request.user)
-        if already:
-            await self.core.confirm_read(replica)
-            await self._barrier(replica)
-        else:
-            await self._commit(replica, EntryKind.JOIN, request.user)
-        return pb.JoinRoomResponse(
-            last_seq=max(replica.committed_seq, 0),
-            members=sorted(replica.tip.members),
-            already_member=already,
-            first_seq=await self._first_retained(replica),
-        )
+        (outcome,) = await self._join_all([request])
+        if isinstance(outcome, RoomError):
+            raise outcome
+        return outcome
+
+    @rpc_boundary
+    async def JoinRooms(
+        self, request: pb.JoinRoomsRequest, context: Context
+    ) -> pb.JoinRoomsResponse:
+        results = []
+        for outcome in await self._join_all(request.joins):
+            if isinstance(outcome, RoomError):
+                hint = outcome.hint if isinstance(outcome, NotAdministrator) else ""
+                results.append(
+                    pb.JoinRoomResult(
+                        error_code=outcome.code, error_message=outcome.message, administrator=hint
+                    )
+                )
+            else:
+                results.append(pb.JoinRoomResult(joined=outcome))
+        return pb.JoinRoomsResponse(results=results)
+
+    async def _join_all(
+        self, joins: Sequence[pb.JoinRoomRequest]
+    ) -> list[pb.JoinRoomResponse | RoomError]:
+        """Join a batch: a join entry per new member (a member already, or
+        one joining twice in the batch, appends nothing), one read
+        confirmation per room for the rest, and the rooms described once
+        every join of the batch is committed."""
+        outcomes: list[pb.JoinRoomResponse | RoomError | None] = [None] * len(joins)
+        replicas: dict[str, RoomReplica | RoomError] = {}
+        joining: list[tuple[int, asyncio.Future[LogEntry] | None]] = []
+        for i, request in enumerate(joins):
+            room, user = request.room, request.user
+            try:
+                rules.check_names(room, user)
+                if room not in replicas:
+                    try:
+                        replicas[room] = await self.core.serving_replica(room)
+                    except RoomError as err:
+                        replicas[room] = err
+                replica = replicas[room]
+                if isinstance(replica, RoomError):
+                    raise replica
+                # (the tip holds what was proposed: a second join of the
+                # same user in this batch finds the first)
+                if rules.needs_join(replica.tip, room, user):
+                    joining.append((i, self.core.propose(replica, EntryKind.JOIN, user)))
+                else:
+                    joining.append((i, None))
+            except RoomError as err:
+                outcomes[i] = err
+        confirmed: dict[str, RoomError | None] = {}
+        for room in {joins[i].room for i, commit in joining if commit is None}:
+            replica = replicas[room]
+            assert not isinstance(replica, RoomError)
+            try:
+                await self.core.confirm_read(replica)
+                await self._barrier(replica)
+                confirmed[room] = None
+            except RoomError as err:
+                confirmed[room] = err
+        joined: list[int] = []
+        members_before = {i for i, commit in joining if commit is None}
+        for i, commit in joining:
+            try:
+                if commit is not None:
+                    await commit
+                elif (refusal := confirmed[joins[i].room]) is not None:
+                    raise refusal
+                joined.append(i)
+            except RoomError as err:
+                outcomes[i] = err
+        described: dict[str, tuple[int, list[str], int]] = {}
+        for i in joined:
+            room = joins[i].room
+            if room not in described:
+                replica = replicas[room]
+                assert not isinstance(replica, RoomError)
+                described[room] = (
+                    max(replica.committed_seq, 0),
+                    sorted(replica.tip.members),
+                    await self._first_retained(replica),
+                )
+            last_seq, members, first_seq = described[room]
+            outcomes[i] = pb.JoinRoomResponse(
+                last_seq=last_seq,
+                members=members,
+                already_member=i in members_before,
+                first_seq=first_seq,
+            )
+        answered = [o for o in outcomes if o is not None]
+        assert len(answered) == len(joins)
+        return answered
 
     def _cut(self, replica: RoomReplica) -> Cutoffs:
         """Where the room's retention cuts its history now."""

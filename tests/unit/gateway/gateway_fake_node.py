@@ -63,6 +63,8 @@ class FakeRoomService(pb_grpc.RoomServiceServicer):
         self.batch_sizes: list[int] = []
         self.streams = True
         """False: PublishStream is UNIMPLEMENTED (a node of the previous release)."""
+        self.join_batches: list[int] | None = []
+        """Sizes of the JoinRooms calls; None: JoinRooms is UNIMPLEMENTED."""
         self.subscribes: list[pb.SubscribeRequest] = []
         self.presence_updates: list[pb.UpdatePresenceRequest] = []
         self.fail_next_subscribe_after: int | None = None
@@ -118,22 +120,36 @@ class FakeRoomService(pb_grpc.RoomServiceServicer):
 
         return await self._run(context, delete)
 
+    def _join(self, request: pb.JoinRoomRequest) -> pb.JoinRoomResponse:
+        room = self._room(request.room)
+        already = request.user in room.members
+        if not already:
+            room.members.add(request.user)
+            room.append(pb.ENTRY_KIND_JOIN, request.user)
+        return pb.JoinRoomResponse(
+            last_seq=len(room.entries) - 1,
+            members=sorted(room.members),
+            already_member=already,
+        )
+
     async def JoinRoom(self, request, context):
         self.calls.append("JoinRoom")
+        return await self._run(context, self._join, request)
 
-        def join() -> pb.JoinRoomResponse:
-            room = self._room(request.room)
-            already = request.user in room.members
-            if not already:
-                room.members.add(request.user)
-                room.append(pb.ENTRY_KIND_JOIN, request.user)
-            return pb.JoinRoomResponse(
-                last_seq=len(room.entries) - 1,
-                members=sorted(room.members),
-                already_member=already,
-            )
-
-        return await self._run(context, join)
+    async def JoinRooms(self, request, context):
+        if self.join_batches is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        self.calls.append("JoinRooms")
+        self.join_batches.append(len(request.joins))
+        results = []
+        for join in request.joins:
+            try:
+                results.append(pb.JoinRoomResult(joined=self._join(join)))
+            except Refused as refused:
+                results.append(
+                    pb.JoinRoomResult(error_code=refused.code, administrator=refused.hint or "")
+                )
+        return pb.JoinRoomsResponse(results=results)
 
     async def LeaveRoom(self, request, context):
         self.calls.append("LeaveRoom")

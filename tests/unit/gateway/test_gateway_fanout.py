@@ -186,3 +186,43 @@ async def test_joining_again_on_a_connection_restarts_its_backlog(
         assert feed.users == {"alice": 1}
         changes = [(c.user, c.online) for u in service.presence_updates for c in u.changes]
         assert changes == [("alice", True)]
+
+
+async def _join_storm(gateway: Gateway, count: int) -> list[dict[str, Any]]:
+    """`count` users connect, then all join room r at once."""
+    clients = [await ChatClient.connect(gateway.url, f"u{i}") for i in range(count)]
+    try:
+        return await asyncio.gather(*(c.join("r") for c in clients))
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_joins_at_once_share_join_rooms_calls(gateway: Gateway, node: Any) -> None:
+    """A join storm travels in JoinRooms batches, each join answered as
+    alone; a user already a member appends nothing."""
+    service: FakeRoomService = node[0]
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("r")
+        answers = await _join_storm(gateway, 40)
+        assert [a["type"] for a in answers] == ["joined"] * 40
+        assert sum(service.join_batches or []) == 40
+        assert len(service.join_batches or []) < 40
+        assert "JoinRoom" not in service.calls
+        assert len(service.rooms["r"].members) == 41
+        again = await alice.join("r")
+        assert again["type"] == "joined"
+        assert len(service.rooms["r"].entries) == 41  # create + 40 joins
+        assert (await alice.join("nope"))["code"] == "not_found"
+
+
+async def test_a_node_without_join_rooms_gets_join_room_calls(gateway: Gateway, node: Any) -> None:
+    """A node of the previous release (no JoinRooms) is sent a JoinRoom call
+    per join, the first batch's included: nothing fails on the way."""
+    service: FakeRoomService = node[0]
+    service.join_batches = None
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("r")
+        answers = await _join_storm(gateway, 10)
+        assert [a["type"] for a in answers] == ["joined"] * 10
+        assert "JoinRooms" not in service.calls
+        assert service.calls.count("JoinRoom") == 10
