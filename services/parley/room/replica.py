@@ -86,6 +86,11 @@ class Timing:
     snapshot_every: int = 10_000
 
 
+LAGGING_FOLLOWER_TAILS = 8
+"""Up to this many log tails are kept in memory for a live follower behind;
+a follower further behind gets a snapshot (memory per room stays bounded)."""
+
+
 class RoomReplica:
     """A room's replicated log on one node.
 
@@ -501,9 +506,24 @@ class RoomReplica:
         tail = self.timing.log_tail
         if len(self.log) <= 2 * tail:
             return
-        self._fold(min(self._taken_index, self.persisted_index) - tail)
+        upto = min(self._taken_index, self.persisted_index) - tail
+        if len(self.log) <= LAGGING_FOLLOWER_TAILS * tail:
+            # A follower that is up but a little behind (a busy core, a
+            # batch in flight) would otherwise be sent a snapshot, the
+            # history before it and the whole de-duplication window instead
+            # of the entries it lacks, and fall further behind doing so.
+            upto = min(upto, self._slowest_live_match())
+        self._fold(upto)
         if self.offset - self.snapshot_index >= self.timing.snapshot_every:
             self._store_snapshot()
+
+    def _slowest_live_match(self) -> int:
+        """The lowest index a follower the detector sees up is known to
+        hold (no bound when none is up, or on a follower)."""
+        if self.role is not Role.ADMINISTRATOR:
+            return self.last_index
+        live = [self.match_index.get(p, 0) for p in self.next_index if p in self._up]
+        return min(live, default=self.last_index)
 
     def retain(self, upto: int) -> None:
         """Retention will delete the stored entries up to `upto`: fold them

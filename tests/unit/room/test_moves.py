@@ -291,7 +291,9 @@ def test_the_checks_notice_a_move_that_skips_joint_consensus(
         return [self.tip.joining] if self.tip.joining else [old]
 
     monkeypatch.setattr(RoomReplica, "groups", new_group_only)
-    with pytest.raises(InvariantViolation):
+    # (the checker, or a replica's own guard against truncating a committed
+    # entry, whichever the seed that finds it trips first)
+    with pytest.raises((InvariantViolation, AssertionError)):
         # rare by chance (2 seeds in 200 when measured): the scripted
         # test_a_move_cut_off_from_the_old_group shows it every time
         for seed in range(200):

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 from parley.room.entries import EntryKind
 from parley.room.memory_store import MemoryLogStore
-from parley.room.replica import RoomReplica, Timing
+from parley.room.replica import LAGGING_FOLLOWER_TAILS, RoomReplica, Timing
 from sim import (
     APPEND,
     OWNER,
@@ -164,7 +164,7 @@ def test_a_snapshot_made_before_a_wipe_is_refused_and_sent_again_whole() -> None
     start(c, "a")
     publish(c, "a", 10)
     c.crash("c")
-    publish(c, "a", 30, first=10)
+    publish(c, "a", 60, first=10)  # past what is kept for a live follower behind
     sent = record_sent(c, "c")
     for m in [m for m in c.lost_msgs if m.dst == "c"]:
         c.fail_append(m)  # retried from c's match, which is folded by now
@@ -179,6 +179,42 @@ def test_a_snapshot_made_before_a_wipe_is_refused_and_sent_again_whole() -> None
     committed = c.checker.committed["r0"]
     assert node.store.entries("r0", 0, 100, 100) == committed
     assert c.replica("c").commit_index == len(committed)
+
+
+def _lose_appends_to(c: Cluster, node: str, count: int, first: int) -> None:
+    """Publish `count` messages while the link to `node` is cut (its
+    detector not told: a starved core, a blip), then report the lost appends
+    to the administrator as timed out and mend the link."""
+    c.blocked |= {("a", node), (node, "a")}
+    publish(c, "a", count, first)
+    for msg in [m for m in c.lost_msgs if m.dst == node]:
+        c.fail_append(msg)
+    c.lost_msgs.clear()
+    c.heal()
+
+
+def test_a_live_follower_a_little_behind_gets_entries_not_a_snapshot() -> None:
+    """A follower the detector sees up whose appends failed for a while is
+    sent the entries it lacks, kept in memory for it, while it is less than
+    LAGGING_FOLLOWER_TAILS log tails behind; further behind it gets a
+    snapshot, so memory stays bounded either way."""
+    c = one_room(timing=TIMING)
+    bound = LAGGING_FOLLOWER_TAILS * TIMING.log_tail
+    start(c, "a")
+    publish(c, "a", 10)
+    sent = record_sent(c, "c")
+    _lose_appends_to(c, "c", 3 * TIMING.log_tail, first=10)
+    assert len(c.replica("a").log) <= bound
+    settle(c, "a")
+    assert sent and {m.kind for m in sent} == {APPEND}
+    assert c.replica("c").commit_index == c.replica("a").commit_index
+
+    sent.clear()
+    _lose_appends_to(c, "c", 3 * bound, first=100)
+    assert len(c.replica("a").log) <= bound
+    settle(c, "a")
+    assert SNAPSHOT in {m.kind for m in sent}
+    assert c.replica("c").commit_index == c.replica("a").commit_index
 
 
 def test_history_is_read_from_the_store_below_the_tail() -> None:
