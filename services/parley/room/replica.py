@@ -84,6 +84,9 @@ class Timing:
     # a snapshot is stored once this many entries were compacted since the
     # last: a restart loads it and the entries after it, not the whole log
     snapshot_every: int = 10_000
+    # a de-duplication window up to this many ids makes a snapshot cheap (a
+    # few ms); past it a snapshot is stored once the window has turned over
+    cheap_snapshot_ids: int = 10_000
 
 
 LAGGING_FOLLOWER_TAILS = 8
@@ -514,7 +517,13 @@ class RoomReplica:
             # of the entries it lacks, and fall further behind doing so.
             upto = min(upto, self._slowest_live_match())
         self._fold(upto)
-        if self.offset - self.snapshot_index >= self.timing.snapshot_every:
+        every = self.timing.snapshot_every
+        if len(self.base.dedupe) > self.timing.cheap_snapshot_ids:
+            # A snapshot holds the de-duplication window (up to 100,000 ids
+            # in a busy room, most of its cost): taken no more often than the
+            # window turns over, it costs about one id per entry.
+            every = max(every, len(self.base.dedupe))
+        if self.offset - self.snapshot_index >= every:
             self._store_snapshot()
 
     def _slowest_live_match(self) -> int:

@@ -1195,6 +1195,9 @@ class SimConfig:
         config.timing = replace(
             config.timing, log_tail=tail, snapshot_every=rng.choice([1, 3, 10_000])
         )
+        # a few remembered ids already make snapshots rare (as 10,000 do in
+        # a busy room)
+        config.timing = replace(config.timing, cheap_snapshot_ids=rng.choice([10_000, 10_000, 5]))
         for key, value in overrides.items():
             setattr(config, key, value)
         return config

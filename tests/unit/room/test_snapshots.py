@@ -12,6 +12,7 @@ stay safe, and that the checks catch planted bugs in them.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from parley.room.entries import EntryKind
@@ -179,6 +180,25 @@ def test_a_snapshot_made_before_a_wipe_is_refused_and_sent_again_whole() -> None
     committed = c.checker.committed["r0"]
     assert node.store.entries("r0", 0, 100, 100) == committed
     assert c.replica("c").commit_index == len(committed)
+
+
+def test_a_big_de_duplication_window_makes_snapshots_rarer() -> None:
+    """Past `cheap_snapshot_ids` remembered ids, a snapshot is stored once the
+    window has turned over (each holds the whole window), not every
+    snapshot_every entries; a restart still comes back with every entry."""
+    c = one_room(timing=replace(TIMING, cheap_snapshot_ids=20))
+    start(c, "a")
+    publish(c, "a", 100)
+    settle(c, "a")
+    # (20 ids and more: one snapshot per 20 to 100 entries, not per 8)
+    assert c.checker.stats["snapshots_stored"] <= 3 * (20 // TIMING.snapshot_every + 100 // 20)
+    c.crash("b")
+    c.restart("b")
+    settle(c, "a")
+    committed = c.checker.committed["r0"]
+    assert c.replica("b").commit_index == len(committed)
+    assert c.nodes["b"].store.entries("r0", 0, 200, 200) == committed
+    assert c.replica("b").tip.dedupe == c.replica("a").tip.dedupe
 
 
 def _lose_appends_to(c: Cluster, node: str, count: int, first: int) -> None:
