@@ -112,6 +112,9 @@ class EngineLoop:
         ready = self.engine.ready(now_ms())
         if ready.eager:
             self._send(ready.eager)
+            # let the peer senders put the appends on the wire before the
+            # write, which may block this thread (store_writer.py)
+            await asyncio.sleep(0)
         if ready.writes:
             await self.store.write(ready.writes)
         self.engine.advance(ready)

@@ -1,9 +1,13 @@
-"""The node's one store writer: every store write, on one worker thread.
+"""The node's one store writer: every store write in order, one at a time.
 
-Stores block (sqlite fsyncs); the event loop must not. One thread keeps the
-writes in order and never concurrent, as `LogStore` requires; reads of
-history (older than a replica's in-memory tail) run on their own threads
-beside it, so a page of history never waits behind an fsync.
+Stores block (sqlite fsyncs). A big batch is written on one worker thread,
+so the event loop gathers the next batch meanwhile; a small one, when
+nothing else is queued on that thread, is written on the loop's own thread,
+which at low load is faster than the two thread hops (INLINE_WRITE_ENTRIES).
+Either way the writes stay in order and never concurrent, as `LogStore`
+requires. Reads of history (older than a replica's in-memory tail) run on
+their own threads beside it, so a page of history never waits behind an
+fsync.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from parley.observability import metrics
 from parley.observability.log import get_logger
@@ -21,6 +26,15 @@ from parley.room.store import CorruptionError, LogStore, StoreFullError
 
 log = get_logger("parley.node.store")
 
+T = TypeVar("T")
+
+INLINE_WRITE_ENTRIES = 16
+"""A batch of at most this many entries (and no snapshot) is written on the
+event loop's own thread: at low load the hops to the writer thread and back
+cost more than the write (measured 0.4 of a follower's 1.0 ms per append,
+on a core shared with the other processes), while a big batch, written on
+the thread, lets the loop gather the next one meanwhile."""
+
 FULL_RETRY_FIRST = 0.1
 FULL_RETRY_MAX = 2.0
 
@@ -28,10 +42,23 @@ FULL_RETRY_MAX = 2.0
 class StoreWriter:
     """Runs a LogStore's blocking calls off the event loop, one at a time."""
 
-    def __init__(self, store: LogStore, name: str) -> None:
+    def __init__(
+        self, store: LogStore, name: str, inline_entries: int | None = INLINE_WRITE_ENTRIES
+    ) -> None:
+        """A writer over `store`.
+
+        Args:
+            store: the store.
+            name: names the threads.
+            inline_entries: batches up to this many entries are written on
+                the event loop's thread (None: every batch on the writer thread).
+        """
         self.store = store
+        self._inline_entries = inline_entries
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"store-{name}")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix=f"read-{name}")
+        self._busy = 0
+        """Calls queued or running on the writer thread."""
         self.writable = True
         """False while the disk is full (the node answers health NOT_SERVING)."""
         self.on_writable: Callable[[bool], None] = lambda _writable: None
@@ -41,7 +68,7 @@ class StoreWriter:
 
     async def load(self) -> dict[str, RoomRecord]:
         """Every stored room replica."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.store.load)
+        return await self._on_writer(self.store.load)
 
     async def write(self, batch: Sequence[RoomWrite]) -> None:
         """Make a batch durable.
@@ -54,11 +81,13 @@ class StoreWriter:
         than acknowledge anything it may not hold, and its restart reads
         what really is there.
         """
-        loop = asyncio.get_running_loop()
         delay = FULL_RETRY_FIRST
         while True:
             try:
-                await loop.run_in_executor(self._executor, self.store.write, batch)
+                if self._busy == 0 and self._small(batch):
+                    self.store.write(batch)
+                else:
+                    await self._on_writer(self.store.write, batch)
             except StoreFullError as err:
                 if self.writable:
                     log.error("store full: acknowledging nothing until it has room", err=str(err))
@@ -74,6 +103,25 @@ class StoreWriter:
                 self._set_writable(True)
             return
 
+    async def _on_writer(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the writer thread, in line with the others."""
+        self._busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+        finally:
+            self._busy -= 1
+
+    def _small(self, batch: Sequence[RoomWrite]) -> bool:
+        """A batch cheap enough to write inline (see INLINE_WRITE_ENTRIES)."""
+        if self._inline_entries is None:
+            return False
+        entries = 0
+        for write in batch:
+            if write.snapshot is not None or write.drop:
+                return False
+            entries += len(write.entries)
+        return entries <= self._inline_entries
+
     def _set_writable(self, writable: bool) -> None:
         self.writable = writable
         metrics.STORE_WRITABLE.set(1 if writable else 0)
@@ -81,15 +129,11 @@ class StoreWriter:
 
     async def stage(self, room: str, entries: list[LogEntry]) -> None:
         """Durably keep history from a snapshot's sender aside (see `LogStore.stage`)."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.store.stage, room, entries)
+        await self._on_writer(self.store.stage, room, entries)
 
     async def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
         """Retention's deletes (see `LogStore.prune`), in line with the writes."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self.store.prune, room, before_seq, before_ts_ms
-        )
+        return await self._on_writer(self.store.prune, room, before_seq, before_ts_ms)
 
     async def _read(self, room: str, read: Callable[[], list[LogEntry]]) -> list[LogEntry]:
         try:
@@ -120,7 +164,6 @@ class StoreWriter:
 
     async def close(self) -> None:
         """Close the store once every queued call is done."""
-        loop = asyncio.get_running_loop()
         self._readers.shutdown(wait=True)
-        await loop.run_in_executor(self._executor, self.store.close)
+        await self._on_writer(self.store.close)
         self._executor.shutdown(wait=True)

@@ -13,6 +13,7 @@ from parley._generated import peer_service_pb2 as peer_pb
 from parley.node.engine_loop import EngineLoop, now_ms
 from parley.node.store_writer import StoreWriter
 from parley.room.engine import Outbound, Ready, RoomEngine
+from parley.room.entries import EntryKind, LogEntry
 from parley.room.memory_store import MemoryLogStore
 from parley.room.records import RoomWrite
 from support.wait import wait_for
@@ -42,7 +43,8 @@ class Harness:
         self.engine.add(ROOM, ["a", "b", "c"], None, now_ms())
         self.sent: list[Outbound] = []
         self.applied: list[Ready] = []
-        self.writer = StoreWriter(self.store, node)
+        # (a gated write must block the writer thread, not the test's loop)
+        self.writer = StoreWriter(self.store, node, inline_entries=None)
         self.loop = EngineLoop(self.engine, self.writer, self.sent.extend, self.applied.append)
 
     async def write_started(self) -> None:
@@ -134,3 +136,70 @@ async def test_inputs_during_a_write_ride_in_the_next_batch(harness: Harness) ->
     assert [r.epoch for r in results] == [5, 6, 7]
     assert len(writes) == 1  # the three votes: one write
     assert harness.durable_hard() == (7, "b")
+
+
+class ThreadRecordingStore(MemoryLogStore):
+    """Records the thread of every write; a prune may be held at a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.write_threads: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.pruning = threading.Event()
+
+    def write(self, batch: Sequence[RoomWrite]) -> None:
+        assert not self.pruning.is_set(), "a write ran during a prune"
+        self.write_threads.append(threading.get_ident())
+        super().write(batch)
+
+    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+        self.pruning.set()
+        assert self.gate.wait(10), "the test never released the prune"
+        self.pruning.clear()
+        return super().prune(room, before_seq, before_ts_ms)
+
+
+def _entries(first: int, count: int) -> RoomWrite:
+    entries = [
+        LogEntry(index=i, epoch=1, kind=EntryKind.JOIN, seq=i - 1, user="u")
+        for i in range(first, first + count)
+    ]
+    return RoomWrite(ROOM, entries=entries)
+
+
+async def test_small_writes_run_inline_and_big_ones_on_the_writer_thread() -> None:
+    """At low load the thread hops cost more than a small write: it runs on
+    the loop's thread; a big batch runs on the writer thread."""
+    store = ThreadRecordingStore()
+    writer = StoreWriter(store, "a", inline_entries=4)
+    try:
+        await writer.write([_entries(1, 4)])
+        await writer.write([_entries(5, 5)])
+    finally:
+        await writer.close()
+    loop_thread = threading.get_ident()
+    assert store.write_threads[0] == loop_thread
+    assert store.write_threads[1] != loop_thread
+    assert [e.index for e in store.entries(ROOM, 0, 100, 100)] == list(range(1, 10))
+
+
+async def test_a_small_write_waits_behind_what_the_writer_thread_does() -> None:
+    """A small write while a prune holds the writer thread goes behind it on
+    that thread: never two store calls at once (the store's contract)."""
+    store = ThreadRecordingStore()
+    writer = StoreWriter(store, "a", inline_entries=4)
+    try:
+        await writer.write([_entries(1, 2)])
+        store.gate.clear()
+        pruning = asyncio.create_task(writer.prune(ROOM, 0, 0))
+        await asyncio.to_thread(store.pruning.wait, 5)
+        writing = asyncio.create_task(writer.write([_entries(3, 1)]))
+        await asyncio.sleep(0.05)
+        assert not writing.done()
+        store.gate.set()
+        await asyncio.wait_for(asyncio.gather(pruning, writing), 5)
+    finally:
+        store.gate.set()
+        await writer.close()
+    assert store.write_threads[1] != threading.get_ident()
