@@ -57,7 +57,7 @@ class Batcher(Generic[Item, Result]):
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
         """Queue one item; the future gets its result or the call's error."""
-        pending = Pending[Item, Result](item)
+        pending: Pending[Item, Result] = Pending(item)
         self._pending.append(pending)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
