@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from parley._generated import room_service_pb2 as parley_dot_v1_dot_room__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cparley/v1/peer_service.proto\x12\tparley.v1\x1a\x1cparley/v1/room_service.proto\"\x9b\x01\n\x08LogEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.parley.v1.EntryKind\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05ts_ms\x18\x07 \x01(\x03\x12\x15\n\rclient_msg_id\x18\x08 \x01(\t\"\xfd\x01\n\nRoomAppend\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\nprev_index\x18\x03 \x01(\x04\x12\x12\n\nprev_epoch\x18\x04 \x01(\x04\x12$\n\x07\x65ntries\x18\x05 \x03(\x0b\x32\x13.parley.v1.LogEntry\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x10\n\x08transfer\x18\x07 \x01(\x08\x12\x13\n\x0bincarnation\x18\x08 \x01(\t\x12\x0f\n\x07members\x18\t \x03(\t\x12\x0f\n\x07leaving\x18\n \x01(\x08\x12\x0f\n\x07quiesce\x18\x0b \x01(\x08\x12\x14\n\x0c\x63onfig_index\x18\x0c \x01(\x04\"Z\n\rAppendRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12$\n\x05rooms\x18\x02 \x03(\x0b\x32\x15.parley.v1.RoomAppend\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"\x8c\x01\n\x10RoomAppendResult\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x04 \x01(\x04\x12\x13\n\x0bretry_index\x18\x05 \x01(\x04\x12\x0f\n\x07unknown\x18\x06 \x01(\x08\x12\x0f\n\x07\x66oreign\x18\x07 \x01(\x08\"<\n\x0e\x41ppendResponse\x12*\n\x05rooms\x18\x01 \x03(\x0b\x32\x1b.parley.v1.RoomAppendResult\"\x83\x01\n\x08RoomVote\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x12\n\nlast_epoch\x18\x04 \x01(\x04\x12\x0b\n\x03pre\x18\x05 \x01(\x08\x12\x10\n\x08transfer\x18\x06 \x01(\x08\x12\x13\n\x0bincarnation\x18\x07 \x01(\t\"K\n\x12RequestVoteRequest\x12\x11\n\tcandidate\x18\x01 \x01(\t\x12\"\n\x05rooms\x18\x02 \x03(\x0b\x32\x13.parley.v1.RoomVote\"K\n\x0eRoomVoteResult\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x0b\n\x03pre\x18\x04 \x01(\x08\"?\n\x13RequestVoteResponse\x12(\n\x05rooms\x18\x01 \x03(\x0b\x32\x19.parley.v1.RoomVoteResult\"!\n\x11LocateRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"\xa8\x01\n\x12LocateRoomResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12\x15\n\radministrator\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x03(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\t\x12\x0f\n\x07serving\x18\x05 \x01(\x08\x12\x0f\n\x07joining\x18\x06 \x03(\t\x12\x10\n\x08learners\x18\x07 \x03(\t\x12\x11\n\tcommitted\x18\x08 \x01(\x08\"\xc4\x01\n\x0cRoomSnapshot\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x13\n\x0bindex_epoch\x18\x04 \x01(\x04\x12\r\n\x05state\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x13\n\x0bincarnation\x18\x07 \x01(\t\x12\x0f\n\x07members\x18\x08 \x03(\t\x12\x14\n\x0c\x63onfig_index\x18\t \x01(\x04\x12\x12\n\nhave_index\x18\n \x01(\x04\"Y\n\x13StageHistoryRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04room\x18\x02 \x01(\t\x12$\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x13.parley.v1.LogEntry\"\x16\n\x14StageHistoryResponse\"S\n\x16InstallSnapshotRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12)\n\x08snapshot\x18\x02 \x01(\x0b\x32\x17.parley.v1.RoomSnapshot\"F\n\x17InstallSnapshotResponse\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.parley.v1.RoomAppendResult\"#\n\x12LocateRoomsRequest\x12\r\n\x05rooms\x18\x01 \x03(\t\"C\n\x13LocateRoomsResponse\x12,\n\x05rooms\x18\x01 \x03(\x0b\x32\x1d.parley.v1.LocateRoomResponse2\xa7\x04\n\x0bPeerService\x12=\n\x06\x41ppend\x12\x18.parley.v1.AppendRequest\x1a\x19.parley.v1.AppendResponse\x12G\n\x0c\x41ppendStream\x12\x18.parley.v1.AppendRequest\x1a\x19.parley.v1.AppendResponse(\x01\x30\x01\x12L\n\x0bRequestVote\x12\x1d.parley.v1.RequestVoteRequest\x1a\x1e.parley.v1.RequestVoteResponse\x12I\n\nLocateRoom\x12\x1c.parley.v1.LocateRoomRequest\x1a\x1d.parley.v1.LocateRoomResponse\x12L\n\x0bLocateRooms\x12\x1d.parley.v1.LocateRoomsRequest\x1a\x1e.parley.v1.LocateRoomsResponse\x12O\n\x0cStageHistory\x12\x1e.parley.v1.StageHistoryRequest\x1a\x1f.parley.v1.StageHistoryResponse\x12X\n\x0fInstallSnapshot\x12!.parley.v1.InstallSnapshotRequest\x1a\".parley.v1.InstallSnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cparley/v1/peer_service.proto\x12\tparley.v1\x1a\x1cparley/v1/room_service.proto\"\xab\x01\n\x08LogEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.parley.v1.EntryKind\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05ts_ms\x18\x07 \x01(\x03\x12\x15\n\rclient_msg_id\x18\x08 \x01(\t\x12\x0e\n\x06target\x18\t \x01(\x04\"\xfd\x01\n\nRoomAppend\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\nprev_index\x18\x03 \x01(\x04\x12\x12\n\nprev_epoch\x18\x04 \x01(\x04\x12$\n\x07\x65ntries\x18\x05 \x03(\x0b\x32\x13.parley.v1.LogEntry\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x10\n\x08transfer\x18\x07 \x01(\x08\x12\x13\n\x0bincarnation\x18\x08 \x01(\t\x12\x0f\n\x07members\x18\t \x03(\t\x12\x0f\n\x07leaving\x18\n \x01(\x08\x12\x0f\n\x07quiesce\x18\x0b \x01(\x08\x12\x14\n\x0c\x63onfig_index\x18\x0c \x01(\x04\"Z\n\rAppendRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12$\n\x05rooms\x18\x02 \x03(\x0b\x32\x15.parley.v1.RoomAppend\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"\x8c\x01\n\x10RoomAppendResult\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x04 \x01(\x04\x12\x13\n\x0bretry_index\x18\x05 \x01(\x04\x12\x0f\n\x07unknown\x18\x06 \x01(\x08\x12\x0f\n\x07\x66oreign\x18\x07 \x01(\x08\"<\n\x0e\x41ppendResponse\x12*\n\x05rooms\x18\x01 \x03(\x0b\x32\x1b.parley.v1.RoomAppendResult\"\x83\x01\n\x08RoomVote\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x12\n\nlast_epoch\x18\x04 \x01(\x04\x12\x0b\n\x03pre\x18\x05 \x01(\x08\x12\x10\n\x08transfer\x18\x06 \x01(\x08\x12\x13\n\x0bincarnation\x18\x07 \x01(\t\"K\n\x12RequestVoteRequest\x12\x11\n\tcandidate\x18\x01 \x01(\t\x12\"\n\x05rooms\x18\x02 \x03(\x0b\x32\x13.parley.v1.RoomVote\"K\n\x0eRoomVoteResult\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x0b\n\x03pre\x18\x04 \x01(\x08\"?\n\x13RequestVoteResponse\x12(\n\x05rooms\x18\x01 \x03(\x0b\x32\x19.parley.v1.RoomVoteResult\"!\n\x11LocateRoomRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"\xa8\x01\n\x12LocateRoomResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12\x15\n\radministrator\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x03(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\t\x12\x0f\n\x07serving\x18\x05 \x01(\x08\x12\x0f\n\x07joining\x18\x06 \x03(\t\x12\x10\n\x08learners\x18\x07 \x03(\t\x12\x11\n\tcommitted\x18\x08 \x01(\x08\"\xc4\x01\n\x0cRoomSnapshot\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x13\n\x0bindex_epoch\x18\x04 \x01(\x04\x12\r\n\x05state\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x13\n\x0bincarnation\x18\x07 \x01(\t\x12\x0f\n\x07members\x18\x08 \x03(\t\x12\x14\n\x0c\x63onfig_index\x18\t \x01(\x04\x12\x12\n\nhave_index\x18\n \x01(\x04\"Y\n\x13StageHistoryRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04room\x18\x02 \x01(\t\x12$\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x13.parley.v1.LogEntry\"\x16\n\x14StageHistoryResponse\"S\n\x16InstallSnapshotRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12)\n\x08snapshot\x18\x02 \x01(\x0b\x32\x17.parley.v1.RoomSnapshot\"F\n\x17InstallSnapshotResponse\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.parley.v1.RoomAppendResult\"#\n\x12LocateRoomsRequest\x12\r\n\x05rooms\x18\x01 \x03(\t\"C\n\x13LocateRoomsResponse\x12,\n\x05rooms\x18\x01 \x03(\x0b\x32\x1d.parley.v1.LocateRoomResponse2\xa7\x04\n\x0bPeerService\x12=\n\x06\x41ppend\x12\x18.parley.v1.AppendRequest\x1a\x19.parley.v1.AppendResponse\x12G\n\x0c\x41ppendStream\x12\x18.parley.v1.AppendRequest\x1a\x19.parley.v1.AppendResponse(\x01\x30\x01\x12L\n\x0bRequestVote\x12\x1d.parley.v1.RequestVoteRequest\x1a\x1e.parley.v1.RequestVoteResponse\x12I\n\nLocateRoom\x12\x1c.parley.v1.LocateRoomRequest\x1a\x1d.parley.v1.LocateRoomResponse\x12L\n\x0bLocateRooms\x12\x1d.parley.v1.LocateRoomsRequest\x1a\x1e.parley.v1.LocateRoomsResponse\x12O\n\x0cStageHistory\x12\x1e.parley.v1.StageHistoryRequest\x1a\x1f.parley.v1.StageHistoryResponse\x12X\n\x0fInstallSnapshot\x12!.parley.v1.InstallSnapshotRequest\x1a\".parley.v1.InstallSnapshotResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,41 +33,41 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley._generated.peer_serv
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGENTRY']._serialized_start=74
-  _globals['_LOGENTRY']._serialized_end=229
-  _globals['_ROOMAPPEND']._serialized_start=232
-  _globals['_ROOMAPPEND']._serialized_end=485
-  _globals['_APPENDREQUEST']._serialized_start=487
-  _globals['_APPENDREQUEST']._serialized_end=577
-  _globals['_ROOMAPPENDRESULT']._serialized_start=580
-  _globals['_ROOMAPPENDRESULT']._serialized_end=720
-  _globals['_APPENDRESPONSE']._serialized_start=722
-  _globals['_APPENDRESPONSE']._serialized_end=782
-  _globals['_ROOMVOTE']._serialized_start=785
-  _globals['_ROOMVOTE']._serialized_end=916
-  _globals['_REQUESTVOTEREQUEST']._serialized_start=918
-  _globals['_REQUESTVOTEREQUEST']._serialized_end=993
-  _globals['_ROOMVOTERESULT']._serialized_start=995
-  _globals['_ROOMVOTERESULT']._serialized_end=1070
-  _globals['_REQUESTVOTERESPONSE']._serialized_start=1072
-  _globals['_REQUESTVOTERESPONSE']._serialized_end=1135
-  _globals['_LOCATEROOMREQUEST']._serialized_start=1137
-  _globals['_LOCATEROOMREQUEST']._serialized_end=1170
-  _globals['_LOCATEROOMRESPONSE']._serialized_start=1173
-  _globals['_LOCATEROOMRESPONSE']._serialized_end=1341
-  _globals['_ROOMSNAPSHOT']._serialized_start=1344
-  _globals['_ROOMSNAPSHOT']._serialized_end=1540
-  _globals['_STAGEHISTORYREQUEST']._serialized_start=1542
-  _globals['_STAGEHISTORYREQUEST']._serialized_end=1631
-  _globals['_STAGEHISTORYRESPONSE']._serialized_start=1633
-  _globals['_STAGEHISTORYRESPONSE']._serialized_end=1655
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1657
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1740
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1742
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1812
-  _globals['_LOCATEROOMSREQUEST']._serialized_start=1814
-  _globals['_LOCATEROOMSREQUEST']._serialized_end=1849
-  _globals['_LOCATEROOMSRESPONSE']._serialized_start=1851
-  _globals['_LOCATEROOMSRESPONSE']._serialized_end=1918
-  _globals['_PEERSERVICE']._serialized_start=1921
-  _globals['_PEERSERVICE']._serialized_end=2472
+  _globals['_LOGENTRY']._serialized_end=245
+  _globals['_ROOMAPPEND']._serialized_start=248
+  _globals['_ROOMAPPEND']._serialized_end=501
+  _globals['_APPENDREQUEST']._serialized_start=503
+  _globals['_APPENDREQUEST']._serialized_end=593
+  _globals['_ROOMAPPENDRESULT']._serialized_start=596
+  _globals['_ROOMAPPENDRESULT']._serialized_end=736
+  _globals['_APPENDRESPONSE']._serialized_start=738
+  _globals['_APPENDRESPONSE']._serialized_end=798
+  _globals['_ROOMVOTE']._serialized_start=801
+  _globals['_ROOMVOTE']._serialized_end=932
+  _globals['_REQUESTVOTEREQUEST']._serialized_start=934
+  _globals['_REQUESTVOTEREQUEST']._serialized_end=1009
+  _globals['_ROOMVOTERESULT']._serialized_start=1011
+  _globals['_ROOMVOTERESULT']._serialized_end=1086
+  _globals['_REQUESTVOTERESPONSE']._serialized_start=1088
+  _globals['_REQUESTVOTERESPONSE']._serialized_end=1151
+  _globals['_LOCATEROOMREQUEST']._serialized_start=1153
+  _globals['_LOCATEROOMREQUEST']._serialized_end=1186
+  _globals['_LOCATEROOMRESPONSE']._serialized_start=1189
+  _globals['_LOCATEROOMRESPONSE']._serialized_end=1357
+  _globals['_ROOMSNAPSHOT']._serialized_start=1360
+  _globals['_ROOMSNAPSHOT']._serialized_end=1556
+  _globals['_STAGEHISTORYREQUEST']._serialized_start=1558
+  _globals['_STAGEHISTORYREQUEST']._serialized_end=1647
+  _globals['_STAGEHISTORYRESPONSE']._serialized_start=1649
+  _globals['_STAGEHISTORYRESPONSE']._serialized_end=1671
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1673
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1756
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1758
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1828
+  _globals['_LOCATEROOMSREQUEST']._serialized_start=1830
+  _globals['_LOCATEROOMSREQUEST']._serialized_end=1865
+  _globals['_LOCATEROOMSRESPONSE']._serialized_start=1867
+  _globals['_LOCATEROOMSRESPONSE']._serialized_end=1934
+  _globals['_PEERSERVICE']._serialized_start=1937
+  _globals['_PEERSERVICE']._serialized_end=2488
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,7 @@ class LogEntry(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     TS_MS_FIELD_NUMBER: _builtins.int
     CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The position in the log, from 1."""
     epoch: _builtins.int
@@ -49,6 +50,8 @@ class LogEntry(_message.Message):
     """When it was ordered, in Unix milliseconds."""
     client_msg_id: _builtins.str
     """The client's message id, for de-duplication."""
+    target: _builtins.int
+    """For edits, unsends and reactions: the seq of the message they are about."""
     def __init__(
         self,
         *,
@@ -60,10 +63,11 @@ class LogEntry(_message.Message):
         text: _builtins.str = ...,
         ts_ms: _builtins.int = ...,
         client_msg_id: _builtins.str = ...,
+        target: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "epoch", b"epoch", "index", b"index", "kind", b"kind", "seq", b"seq", "text", b"text", "ts_ms", b"ts_ms", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "epoch", b"epoch", "index", b"index", "kind", b"kind", "seq", b"seq", "target", b"target", "text", b"text", "ts_ms", b"ts_ms", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -48,6 +48,16 @@ class _EntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryKind.V
     """ENTRY_KIND_MOVE_DONE ends a move: the group in its text alone holds the
     room from here; clients never see it.
     """
+    ENTRY_KIND_EDIT: _EntryKind.ValueType  # 9
+    """ENTRY_KIND_EDIT replaces the text of the message at `target` (its author only)."""
+    ENTRY_KIND_UNSEND: _EntryKind.ValueType  # 10
+    """ENTRY_KIND_UNSEND withdraws the message at `target` (its author, or the owner)."""
+    ENTRY_KIND_REACT: _EntryKind.ValueType  # 11
+    """ENTRY_KIND_REACT adds the user's reaction `text` (one emoji) to the
+    message at `target`.
+    """
+    ENTRY_KIND_UNREACT: _EntryKind.ValueType  # 12
+    """ENTRY_KIND_UNREACT takes that reaction back."""
 
 class EntryKind(_EntryKind, metaclass=_EntryKindEnumTypeWrapper):
     """EntryKind is the kind of a room log entry."""
@@ -75,6 +85,16 @@ ENTRY_KIND_MOVE_DONE: EntryKind.ValueType  # 8
 """ENTRY_KIND_MOVE_DONE ends a move: the group in its text alone holds the
 room from here; clients never see it.
 """
+ENTRY_KIND_EDIT: EntryKind.ValueType  # 9
+"""ENTRY_KIND_EDIT replaces the text of the message at `target` (its author only)."""
+ENTRY_KIND_UNSEND: EntryKind.ValueType  # 10
+"""ENTRY_KIND_UNSEND withdraws the message at `target` (its author, or the owner)."""
+ENTRY_KIND_REACT: EntryKind.ValueType  # 11
+"""ENTRY_KIND_REACT adds the user's reaction `text` (one emoji) to the
+message at `target`.
+"""
+ENTRY_KIND_UNREACT: EntryKind.ValueType  # 12
+"""ENTRY_KIND_UNREACT takes that reaction back."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
 @_typing.final
@@ -88,6 +108,10 @@ class Entry(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     TS_MS_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    EDITED_FIELD_NUMBER: _builtins.int
+    UNSENT_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """The room's sequence number of this entry (the create entry is 0)."""
     kind: Global___EntryKind.ValueType
@@ -98,6 +122,16 @@ class Entry(_message.Message):
     """The message text; empty for other kinds."""
     ts_ms: _builtins.int
     """When the administrator ordered the entry, in Unix milliseconds."""
+    target: _builtins.int
+    """For edits, unsends and reactions: the seq of the message they are about."""
+    edited: _builtins.bool
+    """In history: the message's text was edited (`text` is the latest)."""
+    unsent: _builtins.bool
+    """In history: the message was unsent (`text` is empty)."""
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reaction]:
+        """In history: the message's reactions, by emoji."""
+
     def __init__(
         self,
         *,
@@ -106,14 +140,46 @@ class Entry(_message.Message):
         user: _builtins.str = ...,
         text: _builtins.str = ...,
         ts_ms: _builtins.int = ...,
+        target: _builtins.int = ...,
+        edited: _builtins.bool = ...,
+        unsent: _builtins.bool = ...,
+        reactions: _abc.Iterable[Global___Reaction] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "seq", b"seq", "text", b"text", "ts_ms", b"ts_ms", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edited", b"edited", "kind", b"kind", "reactions", b"reactions", "seq", b"seq", "target", b"target", "text", b"text", "ts_ms", b"ts_ms", "unsent", b"unsent", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Entry: _TypeAlias = Entry  # noqa: Y015
+
+@_typing.final
+class Reaction(_message.Message):
+    """Reaction is who reacted to a message with one emoji (in reaction order)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMOJI_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    emoji: _builtins.str
+    """The emoji."""
+    @_builtins.property
+    def users(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The users."""
+
+    def __init__(
+        self,
+        *,
+        emoji: _builtins.str = ...,
+        users: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emoji", b"emoji", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reaction: _TypeAlias = Reaction  # noqa: Y015
 
 @_typing.final
 class CreateRoomRequest(_message.Message):
@@ -431,6 +497,8 @@ class PublishRequest(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     user: _builtins.str
@@ -438,7 +506,13 @@ class PublishRequest(_message.Message):
     client_msg_id: _builtins.str
     """The client's id of the message; a retry with the same id is stored once."""
     text: _builtins.str
-    """The text."""
+    """The text (for a reaction: the emoji)."""
+    kind: Global___EntryKind.ValueType
+    """What to append: a message (unspecified means a message), or an edit,
+    unsend or reaction of the message at `target`.
+    """
+    target: _builtins.int
+    """For edits, unsends and reactions: the seq of the message they are about."""
     def __init__(
         self,
         *,
@@ -446,10 +520,12 @@ class PublishRequest(_message.Message):
         user: _builtins.str = ...,
         client_msg_id: _builtins.str = ...,
         text: _builtins.str = ...,
+        kind: Global___EntryKind.ValueType = ...,
+        target: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "room", b"room", "text", b"text", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_msg_id", b"client_msg_id", "kind", b"kind", "room", b"room", "target", b"target", "text", b"text", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

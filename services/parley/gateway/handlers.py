@@ -22,6 +22,7 @@ from parley.gateway.session import Session
 from parley.observability import tracing
 from parley.observability.log import get_logger
 from parley.protocol import (
+    AnnotateRequest,
     CreateRequest,
     DeleteRequest,
     HistoryRequest,
@@ -37,6 +38,14 @@ from parley.protocol import (
 from parley.protocol.errors import ErrorCode, ProtocolError
 
 log = get_logger(__name__)
+
+ANNOTATION_KINDS = {
+    "edit": pb.ENTRY_KIND_EDIT,
+    "unsend": pb.ENTRY_KIND_UNSEND,
+    "react": pb.ENTRY_KIND_REACT,
+    "unreact": pb.ENTRY_KIND_UNREACT,
+}
+"""The log entry each annotating request appends."""
 
 JOIN_BACKLOG = 50
 """Entries a join without `since` is sent before the live ones."""
@@ -68,6 +77,7 @@ class Handlers:
             CreateRequest: self._create,
             JoinRequest: self._join,
             SendRequest: self._send,
+            AnnotateRequest: self._annotate,
             HistoryRequest: self._history,
             MembersRequest: self._members,
             LeaveRequest: self._leave,
@@ -172,6 +182,18 @@ class Handlers:
         if self._fanout.feed(request.room) is not None:
             fanned_out = self._fanout.fanned_out(request.room, result.seq)
             self._clock.acked(request.room, result.seq, received, fanned_out)
+
+    async def _annotate(self, session: Session, request: AnnotateRequest) -> None:
+        msg_id = request.id if request.id else f"gw-{uuid.uuid4().hex}"
+        result = await self._publisher.publish(
+            request.room,
+            session.user,
+            msg_id,
+            request.text,
+            kind=ANNOTATION_KINDS[request.action],
+            target=request.target,
+        )
+        session.reply(frames.ack(request.room, result.seq, request.id))
 
     async def _history(self, session: Session, request: HistoryRequest) -> None:
         # before 0 asks for nothing; the node reads 0 as "newest", so ask before 1.

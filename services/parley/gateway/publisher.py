@@ -88,9 +88,10 @@ class Publisher:
 
     async def publish(
         self, room: str, user: str, client_msg_id: str, text: str,
-        *, deadline: float = DEFAULT_DEADLINE,
+        *, kind: int = 0, target: int = 0, deadline: float = DEFAULT_DEADLINE,
     ) -> pb.PublishResult:  # fmt: skip
-        """Order one message in its room.
+        """Order one message in its room, or (with `kind`) an edit, unsend or
+        reaction of the message at seq `target`.
 
         Safe to retry: the administrator de-duplicates on (user, client_msg_id).
 
@@ -100,7 +101,11 @@ class Publisher:
         Raises:
             ProtocolError: the client error (not_member, not_found, unavailable...).
         """
-        request = pb.PublishRequest(room=room, user=user, client_msg_id=client_msg_id, text=text)
+        request = pb.PublishRequest(
+            room=room, user=user, client_msg_id=client_msg_id, text=text,
+            kind=kind,  # type: ignore[arg-type]
+            target=target,
+        )  # fmt: skip
 
         async def attempt(node_id: str, _budget: float) -> pb.PublishResult:
             result = await self._batcher(node_id).submit(request)

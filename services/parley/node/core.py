@@ -336,9 +336,10 @@ class NodeCore:
         user: str,
         text: str = "",
         msg_id: str = "",
+        target: int = 0,
     ) -> asyncio.Future[LogEntry]:
         """Append an entry as administrator; the future resolves on commit."""
-        entry = self.engine.propose(replica.room, kind, user, text, msg_id, now_ms())
+        entry = self.engine.propose(replica.room, kind, user, text, msg_id, now_ms(), target)
         self._proposed_at[(replica.room, entry.index)] = time.perf_counter()
         if tracing.enabled():
             # the replication of this entry continues the publish's trace

@@ -17,9 +17,16 @@ from parley._generated import room_service_pb2 as pb
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.observability import metrics, tracing
 from parley.room import rules
+from parley.room.annotations import Folded, fold
 from parley.room.codec import entry_to_client_pb
-from parley.room.entries import EntryKind, LogEntry
-from parley.room.errors import NotAdministrator, RoomError, Unavailable, error_for_code
+from parley.room.entries import ANNOTATION_KINDS, EntryKind, LogEntry
+from parley.room.errors import (
+    BadRequest,
+    NotAdministrator,
+    RoomError,
+    Unavailable,
+    error_for_code,
+)
 from parley.room.history import committed_before, committed_visible, stored_seq
 from parley.room.replica import RoomReplica
 from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
@@ -44,6 +51,32 @@ STREAM_CHUNK = 1000
 # a gateway further behind than this is cut off and resubscribes from its
 # last seq, reading the backlog from the log instead of node memory
 SUBSCRIBER_MAX_PENDING = 50_000
+
+
+Target = tuple[LogEntry | None, Folded | None]
+"""The message an edit, unsend or reaction is about, and how it stands."""
+
+_PUBLISH_KINDS = {
+    EntryKind.MESSAGE,
+    EntryKind.EDIT,
+    EntryKind.UNSEND,
+    EntryKind.REACT,
+    EntryKind.UNREACT,
+}
+
+
+def publish_kind(request: pb.PublishRequest) -> EntryKind:
+    """What a publish appends (unspecified: a message).
+
+    Raises:
+        BadRequest: a kind that is not published (a join, a create...).
+    """
+    if not request.kind:
+        return EntryKind.MESSAGE
+    kind = EntryKind(request.kind) if request.kind in EntryKind._value2member_map_ else None
+    if kind not in _PUBLISH_KINDS:
+        raise BadRequest("only messages, edits, unsends and reactions are published")
+    return kind
 
 
 class RoomServicer(room_grpc.RoomServiceServicer):
@@ -216,9 +249,13 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         return pb.LeaveRoomResponse(seq=entry.seq)
 
     def _order(
-        self, replica: RoomReplica, request: pb.PublishRequest
+        self, replica: RoomReplica, request: pb.PublishRequest, about: Target | None = None
     ) -> tuple[asyncio.Future[LogEntry] | asyncio.Future[None], int | None] | pb.PublishResponse:
         """Validate and append one publish without waiting.
+
+        Args:
+            about: for an edit, unsend or reaction, the message it is about
+                (`_look_up`).
 
         Returns:
             The answer at once (a committed duplicate), or a future that
@@ -229,17 +266,85 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         """
         if not replica.serving:
             raise NotAdministrator(replica.room, replica.administrator)
-        original = rules.check_publish(
-            replica.tip, replica.room, request.user, request.text, request.client_msg_id
-        )
+        kind = publish_kind(request)
+        if kind is EntryKind.MESSAGE:
+            original = rules.check_publish(
+                replica.tip, replica.room, request.user, request.text, request.client_msg_id
+            )
+        else:
+            original = rules.check_retry(
+                replica.tip, replica.room, request.user, request.client_msg_id
+            )
+            if original is None:
+                target, folded = about if about is not None else (None, None)
+                rules.check_annotation(
+                    replica.tip, replica.room, request.user, kind, request.text, target, folded
+                )
         if original is not None:
             if original <= replica.committed_seq:
                 return pb.PublishResponse(seq=original, duplicate=True)
             return self.core.wait_commit(replica, replica.last_index), original
         future = self.core.propose(
-            replica, EntryKind.MESSAGE, request.user, request.text, request.client_msg_id
+            replica,
+            kind,
+            request.user,
+            request.text,
+            request.client_msg_id,
+            request.target if kind is not EntryKind.MESSAGE else 0,
         )
         return future, None
+
+    async def _look_up(self, replica: RoomReplica, seq: int) -> Target:
+        """The committed message at `seq` (None: there is none) and how it
+        stands after the committed entries about it."""
+        if seq > replica.committed_seq:
+            return None, None
+        offset = replica.offset
+        if seq > stored_seq(replica):
+            found = committed_visible(replica, seq, 1)
+        else:
+            found = await self.core.store.visible_from(replica.room, seq, offset, 1)
+        if not found or found[0].seq != seq or found[0].kind is not EntryKind.MESSAGE:
+            return None, None
+        return found[0], fold(found[0], await self._annotations(replica, seq, seq))
+
+    async def _annotations(
+        self, replica: RoomReplica, first_seq: int, last_seq: int
+    ) -> list[LogEntry]:
+        """Committed edits, unsends and reactions about first_seq..last_seq,
+        in log order: memory's (read first, at the offset as it is now),
+        after the store's up to that offset."""
+        offset = replica.offset
+        recent = [
+            e
+            for e in committed_visible(replica, first_seq + 1)
+            if e.kind in ANNOTATION_KINDS and first_seq <= e.target <= last_seq
+        ]
+        if not offset:
+            return recent
+        stored = await self.core.store.annotations(replica.room, first_seq, last_seq, offset)
+        return stored + recent
+
+    async def _folded(self, replica: RoomReplica, entries: list[LogEntry]) -> list[pb.Entry]:
+        """History entries, each message as it stands now (edits, unsends and
+        reactions folded in)."""
+        out = [entry_to_client_pb(e) for e in entries]
+        seqs = [e.seq for e in entries if e.kind is EntryKind.MESSAGE]
+        if not seqs:
+            return out
+        about: dict[int, list[LogEntry]] = {}
+        for annotation in await self._annotations(replica, seqs[0], seqs[-1]):
+            about.setdefault(annotation.target, []).append(annotation)
+        for entry, msg in zip(entries, out, strict=True):
+            annotations = about.get(entry.seq)
+            if entry.kind is not EntryKind.MESSAGE or not annotations:
+                continue
+            folded = fold(entry, annotations)
+            msg.text, msg.edited, msg.unsent = folded.text, folded.edited, folded.unsent
+            msg.reactions.extend(
+                pb.Reaction(emoji=emoji, users=users) for emoji, users in folded.reactions.items()
+            )
+        return out
 
     async def _publish_all(
         self, publishes: Sequence[pb.PublishRequest]
@@ -267,7 +372,11 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 replica = replicas[request.room]
                 if isinstance(replica, RoomError):
                     raise replica
-                ordered = self._order(replica, request)
+                about = None
+                if publish_kind(request) is not EntryKind.MESSAGE:
+                    # (awaits a read: this batch's earlier items are ordered)
+                    about = await self._look_up(replica, request.target)
+                ordered = self._order(replica, request, about)
             except RoomError as err:
                 outcomes.append(err)
                 continue
@@ -395,7 +504,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 )
                 entries = older + entries
         entries = self._cut(replica).keep(entries)
-        return pb.HistoryResponse(entries=[entry_to_client_pb(e) for e in entries])
+        return pb.HistoryResponse(entries=await self._folded(replica, entries))
 
     @rpc_boundary
     async def ListRooms(

@@ -162,6 +162,14 @@ class StoreWriter:
         """A backlog page from the store (see `LogStore.visible_from`)."""
         return await self._read(room, lambda: self.store.visible_from(room, from_seq, upto, limit))
 
+    async def annotations(
+        self, room: str, first_seq: int, last_seq: int, upto: int
+    ) -> list[LogEntry]:
+        """Stored edits, unsends and reactions (see `LogStore.annotations`)."""
+        return await self._read(
+            room, lambda: self.store.annotations(room, first_seq, last_seq, upto)
+        )
+
     async def close(self) -> None:
         """Close the store once every queued call is done."""
         self._readers.shutdown(wait=True)

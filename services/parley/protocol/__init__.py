@@ -5,6 +5,7 @@ Pure functions and dataclasses; nothing here touches a socket.
 
 from parley.protocol.errors import ErrorCode, ProtocolError
 from parley.protocol.requests import (
+    AnnotateRequest,
     CreateRequest,
     DeleteRequest,
     HistoryRequest,
@@ -19,6 +20,7 @@ from parley.protocol.requests import (
 )
 
 __all__ = [
+    "AnnotateRequest",
     "CreateRequest",
     "DeleteRequest",
     "ErrorCode",

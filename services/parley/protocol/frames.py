@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from parley._generated import room_service_pb2 as room_pb
 from parley.room.entries import EntryKind
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -30,6 +31,8 @@ class EntryLike(Protocol):
     def text(self) -> str: ...
     @property
     def ts_ms(self) -> int: ...
+    @property
+    def target(self) -> int: ...
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -63,6 +66,36 @@ def entry_frame(room: str, entry: EntryLike) -> dict[str, Any] | None:
             "seq": entry.seq,
             "from": entry.user,
             "text": entry.text,
+            "ts": format_ts(entry.ts_ms),
+        }
+    if kind == EntryKind.EDIT:
+        return {
+            "type": "edit",
+            "room": room,
+            "seq": entry.seq,
+            "target": entry.target,
+            "from": entry.user,
+            "text": entry.text,
+            "ts": format_ts(entry.ts_ms),
+        }
+    if kind == EntryKind.UNSEND:
+        return {
+            "type": "unsent",
+            "room": room,
+            "seq": entry.seq,
+            "target": entry.target,
+            "by": entry.user,
+            "ts": format_ts(entry.ts_ms),
+        }
+    if kind == EntryKind.REACT or kind == EntryKind.UNREACT:
+        return {
+            "type": "reaction",
+            "room": room,
+            "seq": entry.seq,
+            "target": entry.target,
+            "from": entry.user,
+            "emoji": entry.text,
+            "on": kind == EntryKind.REACT,
             "ts": format_ts(entry.ts_ms),
         }
     if kind == EntryKind.JOIN or kind == EntryKind.LEAVE:
@@ -157,9 +190,23 @@ def ack(room: str, seq: int, rid: str | None = None) -> str:
     return _reply("ack", rid, room=room, seq=seq)
 
 
-def history(room: str, entries: Iterable[EntryLike], rid: str | None = None) -> str:
-    """The reply to history: the visible entries as their delivery frames, oldest first."""
-    messages = [f for f in (entry_frame(room, e) for e in entries) if f is not None]
+def history(room: str, entries: Iterable[room_pb.Entry], rid: str | None = None) -> str:
+    """The reply to history: the visible entries as their delivery frames,
+    oldest first, messages as they stand now (`edited`, `unsent` and
+    `reactions` when they apply)."""
+    messages = []
+    for entry in entries:
+        frame = entry_frame(room, entry)
+        if frame is None:
+            continue
+        if entry.edited:
+            frame["edited"] = True
+        if entry.unsent:
+            frame["unsent"] = True
+            frame.pop("text", None)
+        if entry.reactions:
+            frame["reactions"] = {r.emoji: list(r.users) for r in entry.reactions}
+        messages.append(frame)
     return _reply("history", rid, room=room, messages=messages)
 
 

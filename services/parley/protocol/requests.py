@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import regex
+
 from parley.protocol.errors import ErrorCode, ProtocolError
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -15,6 +17,9 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_USER_CHARS = 32
 MAX_TEXT_CHARS = 4000
 MAX_ID_CHARS = 128
+MAX_EMOJI_BYTES = 32
+GRAPHEME = regex.compile(r"\X")
+"""One user-perceived character (an extended grapheme cluster, UAX #29)."""
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 MAX_RETAIN = 2**31 - 1
@@ -64,6 +69,19 @@ class SendRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class AnnotateRequest:
+    """Edit, unsend, react to or unreact to the message at `target`: `action`
+    is the frame's type; `text` the new text (edit) or the emoji (react,
+    unreact). Acknowledged like a send; `id` makes retries idempotent."""
+
+    action: str
+    room: str
+    target: int
+    text: str = ""
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryRequest:
     """Entries before `before` (None: the newest), at most `limit`."""
 
@@ -109,6 +127,7 @@ Request = (
     | CreateRequest
     | JoinRequest
     | SendRequest
+    | AnnotateRequest
     | HistoryRequest
     | MembersRequest
     | LeaveRequest
@@ -126,6 +145,14 @@ def is_valid_name(value: object) -> bool:
 def is_valid_user(value: object) -> bool:
     """True for a user name: a room name of at most 32 characters."""
     return is_valid_name(value) and len(value) <= MAX_USER_CHARS  # type: ignore[arg-type]
+
+
+def is_valid_emoji(value: object) -> bool:
+    """True for one grapheme cluster (skin tones and ZWJ sequences
+    included) of at most MAX_EMOJI_BYTES bytes of UTF-8."""
+    if not isinstance(value, str) or not value or not _encodable(value):
+        return False
+    return len(value.encode()) <= MAX_EMOJI_BYTES and GRAPHEME.fullmatch(value) is not None
 
 
 def _encodable(value: str) -> bool:
@@ -266,6 +293,36 @@ def _parse_send(frame: dict[str, Any], rid: str | None) -> SendRequest:
     return SendRequest(room=_room(frame, rid), text=_text(frame, rid), id=rid)
 
 
+def _target(frame: dict[str, Any], rid: str | None) -> int:
+    target = _seq(frame, "seq", rid)
+    if target is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "missing field 'seq'", rid)
+    return target
+
+
+def _emoji(frame: dict[str, Any], rid: str | None) -> str:
+    emoji = frame.get("emoji")
+    if not isinstance(emoji, str) or not is_valid_emoji(emoji):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"'emoji' must be one emoji (one grapheme of at most {MAX_EMOJI_BYTES} bytes)",
+            rid,
+        )
+    return emoji
+
+
+def _parse_annotate(frame: dict[str, Any], rid: str | None) -> AnnotateRequest:
+    action = frame["type"]
+    room, target = _room(frame, rid), _target(frame, rid)
+    if action == "edit":
+        text = _text(frame, rid)
+    elif action in ("react", "unreact"):
+        text = _emoji(frame, rid)
+    else:
+        text = ""
+    return AnnotateRequest(action=action, room=room, target=target, text=text, id=rid)
+
+
 def _parse_history(frame: dict[str, Any], rid: str | None) -> HistoryRequest:
     return HistoryRequest(
         room=_room(frame, rid),
@@ -280,6 +337,10 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None], Request]] = {
     "create": _parse_create,
     "join": _parse_join,
     "send": _parse_send,
+    "edit": _parse_annotate,
+    "unsend": _parse_annotate,
+    "react": _parse_annotate,
+    "unreact": _parse_annotate,
     "history": _parse_history,
     "members": lambda frame, rid: MembersRequest(room=_room(frame, rid), id=rid),
     "leave": lambda frame, rid: LeaveRequest(room=_room(frame, rid), id=rid),

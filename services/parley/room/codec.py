@@ -18,6 +18,7 @@ def entry_to_pb(entry: LogEntry) -> peer_pb.LogEntry:
         text=entry.text,
         ts_ms=entry.ts_ms,
         client_msg_id=entry.client_msg_id,
+        target=entry.target,
     )
 
 
@@ -32,6 +33,7 @@ def entry_from_pb(msg: peer_pb.LogEntry) -> LogEntry:
         text=msg.text,
         ts_ms=msg.ts_ms,
         client_msg_id=msg.client_msg_id,
+        target=msg.target,
     )
 
 
@@ -41,8 +43,14 @@ def entry_to_client_pb(entry: LogEntry) -> room_pb.Entry:
         seq=entry.seq,
         kind=int(entry.kind),  # type: ignore[arg-type]
         user=entry.user,
-        # only messages carry client text; a create entry's text is the
-        # replica group, which is the nodes' business
-        text=entry.text if entry.kind is EntryKind.MESSAGE else "",
+        # only messages, edits and reactions carry client text; a create
+        # entry's text is the replica group, which is the nodes' business
+        text=entry.text if entry.kind in CLIENT_TEXT_KINDS else "",
         ts_ms=entry.ts_ms,
+        target=entry.target,
     )
+
+
+CLIENT_TEXT_KINDS = frozenset(
+    {EntryKind.MESSAGE, EntryKind.EDIT, EntryKind.REACT, EntryKind.UNREACT}
+)

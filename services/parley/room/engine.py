@@ -295,10 +295,17 @@ class RoomEngine:
     # -------------------------------------------------------------- inputs
 
     def propose(
-        self, room: str, kind: EntryKind, user: str, text: str, client_msg_id: str, now_ms: int
+        self,
+        room: str,
+        kind: EntryKind,
+        user: str,
+        text: str,
+        client_msg_id: str,
+        now_ms: int,
+        target: int = 0,
     ) -> LogEntry:
         """Append a new entry as administrator (validated by the caller)."""
-        entry = self._live(room).propose(kind, user, text, client_msg_id, now_ms)
+        entry = self._live(room).propose(kind, user, text, client_msg_id, now_ms, target)
         self._touched.add(room)
         return entry
 

@@ -18,10 +18,22 @@ class EntryKind(IntEnum):
     # a room move by joint consensus (parley.coordination.move); never shown
     MOVE_JOINT = 7  # text: the new group; old and new must both agree from here
     MOVE_DONE = 8  # text: the new group, which alone holds the room from here
+    # about the message at `target` (its seq): shown, and folded into that
+    # message by `history`
+    EDIT = 9  # text: the new text
+    UNSEND = 10
+    REACT = 11  # text: the emoji
+    UNREACT = 12  # text: the emoji
 
 
-VISIBLE_KINDS = frozenset(
-    {EntryKind.CREATE, EntryKind.MESSAGE, EntryKind.JOIN, EntryKind.LEAVE, EntryKind.DELETE}
+ANNOTATION_KINDS = frozenset({EntryKind.EDIT, EntryKind.UNSEND, EntryKind.REACT, EntryKind.UNREACT})
+"""Entries about an earlier message (`target`)."""
+
+VISIBLE_KINDS = (
+    frozenset(
+        {EntryKind.CREATE, EntryKind.MESSAGE, EntryKind.JOIN, EntryKind.LEAVE, EntryKind.DELETE}
+    )
+    | ANNOTATION_KINDS
 )
 
 
@@ -43,6 +55,7 @@ class LogEntry:
     text: str = ""
     ts_ms: int = 0
     client_msg_id: str = ""
+    target: int = 0  # for edits, unsends and reactions: the message's seq
 
     @property
     def visible(self) -> bool:

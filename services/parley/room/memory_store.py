@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
-from parley.room.entries import HardState, LogEntry
+from parley.room.entries import ANNOTATION_KINDS, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
 
 
@@ -210,6 +210,18 @@ class MemoryLogStore:
                 if i <= upto and log[i].visible and log[i].seq >= from_seq
             ]
             return found[:limit]
+
+    def annotations(self, room: str, first_seq: int, last_seq: int, upto: int) -> list[LogEntry]:
+        """Edits, unsends and reactions about seqs first_seq..last_seq, in order."""
+        with self._lock:
+            log = self._logs.get(room, {})
+            return [
+                log[i]
+                for i in sorted(log)
+                if i <= upto
+                and log[i].kind in ANNOTATION_KINDS
+                and first_seq <= log[i].target <= last_seq
+            ]
 
     def close(self) -> None:
         """Nothing to release; the data stays readable until garbage collected."""

@@ -687,7 +687,13 @@ class RoomReplica:
     # ------------------------------------------------------ administrator
 
     def propose(
-        self, kind: EntryKind, user: str, text: str, client_msg_id: str, now_ms: int
+        self,
+        kind: EntryKind,
+        user: str,
+        text: str,
+        client_msg_id: str,
+        now_ms: int,
+        target: int = 0,
     ) -> LogEntry:
         """Append a new entry as administrator and return it (not yet committed).
 
@@ -710,6 +716,7 @@ class RoomReplica:
             text=text,
             ts_ms=now_ms,
             client_msg_id=client_msg_id,
+            target=target,
         )
         self._append_local([entry])
         self._mark(self.targets)

@@ -8,7 +8,9 @@ translates the outcome into an answer. Every rule raises a domain error
 
 from __future__ import annotations
 
-from parley.protocol.requests import is_valid_name, is_valid_user
+from parley.protocol.requests import is_valid_emoji, is_valid_name, is_valid_user
+from parley.room.annotations import Folded
+from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import BadRequest, Forbidden, NotFound, NotMember, RoomExists
 from parley.room.state import RoomState
 
@@ -75,9 +77,54 @@ def check_publish(
     """
     if not text:
         raise BadRequest("text must not be empty")
+    return check_retry(state, room, user, client_msg_id)
+
+
+def check_retry(state: RoomState, room: str, user: str, client_msg_id: str) -> int | None:
+    """The seq of the entry this (user, id) appended within the
+    de-duplication window (a retry), or None after checking membership."""
     if client_msg_id:
         seq = state.original(user, client_msg_id)
         if seq is not None:
             return seq
     check_member(state, room, user)
     return None
+
+
+def check_annotation(
+    state: RoomState,
+    room: str,
+    user: str,
+    kind: EntryKind,
+    text: str,
+    target: LogEntry | None,
+    folded: Folded | None,
+) -> None:
+    """May `user` edit, unsend, react or unreact to the message `target` (as
+    it stands, `folded`)? Its author edits; its author or the room's owner
+    unsends; any member reacts.
+
+    Raises:
+        NotMember: the user is not a member.
+        NotFound: no such message (or it was unsent).
+        Forbidden: not the author (edit), nor the owner (unsend).
+        BadRequest: an empty edit, or an emoji that is not one grapheme.
+    """
+    check_member(state, room, user)
+    if target is None or target.kind is not EntryKind.MESSAGE:
+        raise NotFound(f"{room} has no message with that seq")
+    if folded is not None and folded.unsent:
+        raise NotFound(f"message {target.seq} of {room} was unsent")
+    if kind is EntryKind.EDIT:
+        if not text:
+            raise BadRequest("text must not be empty")
+        if target.user != user:
+            raise Forbidden("only its author may edit a message")
+    elif kind is EntryKind.UNSEND:
+        if target.user != user and state.owner != user:
+            raise Forbidden("only its author or the room's owner may unsend a message")
+    elif kind in (EntryKind.REACT, EntryKind.UNREACT):
+        if not is_valid_emoji(text):
+            raise BadRequest("a reaction is one emoji (one grapheme of at most 32 bytes)")
+    else:
+        raise BadRequest(f"{kind.name.lower()} is not about a message")

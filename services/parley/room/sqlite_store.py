@@ -17,13 +17,13 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from parley.room.entries import VISIBLE_KINDS, EntryKind, HardState, LogEntry
+from parley.room.entries import ANNOTATION_KINDS, VISIBLE_KINDS, EntryKind, HardState, LogEntry
 from parley.room.memory_store import check_write
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.state import RoomState
 from parley.room.store import CorruptionError, StoreFullError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stored in `PRAGMA user_version`; bump it (and migrate) when the tables change."""
 
 _SCHEMA = """
@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS entries (
     ts_ms INTEGER NOT NULL,
     client_msg_id TEXT NOT NULL,
     crc INTEGER,
+    target INTEGER NOT NULL DEFAULT 0,
     UNIQUE (room, idx)
 );
 CREATE INDEX IF NOT EXISTS entries_by_seq ON entries (room, seq);
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS staged (
     ts_ms INTEGER NOT NULL,
     client_msg_id TEXT NOT NULL,
     crc INTEGER,
+    target INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hard_state (
@@ -78,11 +80,20 @@ CREATE TABLE IF NOT EXISTS hard_state (
 # its fields (`entry_crc`): a flipped bit is found on load or read, never
 # served (NULL: a row from before version 3, unchecked).
 
-_COLUMNS = "room, idx, epoch, kind, seq, user, text, ts_ms, client_msg_id, crc"
-_INSERT_ENTRY = f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_STAGE_ENTRY = f"INSERT OR REPLACE INTO staged ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_SELECT_ENTRY = "SELECT idx, epoch, kind, seq, user, text, ts_ms, client_msg_id, crc FROM entries"
+_COLUMNS = "room, idx, epoch, kind, seq, user, text, ts_ms, client_msg_id, crc, target"
+_INSERT_ENTRY = f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STAGE_ENTRY = (
+    f"INSERT OR REPLACE INTO staged ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_ENTRY = (
+    "SELECT idx, epoch, kind, seq, user, text, ts_ms, client_msg_id, crc, target FROM entries"
+)
 _VISIBLE = ",".join(str(int(k)) for k in sorted(VISIBLE_KINDS))
+_ANNOTATIONS = ",".join(str(int(k)) for k in sorted(ANNOTATION_KINDS))
+# (created after the migrations: a table from before version 4 has no target yet)
+_TARGET_INDEX = (
+    "CREATE INDEX IF NOT EXISTS entries_by_target ON entries (room, target) WHERE target > 0"
+)
 _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (room, idx, epoch, state, crc) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (room) DO UPDATE SET idx = excluded.idx, epoch = excluded.epoch,"
@@ -97,21 +108,37 @@ _UPSERT_HARD = (
 
 _KINDS = {kind.value: kind for kind in EntryKind}
 
-EntryRow = tuple[str, int, int, int, int, str, str, int, str, int]
+EntryRow = tuple[str, int, int, int, int, str, str, int, str, int, int]
 
 
 def entry_crc(
-    index: int, epoch: int, kind: int, seq: int, user: str, text: str, ts_ms: int, msg_id: str
+    index: int,
+    epoch: int,
+    kind: int,
+    seq: int,
+    user: str,
+    text: str,
+    ts_ms: int,
+    msg_id: str,
+    target: int = 0,
 ) -> int:
-    """The CRC-32 stored with an entry (over every field but the room)."""
+    """The CRC-32 stored with an entry (over every field but the room; the
+    target only when set, so rows from before version 4 still check)."""
     data = f"{index}\x1f{epoch}\x1f{kind}\x1f{seq}\x1f{user}\x1f{text}\x1f{ts_ms}\x1f{msg_id}"
+    if target:
+        data += f"\x1f{target}"
     return zlib.crc32(data.encode("utf-8", "surrogatepass"))
 
 
 def _row(room: str, e: LogEntry) -> EntryRow:
     kind = int(e.kind)
-    crc = entry_crc(e.index, e.epoch, kind, e.seq, e.user, e.text, e.ts_ms, e.client_msg_id)
-    return (room, e.index, e.epoch, kind, e.seq, e.user, e.text, e.ts_ms, e.client_msg_id, crc)
+    crc = entry_crc(
+        e.index, e.epoch, kind, e.seq, e.user, e.text, e.ts_ms, e.client_msg_id, e.target
+    )
+    return (
+        room, e.index, e.epoch, kind, e.seq, e.user, e.text, e.ts_ms, e.client_msg_id, crc,
+        e.target,
+    )  # fmt: skip
 
 
 class SchemaVersionError(RuntimeError):
@@ -207,12 +234,20 @@ class SqliteLogStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+            if 1 <= version <= 3:  # version 4 added the target of edits and reactions
+                for table in ("entries", "staged"):
+                    columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+                    if "target" not in columns:  # (a table new here has it)
+                        self._conn.execute(
+                            f"ALTER TABLE {table} ADD COLUMN target INTEGER NOT NULL DEFAULT 0"
+                        )
             if 1 <= version <= 2:  # version 3 added checksums (unchecked when NULL)
                 self._conn.execute("ALTER TABLE entries ADD COLUMN crc INTEGER")
             if version == 1:  # version 2 added hard_state.config_floor
                 self._conn.execute(
                     "ALTER TABLE hard_state ADD COLUMN config_floor INTEGER NOT NULL DEFAULT 0"
                 )
+            self._conn.execute(_TARGET_INDEX)
             if version:
                 # load lists rooms by hard state: give every stored log one
                 self._conn.execute(
@@ -359,6 +394,19 @@ class SqliteLogStore:
             _SELECT_ENTRY + f" WHERE room = ? AND seq >= ? AND idx <= ? AND kind IN ({_VISIBLE})"
             " ORDER BY seq LIMIT ?",
             (room, from_seq, upto, limit),
+        )
+        return [_entry(room, row) for row in rows]
+
+    def annotations(self, room: str, first_seq: int, last_seq: int, upto: int) -> list[LogEntry]:
+        """Edits, unsends and reactions about seqs first_seq..last_seq, in order.
+
+        Raises:
+            CorruptionError: if one fails its checksum.
+        """
+        rows = self._reader().execute(
+            _SELECT_ENTRY + " WHERE room = ? AND target BETWEEN ? AND ? AND target > 0"
+            f" AND idx <= ? AND kind IN ({_ANNOTATIONS}) ORDER BY idx",
+            (room, first_seq, last_seq, upto),
         )
         return [_entry(room, row) for row in rows]
 
@@ -559,17 +607,21 @@ class SqliteLogStore:
         self._conn.close()
 
 
-def _entry(room: str, row: tuple[int, int, int, int, str, str, int, str, int | None]) -> LogEntry:
+def _entry(
+    room: str, row: tuple[int, int, int, int, str, str, int, str, int | None, int]
+) -> LogEntry:
     """A stored entry, its checksum verified."""
-    index, epoch, kind, seq, user, text, ts_ms, msg_id, crc = row
-    if crc is not None and crc != entry_crc(index, epoch, kind, seq, user, text, ts_ms, msg_id):
+    index, epoch, kind, seq, user, text, ts_ms, msg_id, crc, target = row
+    if crc is not None and crc != entry_crc(
+        index, epoch, kind, seq, user, text, ts_ms, msg_id, target
+    ):
         raise CorruptionError(f"{room}: entry {index} fails its checksum", room)
     try:
         entry_kind = _KINDS[kind]
     except KeyError:
         raise CorruptionError(f"{room}: entry {index} has an unknown kind {kind}", room) from None
     # positional: load runs over many entries, and this is about twice as fast
-    return LogEntry(index, epoch, entry_kind, seq, user, text, ts_ms, msg_id)
+    return LogEntry(index, epoch, entry_kind, seq, user, text, ts_ms, msg_id, target)
 
 
 def _full(exc: sqlite3.Error) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parley.room import shared
-from parley.room.entries import EntryKind, LogEntry
+from parley.room.entries import ANNOTATION_KINDS, EntryKind, LogEntry
 from parley.room.shared import NO_IDS
 
 RETAIN = "retain="
@@ -95,7 +95,8 @@ class RoomState:
             self.last_seq = entry.seq
             self.last_ts_ms = entry.ts_ms
         kind = entry.kind
-        if kind is EntryKind.MESSAGE:
+        if kind is EntryKind.MESSAGE or kind in ANNOTATION_KINDS:
+            # (an edit, unsend or reaction is retried like a send)
             if entry.client_msg_id:
                 if self.dedupe is NO_IDS:
                     self.dedupe = OrderedDict()

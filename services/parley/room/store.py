@@ -66,6 +66,12 @@ class LogStore(Protocol):
         from_seq, in order: a backlog page."""
         ...
 
+    def annotations(self, room: str, first_seq: int, last_seq: int, upto: int) -> list[LogEntry]:
+        """Edits, unsends and reactions at index <= upto whose target is a seq
+        from first_seq to last_seq, in log order: what `history` folds into
+        the messages of a page."""
+        ...
+
     def write(self, batch: Sequence[RoomWrite]) -> None:
         """Apply every write of the batch atomically and durably.
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from parley.protocol import (
+    AnnotateRequest,
     CreateRequest,
     DeleteRequest,
     HistoryRequest,
@@ -230,3 +231,45 @@ def test_create_takes_an_optional_retention() -> None:
         err = _error(json.dumps({"type": "create", "room": "g", "retention": bad, "id": "c"}))
         assert err.code == "bad_request" and err.id == "c", bad
         assert "retention" in err.message
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (
+            {"type": "edit", "room": "r", "seq": 3, "text": "new", "id": "e"},
+            AnnotateRequest("edit", "r", 3, "new", "e"),
+        ),
+        ({"type": "unsend", "room": "r", "seq": 3}, AnnotateRequest("unsend", "r", 3)),
+        (
+            {"type": "react", "room": "r", "seq": 0, "emoji": "👍🏽"},
+            AnnotateRequest("react", "r", 0, "👍🏽"),
+        ),
+        (
+            {"type": "unreact", "room": "r", "seq": 7, "emoji": "🎉"},
+            AnnotateRequest("unreact", "r", 7, "🎉"),
+        ),
+    ],
+)
+def test_edits_unsends_and_reactions_parse(frame: dict[str, object], expected: object) -> None:
+    assert _parse(frame) == expected
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "edit", "room": "r", "text": "no seq"},
+        {"type": "edit", "room": "r", "seq": -1, "text": "x"},
+        {"type": "edit", "room": "r", "seq": True, "text": "x"},
+        {"type": "edit", "room": "r", "seq": 1},
+        {"type": "edit", "room": "r", "seq": 1, "text": ""},
+        {"type": "react", "room": "r", "seq": 1},
+        {"type": "react", "room": "r", "seq": 1, "emoji": "ab"},
+        {"type": "react", "room": "r", "seq": 1, "emoji": "👍👍"},
+        {"type": "react", "room": "r", "seq": 1, "emoji": 5},
+        {"type": "unreact", "room": "r", "seq": 1, "emoji": "x" * 40},
+        {"type": "unsend", "seq": 1},
+    ],
+)
+def test_bad_edits_and_reactions_are_bad_request(frame: dict[str, object]) -> None:
+    assert _error(json.dumps(frame)).code == "bad_request"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from parley.protocol.errors import CLIENT_CODES
 from parley.room import rules
+from parley.room.annotations import fold
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import (
     FINAL_ERRORS,
@@ -89,3 +90,92 @@ def test_names_are_checked_on_the_node_too() -> None:
                        ("x" * 65, "a"), ("ok", "u" * 33)):  # fmt: skip
         with pytest.raises(BadRequest):
             rules.check_names(room, user)
+
+
+ROOM = state_of(
+    (EntryKind.CREATE, "owner", "", ""),
+    (EntryKind.JOIN, "ann", "", ""),
+    (EntryKind.JOIN, "bob", "", ""),
+)
+HELLO = LogEntry(4, 1, EntryKind.MESSAGE, 3, "ann", "hello", 0, "m1")
+
+
+def _annotate(user: str, kind: EntryKind, text: str = "", target: LogEntry | None = HELLO) -> None:
+    folded = fold(target, []) if target is not None else None
+    rules.check_annotation(ROOM, "r", user, kind, text, target, folded)
+
+
+def test_only_the_author_edits_a_message() -> None:
+    _annotate("ann", EntryKind.EDIT, "hello!")
+    with pytest.raises(Forbidden):
+        _annotate("bob", EntryKind.EDIT, "mine now")
+    with pytest.raises(Forbidden):
+        _annotate("owner", EntryKind.EDIT, "the owner neither")
+    with pytest.raises(BadRequest):
+        _annotate("ann", EntryKind.EDIT, "")
+
+
+def test_the_author_or_the_owner_unsends_a_message() -> None:
+    _annotate("ann", EntryKind.UNSEND)
+    _annotate("owner", EntryKind.UNSEND)
+    with pytest.raises(Forbidden):
+        _annotate("bob", EntryKind.UNSEND)
+
+
+def test_members_react_with_one_emoji() -> None:
+    for emoji in ("👍", "👍🏽", "👨‍👩‍👧", "a"):
+        _annotate("bob", EntryKind.REACT, emoji)
+        _annotate("bob", EntryKind.UNREACT, emoji)
+    for bad in ("", "👍👍", "ab", "🏳️‍🌈" * 3):
+        with pytest.raises(BadRequest):
+            _annotate("bob", EntryKind.REACT, bad)
+    with pytest.raises(NotMember):
+        _annotate("eve", EntryKind.REACT, "👍")
+
+
+def test_an_annotation_needs_a_message_that_still_stands() -> None:
+    with pytest.raises(NotFound):
+        _annotate("ann", EntryKind.EDIT, "x", target=None)
+    join = LogEntry(3, 1, EntryKind.JOIN, 2, "bob")
+    with pytest.raises(NotFound):
+        _annotate("bob", EntryKind.REACT, "👍", target=join)
+    unsend = LogEntry(5, 1, EntryKind.UNSEND, 4, "ann", target=HELLO.seq)
+    with pytest.raises(NotFound):
+        rules.check_annotation(ROOM, "r", "ann", EntryKind.EDIT, "x", HELLO, fold(HELLO, [unsend]))
+
+
+def test_folding_applies_edits_unsends_and_reactions_in_log_order() -> None:
+    def about(i: int, kind: EntryKind, user: str, text: str = "") -> LogEntry:
+        return LogEntry(i, 1, kind, i - 1, user, text, 0, "", target=HELLO.seq)
+
+    folded = fold(
+        HELLO,
+        [
+            about(5, EntryKind.EDIT, "ann", "hello!"),
+            about(6, EntryKind.REACT, "bob", "👍"),
+            about(7, EntryKind.REACT, "ann", "👍"),
+            about(8, EntryKind.REACT, "bob", "👍"),  # once per user and emoji
+            about(9, EntryKind.REACT, "bob", "🎉"),
+            about(10, EntryKind.UNREACT, "bob", "🎉"),
+            about(11, EntryKind.EDIT, "ann", "hello again"),
+        ],
+    )
+    assert (folded.text, folded.edited, folded.unsent) == ("hello again", True, False)
+    assert folded.reactions == {"👍": ["bob", "ann"]}
+    gone = fold(
+        HELLO,
+        [about(5, EntryKind.UNSEND, "ann"), about(6, EntryKind.EDIT, "ann", "back?")],
+    )
+    assert (gone.text, gone.unsent, gone.reactions) == ("", True, {})
+
+
+def test_an_annotation_is_retried_like_a_send() -> None:
+    edit = LogEntry(5, 1, EntryKind.EDIT, 4, "ann", "hello!", 0, "e1", target=HELLO.seq)
+    state = state_of(
+        (EntryKind.CREATE, "owner", "", ""),
+        (EntryKind.JOIN, "ann", "", ""),
+    )
+    state.apply(HELLO)
+    state.apply(edit)
+    assert rules.check_retry(state, "r", "ann", "e1") == 4
+    assert rules.check_retry(state, "r", "ann", "e2") is None

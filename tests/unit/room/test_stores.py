@@ -633,3 +633,46 @@ def test_sqlite_on_a_full_disk_writes_nothing_and_takes_the_batch_later(tmp_path
             assert [e.index for e in loaded] == list(range(1, 400))
         finally:
             store.close()
+
+
+def _about(index: int, kind: EntryKind, target: int, user: str = "bob", text: str = "") -> LogEntry:
+    return LogEntry(index, 1, kind, index - 1, user, text, 10, f"a{index}", target=target)
+
+
+def test_edits_and_reactions_keep_their_target_and_are_found_by_it(store: LogStore) -> None:
+    log = [
+        *entries(1, 3),
+        _about(4, EntryKind.EDIT, 2, "alice", "hi!"),
+        _about(5, EntryKind.REACT, 1, text="👍"),
+        _about(6, EntryKind.UNSEND, 2),
+    ]
+    store.write([RoomWrite("r", entries=log)])
+    assert store.load()["r"].entries == log
+    assert store.entries("r", 0, 10, 10) == log
+    assert [e.index for e in store.annotations("r", 2, 2, 10)] == [4, 6]
+    assert [e.index for e in store.annotations("r", 0, 9, 5)] == [4, 5]
+    assert store.annotations("r", 3, 9, 10) == []
+
+
+def test_a_version_3_database_gains_targets_and_its_rows_still_check(tmp_path: Path) -> None:
+    """Rows written before targets existed keep their checksums (the target
+    is in the CRC only when set)."""
+    path = tmp_path / "v3.db"
+    store = SqliteLogStore(path)
+    store.write([RoomWrite("r", hard=HardState(1, "a"), entries=entries(1, 3))])
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX entries_by_target")
+        for table in ("entries", "staged"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN target")
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    store = SqliteLogStore(path)
+    try:
+        assert store.load()["r"].entries == entries(1, 3)
+        edit = _about(4, EntryKind.EDIT, 2, "alice", "new")
+        store.write([RoomWrite("r", entries=[edit])])
+        assert store.load()["r"].entries == [*entries(1, 3), edit]
+        assert store.annotations("r", 2, 2, 10) == [edit]
+    finally:
+        store.close()
