@@ -58,6 +58,10 @@ class _EntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryKind.V
     """
     ENTRY_KIND_UNREACT: _EntryKind.ValueType  # 12
     """ENTRY_KIND_UNREACT takes that reaction back."""
+    ENTRY_KIND_INVITE: _EntryKind.ValueType  # 13
+    """ENTRY_KIND_INVITE lets the user in `text` join a private room; never shown."""
+    ENTRY_KIND_READ: _EntryKind.ValueType  # 14
+    """ENTRY_KIND_READ moves the user's read marker to `target`; never shown."""
 
 class EntryKind(_EntryKind, metaclass=_EntryKindEnumTypeWrapper):
     """EntryKind is the kind of a room log entry."""
@@ -95,6 +99,10 @@ message at `target`.
 """
 ENTRY_KIND_UNREACT: EntryKind.ValueType  # 12
 """ENTRY_KIND_UNREACT takes that reaction back."""
+ENTRY_KIND_INVITE: EntryKind.ValueType  # 13
+"""ENTRY_KIND_INVITE lets the user in `text` join a private room; never shown."""
+ENTRY_KIND_READ: EntryKind.ValueType  # 14
+"""ENTRY_KIND_READ moves the user's read marker to `target`; never shown."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
 @_typing.final
@@ -191,6 +199,8 @@ class CreateRoomRequest(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     RETAIN_ENTRIES_FIELD_NUMBER: _builtins.int
     RETAIN_SECONDS_FIELD_NUMBER: _builtins.int
+    PRIVATE_FIELD_NUMBER: _builtins.int
+    DM_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     user: _builtins.str
@@ -201,6 +211,12 @@ class CreateRoomRequest(_message.Message):
     """
     retain_seconds: _builtins.int
     """... and those of the last this many seconds (0: the default)."""
+    private: _builtins.bool
+    """Only members and invitees see, join and read it."""
+    @_builtins.property
+    def dm(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A direct-message room (private): its two users, both members from the start."""
+
     def __init__(
         self,
         *,
@@ -208,10 +224,12 @@ class CreateRoomRequest(_message.Message):
         user: _builtins.str = ...,
         retain_entries: _builtins.int = ...,
         retain_seconds: _builtins.int = ...,
+        private: _builtins.bool = ...,
+        dm: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["retain_entries", b"retain_entries", "retain_seconds", b"retain_seconds", "room", b"room", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dm", b"dm", "private", b"private", "retain_entries", b"retain_entries", "retain_seconds", b"retain_seconds", "room", b"room", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -327,6 +345,8 @@ class JoinRoomResponse(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     ALREADY_MEMBER_FIELD_NUMBER: _builtins.int
     FIRST_SEQ_FIELD_NUMBER: _builtins.int
+    DM_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
     last_seq: _builtins.int
     """The last committed sequence number, the join entry included."""
     already_member: _builtins.bool
@@ -335,9 +355,15 @@ class JoinRoomResponse(_message.Message):
     """The first seq retention keeps (0: the room keeps everything): entries
     before it are gone from every replica.
     """
+    unread: _builtins.int
+    """Entries after the user's read marker."""
     @_builtins.property
     def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The members, the joining user included."""
+
+    @_builtins.property
+    def dm(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A direct-message room: its two users."""
 
     def __init__(
         self,
@@ -346,10 +372,12 @@ class JoinRoomResponse(_message.Message):
         members: _abc.Iterable[_builtins.str] | None = ...,
         already_member: _builtins.bool = ...,
         first_seq: _builtins.int = ...,
+        dm: _abc.Iterable[_builtins.str] | None = ...,
+        unread: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_member", b"already_member", "first_seq", b"first_seq", "last_seq", b"last_seq", "members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_member", b"already_member", "dm", b"dm", "first_seq", b"first_seq", "last_seq", b"last_seq", "members", b"members", "unread", b"unread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -713,12 +741,19 @@ class ListRoomsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    USER_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """When set: hide private rooms this user is not a member of, and count
+    what the user has not read.
+    """
     def __init__(
         self,
+        *,
+        user: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -736,6 +771,10 @@ class RoomInfo(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     ADMINISTRATOR_FIELD_NUMBER: _builtins.int
     LAST_TS_MS_FIELD_NUMBER: _builtins.int
+    PRIVATE_FIELD_NUMBER: _builtins.int
+    DM_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
     owner: _builtins.str
@@ -748,6 +787,16 @@ class RoomInfo(_message.Message):
     """The node id of its administrator."""
     last_ts_ms: _builtins.int
     """When the last entry was ordered, in Unix milliseconds."""
+    private: _builtins.bool
+    """Only members see it."""
+    unread: _builtins.int
+    """For the request's user: entries after their read marker."""
+    member: _builtins.bool
+    """The request's user is a member."""
+    @_builtins.property
+    def dm(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A direct-message room: its two users."""
+
     def __init__(
         self,
         *,
@@ -757,10 +806,14 @@ class RoomInfo(_message.Message):
         last_seq: _builtins.int = ...,
         administrator: _builtins.str = ...,
         last_ts_ms: _builtins.int = ...,
+        private: _builtins.bool = ...,
+        dm: _abc.Iterable[_builtins.str] | None = ...,
+        unread: _builtins.int = ...,
+        member: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrator", b"administrator", "last_seq", b"last_seq", "last_ts_ms", b"last_ts_ms", "member_count", b"member_count", "owner", b"owner", "room", b"room"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrator", b"administrator", "dm", b"dm", "last_seq", b"last_seq", "last_ts_ms", b"last_ts_ms", "member", b"member", "member_count", b"member_count", "owner", b"owner", "private", b"private", "room", b"room", "unread", b"unread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -797,16 +850,20 @@ class MembersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ROOM_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room name."""
+    user: _builtins.str
+    """The asking user (a private room shows its members to members only)."""
     def __init__(
         self,
         *,
         room: _builtins.str = ...,
+        user: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["room", b"room"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room", b"room", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1007,6 +1064,7 @@ class SubscribeResponse(_message.Message):
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
         """Committed entries, seq rising by exactly 1 across the stream."""
@@ -1015,16 +1073,175 @@ class SubscribeResponse(_message.Message):
     def presence(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceEvent]:
         """Presence changes since the previous batch."""
 
+    @_builtins.property
+    def typing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Members who started typing since the previous batch."""
+
     def __init__(
         self,
         *,
         entries: _abc.Iterable[Global___Entry] | None = ...,
         presence: _abc.Iterable[Global___PresenceEvent] | None = ...,
+        typing: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "presence", b"presence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "presence", b"presence", "typing", b"typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class InviteRequest(_message.Message):
+    """InviteRequest asks to let a user into a room."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    INVITEE_FIELD_NUMBER: _builtins.int
+    room: _builtins.str
+    """The room name."""
+    user: _builtins.str
+    """The inviting user."""
+    invitee: _builtins.str
+    """The invited user."""
+    def __init__(
+        self,
+        *,
+        room: _builtins.str = ...,
+        user: _builtins.str = ...,
+        invitee: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invitee", b"invitee", "room", b"room", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteRequest: _TypeAlias = InviteRequest  # noqa: Y015
+
+@_typing.final
+class InviteResponse(_message.Message):
+    """InviteResponse confirms an invitation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteResponse: _TypeAlias = InviteResponse  # noqa: Y015
+
+@_typing.final
+class TypingRequest(_message.Message):
+    """TypingRequest says a member is typing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    room: _builtins.str
+    """The room name."""
+    user: _builtins.str
+    """The typing user."""
+    def __init__(
+        self,
+        *,
+        room: _builtins.str = ...,
+        user: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room", b"room", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingRequest: _TypeAlias = TypingRequest  # noqa: Y015
+
+@_typing.final
+class TypingResponse(_message.Message):
+    """TypingResponse confirms it was passed on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingResponse: _TypeAlias = TypingResponse  # noqa: Y015
+
+@_typing.final
+class NotificationsRequest(_message.Message):
+    """NotificationsRequest opens a gateway's stream of user notifications."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_ID_FIELD_NUMBER: _builtins.int
+    gateway_id: _builtins.str
+    """The gateway's id."""
+    def __init__(
+        self,
+        *,
+        gateway_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateway_id", b"gateway_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationsRequest: _TypeAlias = NotificationsRequest  # noqa: Y015
+
+@_typing.final
+class Notification(_message.Message):
+    """Notification is something for one user's connections."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ROOM_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """Whom it is for."""
+    kind: _builtins.str
+    """"invitation", "mention" or "read"."""
+    room: _builtins.str
+    """The room it is about."""
+    by: _builtins.str
+    """Who caused it (the inviter, the mentioning author)."""
+    seq: _builtins.int
+    """The seq it is about (the mentioning message, the read marker)."""
+    origin: _builtins.str
+    """The connection it came from, which needs no telling ("gateway/connection")."""
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        room: _builtins.str = ...,
+        by: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        origin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "kind", b"kind", "origin", b"origin", "room", b"room", "seq", b"seq", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notification: _TypeAlias = Notification  # noqa: Y015

@@ -93,6 +93,21 @@ class RoomServiceStub:
                 request_serializer=parley_dot_v1_dot_room__service__pb2.MembersRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_room__service__pb2.MembersResponse.FromString,
                 _registered_method=True)
+        self.Invite = channel.unary_unary(
+                '/parley.v1.RoomService/Invite',
+                request_serializer=parley_dot_v1_dot_room__service__pb2.InviteRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_room__service__pb2.InviteResponse.FromString,
+                _registered_method=True)
+        self.Typing = channel.unary_unary(
+                '/parley.v1.RoomService/Typing',
+                request_serializer=parley_dot_v1_dot_room__service__pb2.TypingRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_room__service__pb2.TypingResponse.FromString,
+                _registered_method=True)
+        self.Notifications = channel.unary_stream(
+                '/parley.v1.RoomService/Notifications',
+                request_serializer=parley_dot_v1_dot_room__service__pb2.NotificationsRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_room__service__pb2.Notification.FromString,
+                _registered_method=True)
         self.UpdatePresence = channel.unary_unary(
                 '/parley.v1.RoomService/UpdatePresence',
                 request_serializer=parley_dot_v1_dot_room__service__pb2.UpdatePresenceRequest.SerializeToString,
@@ -196,6 +211,29 @@ class RoomServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Invite(self, request, context):
+        """Invite lets a user join a private room (members of the room invite).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Typing(self, request, context):
+        """Typing tells the room's subscribers that a member is typing (not stored).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Notifications(self, request, context):
+        """Notifications streams what concerns a user rather than a room (an
+        invitation, a mention, a read marker) to a gateway, which passes each
+        to that user's connections. Every gateway keeps one open to every node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdatePresence(self, request, context):
         """UpdatePresence reports users going online or offline on one gateway.
         """
@@ -269,6 +307,21 @@ def add_RoomServiceServicer_to_server(servicer, server):
                     servicer.Members,
                     request_deserializer=parley_dot_v1_dot_room__service__pb2.MembersRequest.FromString,
                     response_serializer=parley_dot_v1_dot_room__service__pb2.MembersResponse.SerializeToString,
+            ),
+            'Invite': grpc.unary_unary_rpc_method_handler(
+                    servicer.Invite,
+                    request_deserializer=parley_dot_v1_dot_room__service__pb2.InviteRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_room__service__pb2.InviteResponse.SerializeToString,
+            ),
+            'Typing': grpc.unary_unary_rpc_method_handler(
+                    servicer.Typing,
+                    request_deserializer=parley_dot_v1_dot_room__service__pb2.TypingRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_room__service__pb2.TypingResponse.SerializeToString,
+            ),
+            'Notifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.Notifications,
+                    request_deserializer=parley_dot_v1_dot_room__service__pb2.NotificationsRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_room__service__pb2.Notification.SerializeToString,
             ),
             'UpdatePresence': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdatePresence,
@@ -582,6 +635,87 @@ class RoomService:
             '/parley.v1.RoomService/Members',
             parley_dot_v1_dot_room__service__pb2.MembersRequest.SerializeToString,
             parley_dot_v1_dot_room__service__pb2.MembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Invite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.RoomService/Invite',
+            parley_dot_v1_dot_room__service__pb2.InviteRequest.SerializeToString,
+            parley_dot_v1_dot_room__service__pb2.InviteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Typing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.RoomService/Typing',
+            parley_dot_v1_dot_room__service__pb2.TypingRequest.SerializeToString,
+            parley_dot_v1_dot_room__service__pb2.TypingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Notifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/parley.v1.RoomService/Notifications',
+            parley_dot_v1_dot_room__service__pb2.NotificationsRequest.SerializeToString,
+            parley_dot_v1_dot_room__service__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,

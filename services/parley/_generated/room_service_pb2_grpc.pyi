@@ -69,6 +69,15 @@ class RoomServiceStub:
     """ListRooms lists the live rooms this node administers."""
     Members: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.MembersRequest, _room_service_pb2.MembersResponse]
     """Members lists a room's members with their online state."""
+    Invite: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.InviteRequest, _room_service_pb2.InviteResponse]
+    """Invite lets a user join a private room (members of the room invite)."""
+    Typing: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.TypingRequest, _room_service_pb2.TypingResponse]
+    """Typing tells the room's subscribers that a member is typing (not stored)."""
+    Notifications: _grpc.UnaryStreamMultiCallable[_room_service_pb2.NotificationsRequest, _room_service_pb2.Notification]
+    """Notifications streams what concerns a user rather than a room (an
+    invitation, a mention, a read marker) to a gateway, which passes each
+    to that user's connections. Every gateway keeps one open to every node.
+    """
     UpdatePresence: _grpc.UnaryUnaryMultiCallable[_room_service_pb2.UpdatePresenceRequest, _room_service_pb2.UpdatePresenceResponse]
     """UpdatePresence reports users going online or offline on one gateway."""
     Subscribe: _grpc.UnaryStreamMultiCallable[_room_service_pb2.SubscribeRequest, _room_service_pb2.SubscribeResponse]
@@ -118,6 +127,15 @@ class RoomServiceAsyncStub(RoomServiceStub):
     """ListRooms lists the live rooms this node administers."""
     Members: _aio.UnaryUnaryMultiCallable[_room_service_pb2.MembersRequest, _room_service_pb2.MembersResponse]  # type: ignore[assignment]
     """Members lists a room's members with their online state."""
+    Invite: _aio.UnaryUnaryMultiCallable[_room_service_pb2.InviteRequest, _room_service_pb2.InviteResponse]  # type: ignore[assignment]
+    """Invite lets a user join a private room (members of the room invite)."""
+    Typing: _aio.UnaryUnaryMultiCallable[_room_service_pb2.TypingRequest, _room_service_pb2.TypingResponse]  # type: ignore[assignment]
+    """Typing tells the room's subscribers that a member is typing (not stored)."""
+    Notifications: _aio.UnaryStreamMultiCallable[_room_service_pb2.NotificationsRequest, _room_service_pb2.Notification]  # type: ignore[assignment]
+    """Notifications streams what concerns a user rather than a room (an
+    invitation, a mention, a read marker) to a gateway, which passes each
+    to that user's connections. Every gateway keeps one open to every node.
+    """
     UpdatePresence: _aio.UnaryUnaryMultiCallable[_room_service_pb2.UpdatePresenceRequest, _room_service_pb2.UpdatePresenceResponse]  # type: ignore[assignment]
     """UpdatePresence reports users going online or offline on one gateway."""
     Subscribe: _aio.UnaryStreamMultiCallable[_room_service_pb2.SubscribeRequest, _room_service_pb2.SubscribeResponse]  # type: ignore[assignment]
@@ -230,6 +248,33 @@ class RoomServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_room_service_pb2.MembersResponse, _abc.Awaitable[_room_service_pb2.MembersResponse]]:
         """Members lists a room's members with their online state."""
+
+    @_abc_1.abstractmethod
+    def Invite(
+        self,
+        request: _room_service_pb2.InviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_room_service_pb2.InviteResponse, _abc.Awaitable[_room_service_pb2.InviteResponse]]:
+        """Invite lets a user join a private room (members of the room invite)."""
+
+    @_abc_1.abstractmethod
+    def Typing(
+        self,
+        request: _room_service_pb2.TypingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_room_service_pb2.TypingResponse, _abc.Awaitable[_room_service_pb2.TypingResponse]]:
+        """Typing tells the room's subscribers that a member is typing (not stored)."""
+
+    @_abc_1.abstractmethod
+    def Notifications(
+        self,
+        request: _room_service_pb2.NotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_room_service_pb2.Notification], _abc.AsyncIterator[_room_service_pb2.Notification]]:
+        """Notifications streams what concerns a user rather than a room (an
+        invitation, a mention, a read marker) to a gateway, which passes each
+        to that user's connections. Every gateway keeps one open to every node.
+        """
 
     @_abc_1.abstractmethod
     def UpdatePresence(

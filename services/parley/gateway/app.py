@@ -23,6 +23,7 @@ from parley.gateway.fanout import Fanout
 from parley.gateway.handlers import Handlers
 from parley.gateway.joiner import Joiner
 from parley.gateway.latency import DeliveryClock
+from parley.gateway.notices import NoticeWatcher, UserSessions
 from parley.gateway.presence import PresenceReporter
 from parley.gateway.publisher import Publisher
 from parley.gateway.router import Router
@@ -81,9 +82,11 @@ class Gateway:
         self._presence = PresenceReporter(self._router, cfg.id)
         self._clock = DeliveryClock()
         self._fanout = Fanout(self._router, self._presence, self._clock)
+        self._sessions = UserSessions()
+        self._notices = NoticeWatcher(discovery, self._router, self._sessions)
         self._handlers = Handlers(
             discovery, health, self._router, self._publisher, self._joiner, self._fanout,
-            self._clock,
+            self._clock, self._sessions,
         )  # fmt: skip
         origins = [o.strip() for o in cfg.allowed_origins.split(",") if o.strip()]
         self._web = WebClient(auth=bool(cfg.jwt_secret), allowed_origins=origins)
@@ -105,6 +108,8 @@ class Gateway:
         self.host, self.port = sock.getsockname()[:2]
         self.id = self._cfg.id or f"{self.host}:{self.port}-{os.getpid()}"
         self._presence.gateway_id = self.id
+        self._sessions.gateway_id = self.id
+        self._notices.start()
         self._server = await serve(
             self._connection,
             sock=sock,
@@ -118,8 +123,12 @@ class Gateway:
 
     def ready(self) -> bool:
         """True when clients should be sent here: nodes known, one of them up."""
+        up = self._health.up_nodes()
         return (
-            not self._stopping and bool(self._discovery.members()) and bool(self._health.up_nodes())
+            not self._stopping
+            and bool(self._discovery.members())
+            and bool(up)
+            and self._notices.started(set(up))
         )
 
     async def close(self) -> None:
@@ -133,6 +142,7 @@ class Gateway:
                     await self._server.wait_closed()
             except TimeoutError:
                 log.warning("connections still open after drain", seconds=self._cfg.drain_seconds)
+        await self._notices.close()
         await self._fanout.close()
         await self._presence.close()
         await self._publisher.close()
@@ -169,6 +179,7 @@ class Gateway:
             burst=self._cfg.rate_burst,
         )
         WS_CONNECTIONS.inc()
+        self._sessions.add(session)
         try:
             await session.run()
         except Exception:
@@ -179,5 +190,6 @@ class Gateway:
             except TimeoutError:
                 conn.transport.abort()
         finally:
+            self._sessions.remove(session)
             self._handlers.disconnected(session)
             WS_CONNECTIONS.dec()

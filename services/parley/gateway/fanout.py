@@ -344,6 +344,13 @@ class Fanout:
             for member in feed.sockets:
                 member.send_frames(payloads, wire)
             FRAMES_OUT.inc(len(feed.sockets) * len(payloads))
+        for user in batch.typing:
+            payload = frames.typing(room, user).encode()
+            wire = text_frame(payload)
+            for member in feed.sockets:
+                if member.user != user:
+                    member.send_frames([payload], wire)
+                    FRAMES_OUT.inc()
         return False
 
     def _fan(self, feed: RoomFeed, items: list[Item]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -15,6 +16,7 @@ from parley.cluster.health import HealthMonitor
 from parley.gateway.fanout import Fanout
 from parley.gateway.joiner import Joiner
 from parley.gateway.latency import DeliveryClock
+from parley.gateway.notices import UserSessions
 from parley.gateway.publisher import Publisher
 from parley.gateway.room_client import RoomClient
 from parley.gateway.router import ATTEMPT_TIMEOUT, Router
@@ -25,17 +27,22 @@ from parley.protocol import (
     AnnotateRequest,
     CreateRequest,
     DeleteRequest,
+    DmRequest,
     HistoryRequest,
+    InviteRequest,
     JoinRequest,
     LeaveRequest,
     MembersRequest,
     PingRequest,
+    ReadRequest,
     Request,
     RoomsRequest,
     SendRequest,
+    TypingRequest,
     frames,
 )
 from parley.protocol.errors import ErrorCode, ProtocolError
+from parley.room import rules
 
 log = get_logger(__name__)
 
@@ -46,6 +53,35 @@ ANNOTATION_KINDS = {
     "unreact": pb.ENTRY_KIND_UNREACT,
 }
 """The log entry each annotating request appends."""
+
+TYPING_EVERY = 2.0
+"""Seconds between the typing frames passed on for one user in one room."""
+
+
+class TypingLimit:
+    """At most one typing signal per user and room every TYPING_EVERY seconds
+    (clients send one per keystroke; the others need one every few seconds)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], float] = {}
+
+    def allow(self, user: str, room: str) -> bool:
+        now = time.monotonic()
+        key = (user, room)
+        if now - self._last.get(key, -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        if len(self._last) > 100_000:  # (forget stale pairs now and then)
+            self._last = {k: t for k, t in self._last.items() if now - t < TYPING_EVERY}
+        self._last[key] = now
+        return True
+
+
+def _other(dm: Sequence[str], user: str) -> str | None:
+    """The other user of a direct-message room (None: not one)."""
+    if not dm:
+        return None
+    return next((u for u in dm if u != user), user)
+
 
 JOIN_BACKLOG = 50
 """Entries a join without `since` is sent before the live ones."""
@@ -63,6 +99,7 @@ class Handlers:
         joiner: Joiner,
         fanout: Fanout,
         clock: DeliveryClock,
+        sessions: UserSessions,
     ) -> None:
         self._discovery = discovery
         self._health = health
@@ -70,14 +107,20 @@ class Handlers:
         self._room_service = RoomClient(router)
         self._publisher = publisher
         self._joiner = joiner
+        self._typing_limit = TypingLimit()
         self._fanout = fanout
         self._clock = clock
+        self._sessions = sessions
         self._table: dict[type[Any], Any] = {
             RoomsRequest: self._rooms,
             CreateRequest: self._create,
             JoinRequest: self._join,
             SendRequest: self._send,
             AnnotateRequest: self._annotate,
+            InviteRequest: self._invite,
+            DmRequest: self._dm,
+            TypingRequest: self._typing,
+            ReadRequest: self._read,
             HistoryRequest: self._history,
             MembersRequest: self._members,
             LeaveRequest: self._leave,
@@ -109,7 +152,9 @@ class Handlers:
         nodes = list(self._discovery.members())
         answers = await asyncio.gather(
             *(
-                self._list_rooms(node, ATTEMPT_TIMEOUT if self._health.is_up(node) else 1.0)
+                self._list_rooms(
+                    node, ATTEMPT_TIMEOUT if self._health.is_up(node) else 1.0, session.user
+                )
                 for node in nodes
             ),
             return_exceptions=True,
@@ -130,28 +175,60 @@ class Handlers:
             raise ProtocolError(ErrorCode.UNAVAILABLE, "no node answered; try again")
         items = (
             frames.room_info(
-                i.room, i.owner, i.member_count, i.last_seq, i.administrator, i.last_ts_ms
+                i.room, i.owner, i.member_count, i.last_seq, i.administrator, i.last_ts_ms,
+                private=i.private,
+                dm_with=_other(i.dm, session.user),
+                unread=i.unread if i.member else None,
             )
             for _, i in sorted(found.items())
-        )
+        )  # fmt: skip
         session.reply(frames.rooms(items, request.id))
 
-    async def _list_rooms(self, node: str, timeout: float) -> pb.ListRoomsResponse:
+    async def _list_rooms(self, node: str, timeout: float, user: str) -> pb.ListRoomsResponse:
         try:
-            return await self._room_service.list_rooms(node, timeout)
+            return await self._room_service.list_rooms(node, timeout, user)
         except grpc.aio.AioRpcError as error:
             log.info("ListRooms failed", node=node, code=error.code().name)
             raise
 
     async def _create(self, session: Session, request: CreateRequest) -> None:
         response = await self._room_service.create_room(
-            request.room, session.user, request.retain_messages, request.retain_seconds
+            request.room,
+            session.user,
+            request.retain_messages,
+            request.retain_seconds,
+            private=request.private,
         )
         session.reply(frames.created(request.room, response.owner or session.user, request.id))
 
     async def _join(self, session: Session, request: JoinRequest) -> None:
+        response = await self._joiner.join(request.room, session.user)
+        await self._joined(session, request, response)
+
+    async def _dm(self, session: Session, request: DmRequest) -> None:
+        """Join the caller's direct-message room with the user, creating it
+        the first time (both are members from the start)."""
+        user, other = session.user, request.user
+        if other == user:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "a direct message needs another user")
+        room = rules.dm_room(user, other)
+        try:
+            response = await self._joiner.join(room, user)
+        except ProtocolError as error:
+            if error.code != ErrorCode.NOT_FOUND:
+                raise
+            try:
+                await self._room_service.create_room(room, user, dm=(user, other))
+            except ProtocolError as exists:
+                if exists.code != ErrorCode.ROOM_EXISTS:  # (the other user was first)
+                    raise
+            response = await self._joiner.join(room, user)
+        await self._joined(session, JoinRequest(room=room, id=request.id), response)
+
+    async def _joined(
+        self, session: Session, request: JoinRequest, response: pb.JoinRoomResponse
+    ) -> None:
         room = request.room
-        response = await self._joiner.join(room, session.user)
         last_seq = response.last_seq
         if request.since is None:
             start = max(1, last_seq - JOIN_BACKLOG + 1)
@@ -162,7 +239,13 @@ class Handlers:
         # rather than silently missing entries
         truncated = request.since is not None and response.first_seq > request.since + 1
         first_seq = response.first_seq if truncated else None
-        session.reply(frames.joined(room, last_seq, response.members, request.id, first_seq))
+        session.reply(
+            frames.joined(
+                room, last_seq, response.members, request.id, first_seq,
+                unread=response.unread,
+                dm_with=_other(response.dm, session.user),
+            )
+        )  # fmt: skip
         session.rooms.add(room)
         try:
             await self._fanout.attach(session, room, start)
@@ -195,6 +278,29 @@ class Handlers:
         )
         session.reply(frames.ack(request.room, result.seq, request.id))
 
+    async def _invite(self, session: Session, request: InviteRequest) -> None:
+        # (the invitee's connections hear of it from the node: Notifications)
+        await self._room_service.invite(request.room, session.user, request.user)
+        session.reply(frames.invited(request.room, request.user, request.id))
+
+    async def _typing(self, session: Session, request: TypingRequest) -> None:
+        if not self._typing_limit.allow(session.user, request.room):
+            return
+        try:
+            await self._room_service.typing(request.room, session.user)
+        except ProtocolError as error:
+            if error.code == ErrorCode.UNAVAILABLE:
+                return  # (late typing is worthless; never worth an error)
+            raise
+
+    async def _read(self, session: Session, request: ReadRequest) -> None:
+        # (the user's other connections hear of it from the node: Notifications)
+        origin = self._sessions.origin(session)
+        result = await self._publisher.publish(
+            request.room, session.user, origin, "", kind=pb.ENTRY_KIND_READ, target=request.seq
+        )
+        session.reply(frames.read(request.room, result.seq, request.id))
+
     async def _history(self, session: Session, request: HistoryRequest) -> None:
         # before 0 asks for nothing; the node reads 0 as "newest", so ask before 1.
         before = 0 if request.before is None else max(request.before, 1)
@@ -204,7 +310,7 @@ class Handlers:
         session.reply(frames.history(request.room, response.entries, request.id))
 
     async def _members(self, session: Session, request: MembersRequest) -> None:
-        response = await self._room_service.members(request.room)
+        response = await self._room_service.members(request.room, session.user)
         items = ((m.user, m.online) for m in response.members)
         session.reply(frames.members(request.room, items, request.id))
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
     from parley._generated.room_service_pb2_grpc import RoomServiceAsyncStub
 
+TYPING_DEADLINE = 2.0
+"""Typing is shown for a few seconds: later than this it is not worth passing on."""
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -41,12 +44,32 @@ class RoomClient:
         return await self._router.call(room, attempt, deadline=deadline)
 
     async def create_room(
-        self, room: str, user: str, retain_entries: int = 0, retain_seconds: int = 0
+        self,
+        room: str,
+        user: str,
+        retain_entries: int = 0,
+        retain_seconds: int = 0,
+        *,
+        private: bool = False,
+        dm: tuple[str, str] | None = None,
     ) -> pb.CreateRoomResponse:
         request = pb.CreateRoomRequest(
-            room=room, user=user, retain_entries=retain_entries, retain_seconds=retain_seconds
+            room=room,
+            user=user,
+            retain_entries=retain_entries,
+            retain_seconds=retain_seconds,
+            private=private,
+            dm=dm or (),
         )
         return await self._routed(room, lambda stub: stub.CreateRoom, request)
+
+    async def invite(self, room: str, user: str, invitee: str) -> pb.InviteResponse:
+        request = pb.InviteRequest(room=room, user=user, invitee=invitee)
+        return await self._routed(room, lambda stub: stub.Invite, request)
+
+    async def typing(self, room: str, user: str) -> pb.TypingResponse:
+        request = pb.TypingRequest(room=room, user=user)
+        return await self._routed(room, lambda stub: stub.Typing, request, TYPING_DEADLINE)
 
     async def leave_room(self, room: str, user: str) -> pb.LeaveRoomResponse:
         request = pb.LeaveRoomRequest(room=room, user=user)
@@ -62,8 +85,8 @@ class RoomClient:
         request = pb.HistoryRequest(room=room, user=user, before_seq=before_seq, limit=limit)
         return await self._routed(room, lambda stub: stub.History, request)
 
-    async def members(self, room: str) -> pb.MembersResponse:
-        request = pb.MembersRequest(room=room)
+    async def members(self, room: str, user: str = "") -> pb.MembersResponse:
+        request = pb.MembersRequest(room=room, user=user)
         return await self._routed(room, lambda stub: stub.Members, request)
 
     async def update_presence(
@@ -71,11 +94,15 @@ class RoomClient:
     ) -> pb.UpdatePresenceResponse:
         return await self._routed(request.room, lambda stub: stub.UpdatePresence, request, deadline)
 
-    async def list_rooms(self, node: str, timeout: float = ATTEMPT_TIMEOUT) -> pb.ListRoomsResponse:
+    async def list_rooms(
+        self, node: str, timeout: float = ATTEMPT_TIMEOUT, user: str = ""
+    ) -> pb.ListRoomsResponse:
         """The rooms one node administers (not routed: the caller asks every node).
 
         Waits for a connecting channel within `timeout`: right after start-up
         a node may administer rooms before this gateway's channel is ready.
         """
         stub = self._router.stub(node)
-        return await stub.ListRooms(pb.ListRoomsRequest(), timeout=timeout, wait_for_ready=True)
+        return await stub.ListRooms(
+            pb.ListRoomsRequest(user=user), timeout=timeout, wait_for_ready=True
+        )

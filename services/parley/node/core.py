@@ -34,10 +34,12 @@ from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import NotAdministrator, NotFound, RoomExists, Unavailable
 from parley.room.replica import Role, RoomReplica, Timing
 from parley.room.retention import RetentionPolicy
+from parley.room.state import PUBLIC, RoomOptions
 from parley.room.store import LogStore
 
 from .commit_waiters import CommitWaiters
 from .engine_loop import EngineLoop, now_ms
+from .notices import NoticeHub
 from .presence import PresenceBook
 from .store_writer import StoreWriter
 from .subscribers import SubscriberHub
@@ -108,6 +110,7 @@ class NodeCore:
         self.loop = EngineLoop(self.engine, self.store, self._send, self._apply)
         self.commits = CommitWaiters()
         self.hub = SubscriberHub()
+        self.notices = NoticeHub()
         self.presence = PresenceBook(self._announce)
         self.administered: set[str] = set()
         # rooms that became administered here since the mover last looked
@@ -229,7 +232,7 @@ class NodeCore:
             return NotAdministrator(room, self.first_up(replicas))
         return NotFound(f"room {room} does not exist")
 
-    async def create_room(self, room: str, user: str, retain: tuple[int, int] = (0, 0)) -> LogEntry:
+    async def create_room(self, room: str, user: str, options: RoomOptions = PUBLIC) -> LogEntry:
         """Create a room, with this node (placement's first up) founding it.
 
         The room must exist nowhere: every other node is asked, and a create
@@ -264,7 +267,7 @@ class NodeCore:
         replica = self.rooms.get(room)  # a create that raced this one here
         if replica is not None and not self._dead_founding(replica):
             raise RoomExists(f"room {room} already exists")
-        entry = self.engine.found(room, replicas, user, uuid.uuid4().hex, now_ms(), retain)
+        entry = self.engine.found(room, replicas, user, uuid.uuid4().hex, now_ms(), options)
         future = self.commits.wait(self.rooms[room], entry.index)
         self.loop.kick()
         try:

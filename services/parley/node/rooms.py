@@ -8,6 +8,7 @@ translates the outcome into the answer.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -30,6 +31,7 @@ from parley.room.errors import (
 from parley.room.history import committed_before, committed_visible, stored_seq
 from parley.room.replica import RoomReplica
 from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
+from parley.room.state import RoomOptions
 
 from .core import NodeCore, now_ms
 from .errors import Context, rpc_boundary, stream_boundary
@@ -56,7 +58,11 @@ SUBSCRIBER_MAX_PENDING = 50_000
 Target = tuple[LogEntry | None, Folded | None]
 """The message an edit, unsend or reaction is about, and how it stands."""
 
+MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,31})(?![a-z0-9_-])")
+"""`@user` in a message's text (not inside a word or an address)."""
+
 _PUBLISH_KINDS = {
+    EntryKind.READ,
     EntryKind.MESSAGE,
     EntryKind.EDIT,
     EntryKind.UNSEND,
@@ -103,8 +109,43 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         rules.check_names(request.room, request.user)
         # the create entry records the replica group; a move records the next
         retain = (min(request.retain_entries, MAX_RETAIN), min(request.retain_seconds, MAX_RETAIN))
-        entry = await self.core.create_room(request.room, request.user, retain)
+        if request.dm:
+            rules.check_dm(request.room, request.user, request.dm)
+        options = RoomOptions(retain, request.private, tuple(request.dm))
+        entry = await self.core.create_room(request.room, request.user, options)
         return pb.CreateRoomResponse(owner=entry.user, seq=entry.seq)
+
+    @rpc_boundary
+    @relayable
+    async def Invite(self, request: pb.InviteRequest, context: Context) -> pb.InviteResponse:
+        rules.check_names(request.room, request.user)
+        replica = await self.core.serving_replica(request.room)
+        if rules.check_invite(replica.tip, request.room, request.user, request.invitee):
+            await self._commit(replica, EntryKind.INVITE, request.user, request.invitee)
+        else:
+            await self.core.confirm_read(replica)
+        self.core.notices.publish(
+            pb.Notification(
+                user=request.invitee, kind="invitation", room=request.room, by=request.user
+            )
+        )
+        return pb.InviteResponse()
+
+    @rpc_boundary
+    @relayable
+    async def Typing(self, request: pb.TypingRequest, context: Context) -> pb.TypingResponse:
+        rules.check_names(request.room, request.user)
+        replica = await self.core.serving_replica(request.room)
+        rules.check_member(replica.tip, request.room, request.user)
+        self.core.hub.typing(request.room, request.user)
+        return pb.TypingResponse()
+
+    @stream_boundary
+    async def Notifications(
+        self, request: pb.NotificationsRequest, context: Context
+    ) -> AsyncIterator[pb.Notification]:
+        async for notice in self.core.notices.stream(lambda: context.send_initial_metadata(())):
+            yield notice
 
     @rpc_boundary
     @relayable
@@ -205,11 +246,14 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                     await self._first_retained(replica),
                 )
             last_seq, members, first_seq = described[room]
+            tip = replicas[room].tip  # type: ignore[union-attr]
             outcomes[i] = pb.JoinRoomResponse(
                 last_seq=last_seq,
                 members=members,
                 already_member=i in members_before,
                 first_seq=first_seq,
+                dm=tip.dm,
+                unread=tip.unread(joins[i].user),
             )
         answered = [o for o in outcomes if o is not None]
         assert len(answered) == len(joins)
@@ -267,6 +311,14 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         if not replica.serving:
             raise NotAdministrator(replica.room, replica.administrator)
         kind = publish_kind(request)
+        if kind is EntryKind.READ:
+            # (no id needed: a marker only rises, so a retry changes nothing)
+            tip, user = replica.tip, request.user
+            marker = rules.check_read(tip, replica.room, user, request.target)
+            if marker is None:
+                return pb.PublishResponse(seq=tip.reads.get(user, 0), duplicate=True)
+            # (its id names the connection that read, which needs no telling)
+            return self.core.propose(replica, kind, user, "", request.client_msg_id, marker), None
         if kind is EntryKind.MESSAGE:
             original = rules.check_publish(
                 replica.tip, replica.room, request.user, request.text, request.client_msg_id
@@ -293,6 +345,21 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             request.target if kind is not EntryKind.MESSAGE else 0,
         )
         return future, None
+
+    def _notify(self, room: str, user: str, kind: str, seq: int, by: str, origin: str = "") -> None:
+        self.core.notices.publish(
+            pb.Notification(user=user, kind=kind, room=room, seq=seq, by=by, origin=origin)
+        )
+
+    def _notify_mentions(self, room: str, entry: LogEntry) -> None:
+        """Tell each member named `@user` in a message (but its author)."""
+        replica = self.core.rooms.get(room)
+        if replica is None:
+            return
+        members = replica.tip.members
+        for name in set(MENTION.findall(entry.text)):
+            if name in members and name != entry.user:
+                self._notify(room, name, "mention", entry.seq, entry.user)
 
     async def _look_up(self, replica: RoomReplica, seq: int) -> Target:
         """The committed message at `seq` (None: there is none) and how it
@@ -396,8 +463,20 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 continue
             if entry is None:  # a duplicate: its original's seq
                 outcomes[i] = pb.PublishResponse(seq=duplicate_seq or 0, duplicate=True)
+            elif entry.kind is EntryKind.READ:
+                outcomes[i] = pb.PublishResponse(seq=entry.target)
+                self._notify(
+                    publishes[i].room,
+                    entry.user,
+                    "read",
+                    entry.target,
+                    entry.user,
+                    origin=entry.client_msg_id,
+                )
             else:
                 outcomes[i] = pb.PublishResponse(seq=entry.seq)
+                if entry.kind is EntryKind.MESSAGE and "@" in entry.text:
+                    self._notify_mentions(publishes[i].room, entry)
         return [o for o in outcomes if o is not None]
 
     @rpc_boundary
@@ -511,19 +590,28 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         self, request: pb.ListRoomsRequest, context: Context
     ) -> pb.ListRoomsResponse:
         rooms = []
+        user = request.user
         for name in sorted(self.core.administered):
             replica = self.core.rooms[name]
-            if replica.serving and replica.tip.exists:
-                rooms.append(
-                    pb.RoomInfo(
-                        room=name,
-                        owner=replica.tip.owner,
-                        member_count=len(replica.tip.members),
-                        last_seq=max(replica.committed_seq, 0),
-                        administrator=self.core.node_id,
-                        last_ts_ms=replica.tip.last_ts_ms,
-                    )
+            tip = replica.tip
+            if not replica.serving or not tip.exists:
+                continue
+            if tip.private and user not in tip.members:
+                continue  # (listed to its members only)
+            rooms.append(
+                pb.RoomInfo(
+                    room=name,
+                    owner=tip.owner,
+                    member_count=len(tip.members),
+                    last_seq=max(replica.committed_seq, 0),
+                    administrator=self.core.node_id,
+                    last_ts_ms=tip.last_ts_ms,
+                    private=tip.private,
+                    dm=tip.dm,
+                    unread=tip.unread(user) if user in tip.members else 0,
+                    member=user in tip.members,
                 )
+            )
         return pb.ListRoomsResponse(rooms=rooms)
 
     @rpc_boundary
@@ -531,7 +619,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
     async def Members(self, request: pb.MembersRequest, context: Context) -> pb.MembersResponse:
         rules.check_names(request.room)
         replica = await self.core.serving_replica(request.room)
-        rules.check_exists(replica.tip, request.room)
+        rules.check_visible(replica.tip, request.room, request.user)
         await self.core.confirm_read(replica)
         presence = self.core.presence
         return pb.MembersResponse(
@@ -605,17 +693,20 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             while True:
                 await sub.wakeup.wait()
                 sub.wakeup.clear()
-                if sub.entries or sub.presence:
+                if sub.entries or sub.presence or sub.typing:
                     if len(sub.entries) > SUBSCRIBER_MAX_PENDING:
                         raise RoomError("subscriber too far behind; resubscribe")
                     entries, sub.entries = sub.entries, []
                     presence, sub.presence = sub.presence, []
+                    typing, sub.typing = sub.typing, []
                     for i in range(0, max(len(entries), 1), STREAM_CHUNK):
+                        first = i == 0
                         yield pb.SubscribeResponse(
                             entries=entries[i : i + STREAM_CHUNK],
                             presence=[pb.PresenceEvent(user=u, online=o) for u, o in presence]
-                            if i == 0
+                            if first
                             else [],
+                            typing=typing if first else [],
                         )
                 if sub.ended is not None:
                     raise sub.ended

@@ -27,6 +27,7 @@ class Subscriber:
     # entries in their wire form, encoded once for every subscriber of the room
     entries: list[room_pb.Entry] = field(default_factory=list)
     presence: list[tuple[str, bool]] = field(default_factory=list)
+    typing: list[str] = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # set when the stream must end with this error (the administrator changed)
     ended: NotAdministrator | Unavailable | None = None
@@ -87,6 +88,13 @@ class SubscriberHub:
         for sub in self._rooms.get(room, ()):
             sub.presence.append((user, online))
             sub.wakeup.set()
+
+    def typing(self, room: str, user: str) -> None:
+        """Tell the room's streams that a member is typing."""
+        for sub in self._rooms.get(room, ()):
+            if user not in sub.typing:
+                sub.typing.append(user)
+                sub.wakeup.set()
 
     def end_room(self, room: str, err: NotAdministrator | Unavailable) -> None:
         """End every stream of the room with an error."""

@@ -140,9 +140,20 @@ def rooms(items: Iterable[dict[str, Any]], rid: str | None = None) -> str:
 
 
 def room_info(
-    room: str, owner: str, members: int, last_seq: int, administrator: str, last_ts_ms: int = 0
+    room: str,
+    owner: str,
+    members: int,
+    last_seq: int,
+    administrator: str,
+    last_ts_ms: int = 0,
+    *,
+    private: bool = False,
+    dm_with: str | None = None,
+    unread: int | None = None,
 ) -> dict[str, Any]:
-    """One item of the `rooms` reply; `last_ts` (the last entry's time) when known."""
+    """One item of the `rooms` reply; `last_ts` (the last entry's time) when
+    known, `private`, `dm` with the other user's name (`with`), and the
+    caller's `unread` entries when they are a member."""
     info: dict[str, Any] = {
         "room": room,
         "owner": owner,
@@ -152,6 +163,13 @@ def room_info(
     }
     if last_ts_ms:
         info["last_ts"] = format_ts(last_ts_ms)
+    if private:
+        info["private"] = True
+    if dm_with is not None:
+        info["dm"] = True
+        info["with"] = dm_with
+    if unread is not None:
+        info["unread"] = unread
     return info
 
 
@@ -166,23 +184,50 @@ def joined(
     members: Iterable[str],
     rid: str | None = None,
     first_seq: int | None = None,
+    *,
+    unread: int | None = None,
+    dm_with: str | None = None,
 ) -> str:
     """The reply to join, sent before any of the room's entries.
 
     `first_seq`, when given, says a `since` asked for entries retention no
     longer keeps: `truncated` is true, and the backlog starts at first_seq.
+    `unread` counts the caller's entries after their read marker; a
+    direct-message room says `dm` and `with` whom.
     """
-    if first_seq is None:
-        return _reply("joined", rid, room=room, last_seq=last_seq, members=list(members))
-    return _reply(
-        "joined",
-        rid,
-        room=room,
-        last_seq=last_seq,
-        members=list(members),
-        truncated=True,
-        first_seq=first_seq,
-    )
+    fields: dict[str, Any] = {"room": room, "last_seq": last_seq, "members": list(members)}
+    if first_seq is not None:
+        fields.update(truncated=True, first_seq=first_seq)
+    if unread is not None:
+        fields["unread"] = unread
+    if dm_with is not None:
+        fields.update(dm=True, **{"with": dm_with})
+    return _reply("joined", rid, **fields)
+
+
+def invited(room: str, user: str, rid: str | None = None) -> str:
+    """The reply to invite."""
+    return _reply("invited", rid, room=room, user=user)
+
+
+def invitation(room: str, by: str) -> str:
+    """To the invited user's connections."""
+    return _dumps({"type": "invitation", "room": room, "from": by})
+
+
+def mention(room: str, seq: int, by: str) -> str:
+    """To a mentioned member's connections, joined to the room or not."""
+    return _dumps({"type": "mention", "room": room, "seq": seq, "from": by})
+
+
+def read(room: str, seq: int, rid: str | None = None) -> str:
+    """A read marker moved: to the user's connections (the reply to read too)."""
+    return _reply("read", rid, room=room, seq=seq)
+
+
+def typing(room: str, user: str) -> str:
+    """A member is typing (not stored; clients show it for a few seconds)."""
+    return _dumps({"type": "typing", "room": room, "user": user})
 
 
 def ack(room: str, seq: int, rid: str | None = None) -> str:

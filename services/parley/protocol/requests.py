@@ -44,6 +44,7 @@ class CreateRequest:
     id: str | None = None
     retain_messages: int = 0
     retain_seconds: int = 0
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,40 @@ class AnnotateRequest:
     room: str
     target: int
     text: str = ""
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRequest:
+    """Let `user` join a room (a private one: members invite)."""
+
+    room: str
+    user: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DmRequest:
+    """Open (creating it if needed) the caller's direct-message room with `user`."""
+
+    user: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypingRequest:
+    """The caller is typing in a room (not stored; no reply)."""
+
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """The caller has read a room up to `seq` (markers only rise)."""
+
+    room: str
+    seq: int
     id: str | None = None
 
 
@@ -128,6 +163,10 @@ Request = (
     | JoinRequest
     | SendRequest
     | AnnotateRequest
+    | InviteRequest
+    | DmRequest
+    | TypingRequest
+    | ReadRequest
     | HistoryRequest
     | MembersRequest
     | LeaveRequest
@@ -261,11 +300,23 @@ def parse_request(data: str | bytes) -> Request:
     return parser(frame, rid)
 
 
+def _user(frame: dict[str, Any], rid: str | None) -> str:
+    user = frame.get("user")
+    if not is_valid_user(user):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "'user' must match ^[a-z0-9][a-z0-9_-]{0,31}$", rid
+        )
+    return user  # type: ignore[return-value]
+
+
 def _parse_create(frame: dict[str, Any], rid: str | None) -> CreateRequest:
     room = _room(frame, rid)
+    private = frame.get("private", False)
+    if not isinstance(private, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'private' must be true or false", rid)
     retention = frame.get("retention")
     if retention is None:
-        return CreateRequest(room=room, id=rid)
+        return CreateRequest(room=room, id=rid, private=private)
     if not isinstance(retention, dict) or not set(retention) <= {"messages", "seconds"}:
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
@@ -282,7 +333,9 @@ def _parse_create(frame: dict[str, Any], rid: str | None) -> CreateRequest:
                 rid,
             )
         bounds.append(value)
-    return CreateRequest(room=room, id=rid, retain_messages=bounds[0], retain_seconds=bounds[1])
+    return CreateRequest(
+        room=room, id=rid, retain_messages=bounds[0], retain_seconds=bounds[1], private=private
+    )
 
 
 def _parse_join(frame: dict[str, Any], rid: str | None) -> JoinRequest:
@@ -342,6 +395,12 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None], Request]] = {
     "react": _parse_annotate,
     "unreact": _parse_annotate,
     "history": _parse_history,
+    "invite": lambda frame, rid: InviteRequest(
+        room=_room(frame, rid), user=_user(frame, rid), id=rid
+    ),
+    "dm": lambda frame, rid: DmRequest(user=_user(frame, rid), id=rid),
+    "typing": lambda frame, rid: TypingRequest(room=_room(frame, rid), id=rid),
+    "read": lambda frame, rid: ReadRequest(room=_room(frame, rid), seq=_target(frame, rid), id=rid),
     "members": lambda frame, rid: MembersRequest(room=_room(frame, rid), id=rid),
     "leave": lambda frame, rid: LeaveRequest(room=_room(frame, rid), id=rid),
     "delete": lambda frame, rid: DeleteRequest(room=_room(frame, rid), id=rid),

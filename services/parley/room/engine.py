@@ -37,6 +37,7 @@ from parley.room import shared
 from parley.room.entries import EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite
 from parley.room.replica import ReadAnswer, Role, RoomReplica, Timing
+from parley.room.state import PUBLIC, RoomOptions
 
 ELECTIONS_PER_TICK = 128
 """Elections one engine begins per tick at most (a tick is 50 ms on a node)."""
@@ -236,7 +237,7 @@ class RoomEngine:
         user: str,
         incarnation: str,
         now_ms: int,
-        retain: tuple[int, int] = (0, 0),
+        options: RoomOptions = PUBLIC,
     ) -> LogEntry:
         """Create a new room with this node as its first administrator; the
         create entry (returned, not yet committed) names the group.
@@ -253,7 +254,7 @@ class RoomEngine:
             replica = self.add(room, replicas, None, now_ms)
         if stale:
             replica.discard_stored()  # the old copy goes in the same write
-        entry = replica.found(user, incarnation, now_ms, retain)
+        entry = replica.found(user, incarnation, now_ms, options)
         self._touched.add(room)
         return entry
 

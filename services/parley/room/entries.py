@@ -24,6 +24,9 @@ class EntryKind(IntEnum):
     UNSEND = 10
     REACT = 11  # text: the emoji
     UNREACT = 12  # text: the emoji
+    # never shown (no seq of their own, like epoch entries)
+    INVITE = 13  # user: the inviter; text: the invitee
+    READ = 14  # user's read marker moves to `target`
 
 
 ANNOTATION_KINDS = frozenset({EntryKind.EDIT, EntryKind.UNSEND, EntryKind.REACT, EntryKind.UNREACT})

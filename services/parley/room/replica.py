@@ -29,10 +29,10 @@ from parley._generated import peer_service_pb2 as peer_pb
 from parley.coordination.move import PREPARE_TIMEOUT_MS, MoveOutcome, RoomMove, same_group
 from parley.room import shared
 from parley.room.codec import entry_from_pb, entry_to_pb
-from parley.room.entries import EntryKind, HardState, LogEntry
+from parley.room.entries import VISIBLE_KINDS, EntryKind, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.shared import NO_ENTRIES, NO_PEERS
-from parley.room.state import DedupeWindow, RoomState, create_text
+from parley.room.state import PUBLIC, DedupeWindow, RoomOptions, RoomState, create_text
 
 NOBODY: frozenset[str] = frozenset()
 """The empty set most replicas' learners and leavers are (shared)."""
@@ -705,7 +705,7 @@ class RoomReplica:
         if self.role is not Role.ADMINISTRATOR:
             raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
         self._wake(now_ms)
-        visible = kind not in (EntryKind.EPOCH, EntryKind.MOVE_JOINT, EntryKind.MOVE_DONE)
+        visible = kind in VISIBLE_KINDS
         seq = self.tip.next_seq() if visible else max(self.tip.last_seq, 0)
         entry = LogEntry(
             index=self.last_index + 1,
@@ -901,7 +901,7 @@ class RoomReplica:
             self.commit_index = candidate
 
     def found(
-        self, user: str, incarnation: str, now_ms: int, retain: tuple[int, int] = (0, 0)
+        self, user: str, incarnation: str, now_ms: int, options: RoomOptions = PUBLIC
     ) -> LogEntry:
         """Start a new room here: this empty replica becomes its first
         administrator and appends the create entry, which names the group.
@@ -917,7 +917,7 @@ class RoomReplica:
         self.voted_for = self.self_id
         self._persist_hard()
         self._take_reign(now_ms)
-        text = create_text(self.replicas, retain)
+        text = create_text(self.replicas, options)
         entry = self.propose(EntryKind.CREATE, user, text, incarnation, now_ms)
         self._epoch_index = entry.index
         return entry

@@ -8,6 +8,9 @@ translates the outcome into an answer. Every rule raises a domain error
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+
 from parley.protocol.requests import is_valid_emoji, is_valid_name, is_valid_user
 from parley.room.annotations import Folded
 from parley.room.entries import EntryKind, LogEntry
@@ -38,9 +41,16 @@ def check_exists(state: RoomState, room: str) -> None:
         raise NotFound(f"room {room} does not exist")
 
 
+def check_visible(state: RoomState, room: str, user: str) -> None:
+    """A private room is there only for its members and invitees: to anyone
+    else it answers as if it did not exist (its name tells nothing)."""
+    if not state.exists or not state.sees(user):
+        raise NotFound(f"room {room} does not exist")
+
+
 def check_member(state: RoomState, room: str, user: str) -> None:
     """Only members read a room's history or leave it."""
-    check_exists(state, room)
+    check_visible(state, room, user)
     if user not in state.members:
         raise NotMember(f"{user} is not a member of {room}")
 
@@ -54,8 +64,67 @@ def check_delete(state: RoomState, room: str, user: str) -> None:
 
 def needs_join(state: RoomState, room: str, user: str) -> bool:
     """True when joining appends a join entry (False: already a member)."""
-    check_exists(state, room)
+    check_visible(state, room, user)
     return user not in state.members
+
+
+def check_invite(state: RoomState, room: str, user: str, invitee: str) -> bool:
+    """May `user` invite `invitee`? Anyone may to a public room (nothing is
+    stored: anyone may join it); to a private one, its members, once.
+
+    Returns:
+        True when an invite entry must be appended.
+
+    Raises:
+        NotFound / NotMember: the room is gone, hidden, or the user not in it.
+        Forbidden: a direct-message room (it has its two users for good).
+    """
+    if not is_valid_user(invitee):
+        raise BadRequest("user must match ^[a-z0-9][a-z0-9_-]{0,31}$")
+    if not state.private:
+        check_exists(state, room)
+        return False
+    check_member(state, room, user)
+    if state.dm:
+        raise Forbidden("a direct-message room is for its two users only")
+    return invitee not in state.members and invitee not in state.invited
+
+
+def dm_room(first: str, second: str) -> str:
+    """The name of the one direct-message room of two users (either order):
+    a digest, so no pair of names can make another pair's room."""
+    a, b = sorted((first, second))
+    digest = hashlib.blake2b(f"{a}\n{b}".encode(), digest_size=12).hexdigest()
+    return f"dm-{digest}"
+
+
+def check_dm(room: str, user: str, users: Sequence[str]) -> None:
+    """A direct-message room is created by one of its two users, under
+    `dm_room`'s name for them.
+
+    Raises:
+        BadRequest: not two distinct valid users including `user`, or
+            another name.
+    """
+    if len(users) != 2 or users[0] == users[1] or user not in users:
+        raise BadRequest("a direct-message room has two users, its creator one of them")
+    for name in users:
+        if not is_valid_user(name):
+            raise BadRequest("user must match ^[a-z0-9][a-z0-9_-]{0,31}$")
+    if room != dm_room(users[0], users[1]):
+        raise BadRequest("a direct-message room is named by dm_room")
+
+
+def check_read(state: RoomState, room: str, user: str, seq: int) -> int | None:
+    """Where a read marker moves: the seq (at most the room's last), or None
+    when it would not move forward (markers only rise).
+
+    Raises:
+        NotFound / NotMember: the room is gone, hidden, or the user not in it.
+    """
+    check_member(state, room, user)
+    seq = min(seq, max(state.last_seq, 0))
+    return seq if seq > state.reads.get(user, 0) else None
 
 
 def check_publish(

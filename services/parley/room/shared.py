@@ -67,3 +67,6 @@ NO_ENTRIES: list[LogEntry] = _NoEntries()
 
 NO_IDS: OrderedDict[tuple[str, str], tuple[int, int]] = _NoIds()
 """The de-duplication window of a room that holds no ids."""
+
+NO_MARKS: dict[str, int] = _NoPeers()
+"""The read markers of a room where nobody has joined or read."""

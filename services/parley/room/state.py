@@ -9,18 +9,41 @@ from typing import Any
 
 from parley.room import shared
 from parley.room.entries import ANNOTATION_KINDS, EntryKind, LogEntry
-from parley.room.shared import NO_IDS
+from parley.room.shared import NO_IDS, NO_MARKS
 
 RETAIN = "retain="
 """Marks a create entry's retention, after its group: `a,b,c;retain=N,S`."""
+PRIVATE = "private"
+"""Marks a private room's create entry: `a,b,c;private`."""
+DM = "dm="
+"""Marks a direct-message room's create entry, with its two users: `a,b,c;dm=ann,bob`."""
 
 
-def create_text(group: tuple[str, ...] | list[str], retain: tuple[int, int] = (0, 0)) -> str:
-    """A create entry's text: the replica group, and the room's retention
-    (messages, seconds) when either is set."""
+@dataclass(frozen=True, slots=True)
+class RoomOptions:
+    """What a room is created with besides its name and owner."""
+
+    # keep the last N messages and those of the last S seconds (0: default)
+    retain: tuple[int, int] = (0, 0)
+    # only members (and invitees) see, join and read it
+    private: bool = False
+    # a direct-message room: its two users (private, both members from the start)
+    dm: tuple[str, ...] = ()
+
+
+PUBLIC = RoomOptions()
+
+
+def create_text(group: tuple[str, ...] | list[str], options: RoomOptions = PUBLIC) -> str:
+    """A create entry's text: the replica group, then the room's retention
+    (messages, seconds) when either is set, and its privacy."""
     text = ",".join(group)
-    if any(retain):
-        text += f";{RETAIN}{retain[0]},{retain[1]}"
+    if any(options.retain):
+        text += f";{RETAIN}{options.retain[0]},{options.retain[1]}"
+    if options.private or options.dm:
+        text += f";{PRIVATE}"
+    if options.dm:
+        text += f";{DM}{','.join(options.dm)}"
     return text
 
 
@@ -68,6 +91,13 @@ class RoomState:
     # retain_entries messages, and those of the last retain_seconds
     retain_entries: int = 0
     retain_seconds: int = 0
+    # only members see, join (invitees too) and read a private room
+    private: bool = False
+    # a direct-message room's two users
+    dm: tuple[str, ...] = ()
+    invited: frozenset[str] = frozenset()
+    # user -> the seq up to which they have read (set by a join, moved by reads)
+    reads: dict[str, int] = field(default_factory=lambda: NO_MARKS)
     # (user, client_msg_id) -> (seq, order time) of the stored message, oldest first
     dedupe: IdWindow = field(default_factory=lambda: NO_IDS)
     window: DedupeWindow = field(default_factory=DedupeWindow)
@@ -104,8 +134,19 @@ class RoomState:
                 self._forget_old(entry.ts_ms)
         elif kind is EntryKind.JOIN:
             self.members.add(shared.name(entry.user))
+            if entry.user in self.invited:
+                self.invited = self.invited - {entry.user}
+            # a new member has read nothing they missed: unread counts from here
+            self._mark_read(entry.user, entry.seq)
         elif kind is EntryKind.LEAVE:
             self.members.discard(entry.user)
+            if entry.user in self.reads:
+                self.reads.pop(entry.user)
+        elif kind is EntryKind.INVITE:
+            if entry.text not in self.members:
+                self.invited = self.invited | {shared.name(entry.text)}
+        elif kind is EntryKind.READ:
+            self._mark_read(entry.user, entry.target)
         elif kind is EntryKind.CREATE:
             self.exists = True
             self.owner = shared.name(entry.user)
@@ -115,9 +156,15 @@ class RoomState:
             if group:
                 self.replicas = shared.group(group.split(","))
                 self.config_index = entry.index
-            if retention.startswith(RETAIN):
-                count, _, seconds = retention[len(RETAIN) :].partition(",")
-                self.retain_entries, self.retain_seconds = int(count), int(seconds)
+            for option in retention.split(";"):
+                if option.startswith(RETAIN):
+                    count, _, seconds = option[len(RETAIN) :].partition(",")
+                    self.retain_entries, self.retain_seconds = int(count), int(seconds)
+                elif option == PRIVATE:
+                    self.private = True
+                elif option.startswith(DM):
+                    self.dm = shared.group(option[len(DM) :].split(","))
+                    self.members |= set(self.dm)
         elif kind is EntryKind.DELETE:
             self.exists = False
             self.members = set()
@@ -129,6 +176,22 @@ class RoomState:
             self.replicas = shared.group(entry.text.split(","))
             self.joining = ()
             self.config_index = entry.index
+
+    def _mark_read(self, user: str, seq: int) -> None:
+        """Move a member's read marker forward (never back)."""
+        if user not in self.members or self.reads.get(user, -1) >= seq:
+            return
+        if self.reads is NO_MARKS:
+            self.reads = {}
+        self.reads[shared.name(user)] = seq
+
+    def unread(self, user: str) -> int:
+        """Entries after the user's read marker."""
+        return max(0, self.last_seq - self.reads.get(user, 0))
+
+    def sees(self, user: str) -> bool:
+        """May the user see the room (a public one, or a member or invitee)?"""
+        return not self.private or user in self.members or user in self.invited
 
     @classmethod
     def from_entries(cls, entries: list[LogEntry], window: DedupeWindow | None = None) -> RoomState:
@@ -153,6 +216,10 @@ class RoomState:
             deleted_index=self.deleted_index,
             retain_entries=self.retain_entries,
             retain_seconds=self.retain_seconds,
+            private=self.private,
+            dm=self.dm,
+            invited=self.invited,
+            reads=dict(self.reads) if self.reads else NO_MARKS,
             dedupe=OrderedDict(self.dedupe) if self.dedupe else NO_IDS,
             window=self.window,
         )
@@ -171,6 +238,10 @@ class RoomState:
             "incarnation": self.incarnation,
             "deleted_index": self.deleted_index,
             "retain": [self.retain_entries, self.retain_seconds],
+            "private": self.private,
+            "dm": list(self.dm),
+            "invited": sorted(self.invited),
+            "reads": self.reads,
             # oldest first, as the window forgets them
             "dedupe": [[u, i, seq, ts] for (u, i), (seq, ts) in self.dedupe.items()],
         }
@@ -198,6 +269,12 @@ class RoomState:
                 deleted_index=int(doc["deleted_index"]),
                 retain_entries=int(doc.get("retain", [0, 0])[0]),
                 retain_seconds=int(doc.get("retain", [0, 0])[1]),
+                # (absent from snapshots taken before private rooms)
+                private=bool(doc.get("private", False)),
+                dm=shared.group(str(u) for u in doc.get("dm", [])),
+                invited=frozenset(shared.name(str(u)) for u in doc.get("invited", [])),
+                reads={shared.name(str(u)): int(s) for u, s in doc.get("reads", {}).items()}
+                or NO_MARKS,
                 dedupe=OrderedDict(
                     ((str(u), str(i)), (int(seq), int(ts))) for u, i, seq, ts in doc["dedupe"]
                 )

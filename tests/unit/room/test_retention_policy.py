@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
-from parley.room.state import RoomState, create_text
+from parley.room.state import RoomOptions, RoomState, create_text
 
 
 def message(seq: int, ts_ms: int) -> LogEntry:
@@ -12,7 +12,7 @@ def message(seq: int, ts_ms: int) -> LogEntry:
 
 
 def test_a_room_records_its_own_retention_in_its_create_entry() -> None:
-    text = create_text(("a", "b", "c"), (100, 3600))
+    text = create_text(("a", "b", "c"), RoomOptions(retain=(100, 3600)))
     assert text == "a,b,c;retain=100,3600"
     state = RoomState()
     state.apply(LogEntry(1, 1, EntryKind.CREATE, 0, "o", text, 0, "inc"))
@@ -22,6 +22,25 @@ def test_a_room_records_its_own_retention_in_its_create_entry() -> None:
     again = RoomState.from_json(state.to_json())
     assert (again.retain_entries, again.retain_seconds) == (100, 3600)
     assert create_text(("a",)) == "a"  # no retention of its own: the default
+
+
+def test_a_private_or_direct_room_records_it_in_its_create_entry() -> None:
+    text = create_text(("a", "b"), RoomOptions(retain=(5, 0), dm=("ann", "bob")))
+    assert text == "a,b;retain=5,0;private;dm=ann,bob"
+    state = RoomState()
+    state.apply(LogEntry(1, 1, EntryKind.CREATE, 0, "ann", text, 0, "inc"))
+    assert state.private and state.dm == ("ann", "bob")
+    assert state.members == {"ann", "bob"} and state.retain_entries == 5
+    state.apply(LogEntry(2, 1, EntryKind.INVITE, 0, "ann", "eve"))
+    state.apply(LogEntry(3, 1, EntryKind.READ, 0, "bob", target=0))
+    again = RoomState.from_json(state.to_json())
+    assert (again.private, again.dm, again.invited) == (True, ("ann", "bob"), {"eve"})
+    assert again.reads == state.reads
+    # a snapshot from before private rooms reads as a public room
+    old = RoomState.from_json(
+        state.to_json().replace(b',"private":true', b"").replace(b',"dm":["ann","bob"]', b"")
+    )
+    assert not old.private and old.dm == ()
 
 
 def test_the_room_policy_wins_over_the_default() -> None:

@@ -179,3 +179,72 @@ def test_an_annotation_is_retried_like_a_send() -> None:
     state.apply(edit)
     assert rules.check_retry(state, "r", "ann", "e1") == 4
     assert rules.check_retry(state, "r", "ann", "e2") is None
+
+
+def _private(*more: tuple[EntryKind, str, str, str]) -> RoomState:
+    return state_of((EntryKind.CREATE, "owner", "a;private", ""), *more)
+
+
+def test_a_private_room_answers_everyone_else_as_if_it_did_not_exist() -> None:
+    room = _private((EntryKind.JOIN, "ann", "", ""))
+    for check in (
+        lambda: rules.needs_join(room, "r", "eve"),
+        lambda: rules.check_member(room, "r", "eve"),
+        lambda: rules.check_publish(room, "r", "eve", "hi", ""),
+        lambda: rules.check_invite(room, "r", "eve", "mallory"),
+        lambda: rules.check_read(room, "r", "eve", 1),
+    ):
+        with pytest.raises(NotFound, match="does not exist"):
+            check()
+    assert rules.needs_join(room, "r", "ann") is False
+    public = state_of((EntryKind.CREATE, "owner", "a", ""))
+    assert rules.needs_join(public, "r", "eve") is True
+
+
+def test_members_invite_to_a_private_room_and_invitees_may_join() -> None:
+    room = _private((EntryKind.JOIN, "ann", "", ""))
+    assert rules.check_invite(room, "r", "ann", "bob") is True
+    room.apply(LogEntry(9, 1, EntryKind.INVITE, room.last_seq, "ann", "bob"))
+    assert rules.check_invite(room, "r", "ann", "bob") is False  # once
+    assert rules.needs_join(room, "r", "bob") is True
+    with pytest.raises(NotMember):  # an invitee is not a member yet
+        rules.check_invite(room, "r", "bob", "carol")
+    room.apply(LogEntry(10, 1, EntryKind.JOIN, room.last_seq + 1, "bob"))
+    assert "bob" in room.members and not room.invited
+    with pytest.raises(BadRequest):
+        rules.check_invite(room, "r", "ann", "Not A User")
+    # a public room: anyone invites, and nothing is stored
+    assert rules.check_invite(LOBBY, "r", "stranger", "bob") is False
+
+
+def test_a_direct_message_room_has_its_two_users_for_good() -> None:
+    name = rules.dm_room("ann", "bob")
+    assert name == rules.dm_room("bob", "ann") != rules.dm_room("ann", "bo")
+    rules.check_names(name)
+    rules.check_dm(name, "ann", ["ann", "bob"])
+    for room, user, users in (
+        (name, "eve", ["ann", "bob"]),
+        (name, "ann", ["ann", "ann"]),
+        (name, "ann", ["ann"]),
+        ("dm-other", "ann", ["ann", "bob"]),
+    ):
+        with pytest.raises(BadRequest):
+            rules.check_dm(room, user, users)
+    dm = state_of((EntryKind.CREATE, "ann", "a;private;dm=ann,bob", ""))
+    assert dm.members == {"ann", "bob"}
+    with pytest.raises(Forbidden):
+        rules.check_invite(dm, name, "ann", "eve")
+
+
+def test_read_markers_only_rise_and_count_what_is_unread() -> None:
+    room = state_of(
+        (EntryKind.CREATE, "owner", "a", ""),
+        (EntryKind.JOIN, "ann", "", ""),
+        *[(EntryKind.MESSAGE, "owner", f"m{i}", "") for i in range(5)],
+    )
+    assert room.unread("ann") == 5  # everything after her join
+    assert rules.check_read(room, "r", "ann", 4) == 4
+    room.apply(LogEntry(20, 1, EntryKind.READ, room.last_seq, "ann", target=4))
+    assert room.unread("ann") == 2
+    assert rules.check_read(room, "r", "ann", 3) is None  # lower: ignored
+    assert rules.check_read(room, "r", "ann", 10**9) == room.last_seq  # capped
