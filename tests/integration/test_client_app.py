@@ -14,6 +14,7 @@ from parley.client.widgets import MessageLine, SystemLine
 from support.cluster import LocalCluster
 from support.wait import wait_for
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 DEADLINE = 20.0
 """Seconds any one condition may take (generous for a busy CI box)."""
@@ -242,9 +243,21 @@ async def test_export_screenshots(cluster: LocalCluster, tmp_path: Path) -> None
         for room in seed:
             for user in ("bob", "carol", "dave"):
                 await conns[user].join(room)
+        sent: dict[str, int] = {}
         for room, lines in seed.items():
             for user, text in lines:
-                await conns[user].send(room, text)
+                sent[text] = await conns[user].send(room, text)
+        # an edit and reactions, as the chat shows them
+        await conns["bob"].annotate(
+            "edit",
+            "general",
+            sent["none so far; replication lag stayed at zero"],
+            text="none so far; replication lag stayed at 0 ms",
+        )
+        for user in ("alice", "carol"):
+            await conns[user].annotate(
+                "react", "general", sent["morning all — the deploy went out at 09:00"], emoji="🎉"
+            )
         async with chat_app(tmp_path, url, "alice", size=(100, 28)) as (app, pilot):
             app.rooms.action_refresh()
             await wait_for(lambda: app.rooms.table.row_count == 3, DEADLINE)
@@ -259,6 +272,9 @@ async def test_export_screenshots(cluster: LocalCluster, tmp_path: Path) -> None
             await conns["bob"].send("general", "thanks alice!")
             await wait_for(lambda: "thanks alice!" in shown_texts(app, "general"), DEADLINE)
             await wait_for(lambda: app.chat.unread.get("ops") == 1, DEADLINE)
+            await conns["bob"].typing("general")
+            typing = app.chat.views["general"].typing_line
+            await wait_for(lambda: "bob is typing" in str(typing.render()), DEADLINE)
             await pilot.pause(0.3)
             (out / "chat.svg").write_text(app.export_screenshot(title="parley — chat"))
     finally:
@@ -270,3 +286,67 @@ async def test_export_screenshots(cluster: LocalCluster, tmp_path: Path) -> None
     # SVG text escapes spaces; the rendered messages are in the picture
     assert "great&#160;work&#160;everyone" in chat_svg
     assert "thanks&#160;alice!" in chat_svg
+
+
+def line_of(app: ParleyApp, room: str, seq: int) -> MessageLine | None:
+    """The message line of `seq` in a room's tab."""
+    return app.chat.views[room].lines.get(seq)
+
+
+async def test_edit_react_typing_and_direct_messages(cluster: LocalCluster, tmp_path: Path) -> None:
+    """Up edits my last message; /react and /unsend; typing shows under the
+    log; /dm opens the pair's room on both sides."""
+    url = cluster.gateway_url()
+    async with (
+        chat_app(tmp_path, url, "alice") as (alice, apilot),
+        chat_app(tmp_path, url, "bob") as (bob, bpilot),
+    ):
+        await create_room_via_prompt(alice, apilot, "general")
+        await open_room_via_table(bob, bpilot, "general")
+        await type_text(apilot, "helo bob")
+        await wait_for(lambda: "helo bob" in shown_texts(bob, "general"), DEADLINE)
+        seq = next(line.entry.seq for line in shown(bob, "general") if line.text == "helo bob")
+
+        # up in the empty line brings the last message back for editing
+        await apilot.press("up")
+        box = alice.chat.query_one("#message-input")
+        await wait_for(lambda: getattr(box, "value", "") == "helo bob", DEADLINE)
+        await apilot.press(*["backspace"] * len("helo bob"))
+        await type_text(apilot, "hello bob")
+
+        def edited(app: ParleyApp) -> bool:
+            line = line_of(app, "general", seq)
+            return line is not None and line.text == "hello bob" and line.edited
+
+        await wait_for(lambda: edited(bob) and edited(alice), DEADLINE)
+        assert "(edited)" in str(line_of(bob, "general", seq).render())  # type: ignore[union-attr]
+
+        # (the pilot types key names; an emoji goes in as the line's value)
+        bob_box = bob.chat.query_one("#message-input", Input)
+        bob_box.value = "/react 👍"
+        await bpilot.press("enter")
+        await wait_for(
+            lambda: (line_of(alice, "general", seq) or MessageLine).reactions == {"👍": ["bob"]},
+            DEADLINE,
+        )
+        # typing: bob starts a line, alice sees it under the log
+        await bpilot.press("o", "k")
+        typing = alice.chat.views["general"].typing_line
+        await wait_for(lambda: "bob is typing" in str(typing.render()), DEADLINE)
+        await bpilot.press("enter")
+        await wait_for(lambda: "ok" in shown_texts(alice, "general"), DEADLINE)
+        await wait_for(lambda: "bob is typing" not in str(typing.render()), DEADLINE)
+
+        await type_text(apilot, "/unsend")
+        await wait_for(lambda: (line_of(bob, "general", seq) or MessageLine).unsent, DEADLINE)
+
+        # a direct-message room, opened from both sides
+        await type_text(apilot, "/dm bob")
+        await wait_for(lambda: len(alice.chat.views) == 2, DEADLINE)
+        dm = next(room for room in alice.chat.views if room != "general")
+        await wait_for(lambda: alice.chat.active_room == dm, DEADLINE)
+        await type_text(apilot, "just us")
+        await type_text(bpilot, "/dm alice")
+        await wait_for(lambda: dm in bob.chat.views, DEADLINE)
+        await wait_for(lambda: "just us" in shown_texts(bob, dm), DEADLINE)
+        assert str(bob.chat.tabs.get_tab(f"room-{dm}").label) == "@alice"

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 
 from parley.client.connection import Connection
 from parley.client.errors import ParleyError
-from parley.client.events import Deleted, Entry, Online, Status
+from parley.client.events import Deleted, Entry, Notice, Online, Status
 from parley.client.screens.chat import ChatScreen
 from parley.client.screens.connect import ConnectScreen
 from parley.client.screens.host import ChatHost
@@ -107,6 +107,8 @@ class ParleyApp(App[int]):
                 self.room_deleted(event.room, by_me=False)
             elif isinstance(event, Status):
                 self._on_status(event)
+            elif isinstance(event, Notice):
+                self.chat.on_notice(event)
 
     @work(group="rejoin")
     async def _rejoin(self, conn: Connection) -> None:

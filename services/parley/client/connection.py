@@ -50,7 +50,8 @@ from parley.client.errors import (
     ServerError,
     Unauthorized,
 )
-from parley.client.events import Deleted, Entry, Event, Online, Status
+from parley.client.events import Deleted, Entry, Event, Notice, Online, Status
+from parley.protocol.requests import dm_room
 
 # The reply type(s) each request type expects; used to match a reply that
 # arrives without an `id` (a gateway may omit it) to the oldest waiting request.
@@ -64,7 +65,17 @@ _REPLY_TYPES: dict[str, frozenset[str]] = {
     "leave": frozenset({"left"}),
     "delete": frozenset({"deleted"}),
     "ping": frozenset({"pong"}),
+    "edit": frozenset({"ack"}),
+    "unsend": frozenset({"ack"}),
+    "react": frozenset({"ack"}),
+    "unreact": frozenset({"ack"}),
+    "invite": frozenset({"invited"}),
+    "dm": frozenset({"joined"}),
+    "read": frozenset({"read"}),
 }
+
+ENTRY_TYPES = frozenset({"message", "presence", "edit", "unsent", "reaction"})
+"""Frames that are entries of a room's log (they carry its seq)."""
 
 # A single history request never asks for more than this many entries.
 _HISTORY_PAGE = 500
@@ -414,6 +425,50 @@ class Connection:
         reply = await self.request({"type": "members", "room": room})
         return [normalize_member(m) for m in reply.get("members") or []]
 
+    async def annotate(
+        self, kind: str, room: str, seq: int, *, text: str = "", emoji: str = ""
+    ) -> int:
+        """Edit (`text`), unsend, react or unreact (`emoji`) to the message at
+        `seq`; returns the new entry's seq once acknowledged."""
+        frame: dict[str, Any] = {"type": kind, "room": room, "seq": seq, "id": self._new_id()}
+        if kind == "edit":
+            frame["text"] = text
+        elif kind in ("react", "unreact"):
+            frame["emoji"] = emoji
+        reply = await self.request(frame)
+        return int(reply["seq"])
+
+    async def dm(self, user: str) -> dict[str, Any]:
+        """Open the direct-message room with `user` (created the first time);
+        returns the `joined` frame, whose `room` names it."""
+        # (followed before the reply, whose backlog comes right after it; a
+        # token's user is known only from the reply)
+        room = dm_room(self.user, user) if self.user else ""
+        if room:
+            self._joined.add(room)
+        try:
+            reply = await self.request({"type": "dm", "user": user})
+        except ServerError:
+            self._joined.discard(room)
+            raise
+        self._joined.add(str(reply["room"]))
+        return reply
+
+    async def invite(self, room: str, user: str) -> None:
+        """Let `user` into `room` (a private one: members invite)."""
+        await self.request({"type": "invite", "room": room, "user": user})
+
+    async def typing(self, room: str) -> None:
+        """Say this user is typing in `room` (no reply)."""
+        if self._ws is not None and self.connected:
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.send(json.dumps({"type": "typing", "room": room}))
+
+    async def mark_read(self, room: str, seq: int) -> int:
+        """Move this user's read marker in `room` to `seq`; returns the marker."""
+        reply = await self.request({"type": "read", "room": room, "seq": seq})
+        return int(reply["seq"])
+
     async def leave(self, room: str) -> None:
         """Leave `room` (appends a `leave` entry) and stop resuming it."""
         await self.request({"type": "leave", "room": room})
@@ -590,8 +645,10 @@ class Connection:
         kind = frame.get("type")
         if self._resolve(frame) and kind != "deleted":
             return
-        if kind in ("message", "presence") and isinstance(frame.get("seq"), int):
+        if kind in ENTRY_TYPES and isinstance(frame.get("seq"), int):
             self._on_entry(frame)
+        elif kind in ("typing", "mention", "invitation", "read"):
+            self._emit(Notice(str(kind), str(frame.get("room", "")), frame))
         elif kind == "presence":
             if frame.get("event") in ("online", "offline"):
                 self._emit(

@@ -17,18 +17,26 @@ class Entry:
     """The frame exactly as the gateway sent it (what `tail --json` prints)."""
 
     @property
-    def kind(self) -> Literal["message", "presence"]:
-        """`message` for chat text, `presence` for join/leave entries."""
-        if self.frame.get("type") == "presence" or (
-            "text" not in self.frame and "event" in self.frame
-        ):
+    def kind(self) -> Literal["message", "presence", "edit", "unsent", "reaction"]:
+        """`message` for chat text, `presence` for join/leave entries, and
+        `edit`, `unsent` or `reaction` for entries about an earlier message."""
+        kind = self.frame.get("type")
+        if kind == "edit" or kind == "unsent" or kind == "reaction":
+            return "edit" if kind == "edit" else "unsent" if kind == "unsent" else "reaction"
+        if kind == "presence" or ("text" not in self.frame and "event" in self.frame):
             return "presence"
         return "message"
 
     @property
+    def target(self) -> int | None:
+        """The seq of the message an edit, unsend or reaction is about."""
+        target = self.frame.get("target")
+        return target if isinstance(target, int) else None
+
+    @property
     def user(self) -> str:
-        """Who wrote the message or joined/left."""
-        return str(self.frame.get("from") or self.frame.get("user") or "?")
+        """Who wrote the message, joined/left, edited, unsent or reacted."""
+        return str(self.frame.get("from") or self.frame.get("user") or self.frame.get("by") or "?")
 
     @property
     def text(self) -> str:
@@ -73,7 +81,22 @@ class Status:
     """Why a `closed` happened: "unauthorized" when a reconnect was refused (HTTP 401)."""
 
 
-Event = Entry | Online | Deleted | Status
+@dataclass(frozen=True)
+class Notice:
+    """Something for this user that is not an entry: `typing` (in a joined
+    room), `mention`, `invitation` or `read` (from any room)."""
+
+    kind: str
+    room: str
+    frame: dict[str, Any] = field(compare=False)
+
+    @property
+    def user(self) -> str:
+        """Who is typing, mentioned you or invited you."""
+        return str(self.frame.get("user") or self.frame.get("from") or "")
+
+
+Event = Entry | Online | Deleted | Status | Notice
 
 
 def parse_ts(value: object) -> datetime | None:

@@ -37,23 +37,37 @@ def one_line(text: str) -> str:
 
 
 def entry_line(entry: Entry) -> str:
-    """`[seq] HH:MM:SS user: text`, or `[seq] HH:MM:SS * user joined|left`."""
+    """`[seq] HH:MM:SS user: text`, or `[seq] HH:MM:SS * user joined|left`
+    (`edited #S: text`, `unsent #S`, `reacted 👍 to #S`, `took back 👍 on #S`)."""
     head = f"[{entry.seq}] {clock(entry.time)}"
     if entry.kind == "presence":
         verb = {"join": "joined", "leave": "left"}.get(entry.event, entry.event)
         return f"{head} * {entry.user} {verb}"
-    return f"{head} {entry.user}: {one_line(entry.text)}"
+    if entry.kind == "edit":
+        return f"{head} * {entry.user} edited #{entry.target}: {one_line(entry.text)}"
+    if entry.kind == "unsent":
+        return f"{head} * {entry.user} unsent #{entry.target}"
+    if entry.kind == "reaction":
+        emoji = entry.frame.get("emoji", "")
+        if entry.frame.get("on"):
+            return f"{head} * {entry.user} reacted {emoji} to #{entry.target}"
+        return f"{head} * {entry.user} took back {emoji} on #{entry.target}"
+    suffix = " (edited)" if entry.frame.get("edited") else ""
+    if entry.frame.get("unsent"):
+        return f"{head} {entry.user}: (unsent)"
+    return f"{head} {entry.user}: {one_line(entry.text)}{suffix}"
 
 
 def rooms_table(rooms: Sequence[dict[str, Any]]) -> str:
     """An aligned text table of the `rooms` reply (no trailing newline)."""
-    header = ("ROOM", "OWNER", "MEMBERS", "LAST SEQ", "ADMINISTRATOR")
+    header = ("ROOM", "OWNER", "MEMBERS", "LAST SEQ", "UNREAD", "ADMINISTRATOR")
     rows = [header] + [
         (
-            str(r.get("room", "")),
+            f"@{r['with']}" if r.get("dm") and r.get("with") else str(r.get("room", "")),
             str(r.get("owner", "")),
             str(r.get("members", "")),
             str(r.get("last_seq", "")),
+            str(r.get("unread", "-")),
             str(r.get("administrator", "") or "-"),
         )
         for r in sorted(rooms, key=lambda r: str(r.get("room", "")))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Static
 
 from parley.client.connection import normalize_member
@@ -30,6 +32,10 @@ _NAME_COLOURS = (
 )
 
 
+TYPING_SHOWN = 4.0
+"""Seconds "… is typing" stays after the last signal (senders repeat every 2-3 s)."""
+
+
 def name_colour(user: str) -> str:
     """A stable colour for a user name."""
     return _NAME_COLOURS[zlib.crc32(user.encode()) % len(_NAME_COLOURS)]
@@ -46,13 +52,43 @@ class MessageLine(Static):
 
     def __init__(self, entry: Entry, me: str) -> None:
         self.entry = entry
-        own = entry.kind == "message" and entry.user == me
-        classes = "own" if own else ("presence" if entry.kind == "presence" else "")
-        super().__init__(self._render_text(entry, own), classes=classes)
+        self.own = entry.kind == "message" and entry.user == me
+        # as the message stands (a history page has edits, unsends and
+        # reactions folded in; live ones arrive as entries of their own)
+        self.text = entry.text
+        self.edited = bool(entry.frame.get("edited"))
+        self.unsent = bool(entry.frame.get("unsent"))
+        reactions = entry.frame.get("reactions")
+        self.reactions: dict[str, list[str]] = (
+            {str(k): [str(u) for u in v] for k, v in reactions.items()}
+            if isinstance(reactions, dict)
+            else {}
+        )
+        classes = "own" if self.own else ("presence" if entry.kind == "presence" else "")
+        super().__init__(self._render_text(), classes=classes)
 
-    @staticmethod
-    def _render_text(entry: Entry, own: bool) -> Text:
+    def apply(self, about: Entry) -> None:
+        """An edit, unsend or reaction of this message arrived."""
+        if self.unsent:
+            return  # (an unsent message stays unsent)
+        if about.kind == "edit":
+            self.text, self.edited = about.text, True
+        elif about.kind == "unsent":
+            self.text, self.unsent, self.reactions = "", True, {}
+        elif about.kind == "reaction":
+            emoji, user = str(about.frame.get("emoji", "")), about.user
+            users = self.reactions.setdefault(emoji, [])
+            if about.frame.get("on") and user not in users:
+                users.append(user)
+            elif not about.frame.get("on") and user in users:
+                users.remove(user)
+            if not users:
+                del self.reactions[emoji]
+        self.update(self._render_text())
+
+    def _render_text(self) -> Text:
         # Text objects, not markup: user text must never be parsed as markup.
+        entry = self.entry
         line = Text()
         line.append(clock(entry.time), style="dim")
         line.append(" ")
@@ -61,11 +97,18 @@ class MessageLine(Static):
                 entry.event, entry.event
             )
             line.append(f"→ {entry.user} {verb}", style="italic")
-        else:
-            colour = "bold #98c379" if own else f"bold {name_colour(entry.user)}"
-            line.append(entry.user, style=colour)
-            line.append("  ")
-            line.append(entry.text)
+            return line
+        colour = "bold #98c379" if self.own else f"bold {name_colour(entry.user)}"
+        line.append(entry.user, style=colour)
+        line.append("  ")
+        if self.unsent:
+            line.append("message unsent", style="dim italic")
+            return line
+        line.append(self.text)
+        if self.edited:
+            line.append(" (edited)", style="dim")
+        for emoji, users in self.reactions.items():
+            line.append(f"  {emoji} {len(users)}", style="bold")
         return line
 
 
@@ -166,6 +209,8 @@ class RoomView(Horizontal):
 
     DEFAULT_CSS = """
     RoomView { height: 1fr; }
+    RoomView > Vertical { width: 1fr; height: 1fr; }
+    RoomView .typing { height: 1; padding: 0 1; color: $text-muted; text-style: italic; }
     """
 
     def __init__(self, room: str, me: str) -> None:
@@ -182,10 +227,54 @@ class RoomView(Horizontal):
         self.deleted = False
         self.log_view = MessageLog()
         self.sidebar = MemberList()
+        self.typing_line = Static("", classes="typing")
+        self.lines: dict[int, MessageLine] = {}
+        """The message lines shown, by seq (edits and reactions update them)."""
+        self._typing: dict[str, float] = {}
+        self._typing_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield self.log_view
+        with Vertical():
+            yield self.log_view
+            yield self.typing_line
         yield self.sidebar
+
+    def last_own(self) -> MessageLine | None:
+        """The newest message of mine still standing (what Up edits)."""
+        for seq in sorted(self.lines, reverse=True):
+            line = self.lines[seq]
+            if line.own and not line.unsent:
+                return line
+        return None
+
+    def last_message(self) -> MessageLine | None:
+        """The newest message still standing (what /react reacts to)."""
+        for seq in sorted(self.lines, reverse=True):
+            if not self.lines[seq].unsent:
+                return self.lines[seq]
+        return None
+
+    def typing(self, user: str) -> None:
+        """`user` is typing: say so for TYPING_SHOWN seconds."""
+        self._typing[user] = time.monotonic() + TYPING_SHOWN
+        self._draw_typing()
+        if self._typing_timer is None:
+            self._typing_timer = self.set_interval(1.0, self._draw_typing)
+
+    def _draw_typing(self) -> None:
+        now = time.monotonic()
+        self._typing = {u: t for u, t in self._typing.items() if t > now}
+        users = sorted(self._typing)
+        if not users:
+            text = ""
+            if self._typing_timer is not None:
+                self._typing_timer.stop()
+                self._typing_timer = None
+        elif len(users) == 1:
+            text = f"{users[0]} is typing…"
+        else:
+            text = f"{', '.join(users)} are typing…"
+        self.typing_line.update(text)
 
     @property
     def has_older(self) -> bool:
@@ -199,7 +288,17 @@ class RoomView(Horizontal):
         self.seqs.add(entry.seq)
         self.oldest = entry.seq if self.oldest is None else min(self.oldest, entry.seq)
         self.newest = entry.seq if self.newest is None else max(self.newest, entry.seq)
-        self.log_view.mount(MessageLine(entry, self.me))
+        if entry.target is not None:
+            # about a message: shown on it (one not loaded here needs nothing)
+            target = self.lines.get(entry.target)
+            if target is not None:
+                target.apply(entry)
+            return True
+        line = MessageLine(entry, self.me)
+        if entry.kind == "message":
+            self.lines[entry.seq] = line
+            self._typing.pop(entry.user, None)
+        self.log_view.mount(line)
         if entry.seq == 1:
             self.mark_top(f"— the beginning of #{self.room} —")
         if entry.kind == "presence":
@@ -224,6 +323,8 @@ class RoomView(Horizontal):
             return 0
         for entry in fresh:
             self.seqs.add(entry.seq)
+        # (a history page has its edits and reactions folded into the messages)
+        fresh = [e for e in fresh if e.target is None]
         self.oldest = min(self.seqs)
         if self.oldest <= 1:
             self.mark_top(f"— the beginning of #{self.room} —")
@@ -231,7 +332,11 @@ class RoomView(Horizontal):
         before_height = log.virtual_size.height
         before_y = log.scroll_y
         marker = log.query_one("#top-marker")
-        await log.mount_all([MessageLine(e, self.me) for e in fresh], after=marker)
+        lines = [MessageLine(e, self.me) for e in fresh]
+        for line in lines:
+            if line.entry.kind == "message":
+                self.lines[line.entry.seq] = line
+        await log.mount_all(lines, after=marker)
 
         def keep_position() -> None:
             grown = log.virtual_size.height - before_height

@@ -42,7 +42,7 @@ from parley.protocol import (
     frames,
 )
 from parley.protocol.errors import ErrorCode, ProtocolError
-from parley.room import rules
+from parley.protocol.requests import dm_room
 
 log = get_logger(__name__)
 
@@ -211,7 +211,7 @@ class Handlers:
         user, other = session.user, request.user
         if other == user:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "a direct message needs another user")
-        room = rules.dm_room(user, other)
+        room = dm_room(user, other)
         try:
             response = await self._joiner.join(room, user)
         except ProtocolError as error:

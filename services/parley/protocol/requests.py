@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -192,6 +193,14 @@ def is_valid_emoji(value: object) -> bool:
     if not isinstance(value, str) or not value or not _encodable(value):
         return False
     return len(value.encode()) <= MAX_EMOJI_BYTES and GRAPHEME.fullmatch(value) is not None
+
+
+def dm_room(first: str, second: str) -> str:
+    """The name of the one direct-message room of two users (either order):
+    a digest, so no pair of names can make another pair's room."""
+    a, b = sorted((first, second))
+    digest = hashlib.blake2b(f"{a}\n{b}".encode(), digest_size=12).hexdigest()
+    return f"dm-{digest}"
 
 
 def _encodable(value: str) -> bool:

@@ -8,10 +8,9 @@ translates the outcome into an answer. Every rule raises a domain error
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
-from parley.protocol.requests import is_valid_emoji, is_valid_name, is_valid_user
+from parley.protocol.requests import dm_room, is_valid_emoji, is_valid_name, is_valid_user
 from parley.room.annotations import Folded
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import BadRequest, Forbidden, NotFound, NotMember, RoomExists
@@ -88,14 +87,6 @@ def check_invite(state: RoomState, room: str, user: str, invitee: str) -> bool:
     if state.dm:
         raise Forbidden("a direct-message room is for its two users only")
     return invitee not in state.members and invitee not in state.invited
-
-
-def dm_room(first: str, second: str) -> str:
-    """The name of the one direct-message room of two users (either order):
-    a digest, so no pair of names can make another pair's room."""
-    a, b = sorted((first, second))
-    digest = hashlib.blake2b(f"{a}\n{b}".encode(), digest_size=12).hexdigest()
-    return f"dm-{digest}"
 
 
 def check_dm(room: str, user: str, users: Sequence[str]) -> None:

@@ -77,7 +77,7 @@ async def test_rooms_table_and_json(
     await setup_room(gateway, "bob")
     assert await asyncio.to_thread(commands.rooms, gateway.url, "a", "", False) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["ROOM", "OWNER", "MEMBERS", "LAST", "SEQ", "ADMINISTRATOR"]
+    assert out[0].split() == ["ROOM", "OWNER", "MEMBERS", "LAST", "SEQ", "UNREAD", "ADMINISTRATOR"]
     assert out[1].split()[:4] == ["general", "alice", "2", "2"]
     assert await asyncio.to_thread(commands.rooms, gateway.url, "a", "", True) == 0
     listing = json.loads(capsys.readouterr().out)

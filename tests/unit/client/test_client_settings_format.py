@@ -56,6 +56,24 @@ def test_entry_lines() -> None:
     assert entry_line(join) == "[8] --:--:-- * eve joined"
 
 
+def test_edits_unsends_and_reactions_have_lines_of_their_own() -> None:
+    def entry(seq: int, **frame: object) -> Entry:
+        return Entry("r", seq, {"seq": seq, "target": 7, **frame})
+
+    edit = entry(9, type="edit", **{"from": "bob"}, text="new")
+    assert (edit.kind, edit.target) == ("edit", 7)
+    assert entry_line(edit) == "[9] --:--:-- * bob edited #7: new"
+    assert entry_line(entry(10, type="unsent", by="ann")) == "[10] --:--:-- * ann unsent #7"
+    on = entry(11, type="reaction", **{"from": "bob"}, emoji="👍", on=True)
+    off = entry(12, type="reaction", **{"from": "bob"}, emoji="👍", on=False)
+    assert entry_line(on) == "[11] --:--:-- * bob reacted 👍 to #7"
+    assert entry_line(off) == "[12] --:--:-- * bob took back 👍 on #7"
+    folded = Entry(
+        "r", 7, {"type": "message", "seq": 7, "from": "bob", "text": "new", "edited": True}
+    )
+    assert entry_line(folded).endswith("bob: new (edited)")
+
+
 def test_rooms_table_is_aligned() -> None:
     """Columns line up whatever the widths."""
     table = rooms_table(

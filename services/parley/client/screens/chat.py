@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import cast
 
 from textual import on, work
@@ -12,10 +13,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
 from parley.client.errors import ParleyError, ServerError
-from parley.client.events import Entry
-from parley.client.format import MAX_TEXT, valid_room
+from parley.client.events import Entry, Notice
+from parley.client.format import MAX_TEXT, valid_room, valid_user
 from parley.client.screens.host import ChatHost
 from parley.client.widgets import MessageLog, RoomView, TopBar
+from parley.protocol.requests import dm_room
+
+PLACEHOLDER = "Type a message — enter to send, ↑ edits your last, /help for commands"
+TYPING_EVERY = 3.0
+"""Seconds between the typing signals this client sends for one room."""
 
 HISTORY_PAGE = 50
 """Entries fetched per "load older" step."""
@@ -44,6 +50,8 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+p", "prev_room", "Prev room"),
         Binding("ctrl+r", "rooms", "Rooms"),
         Binding("ctrl+l", "close_room", "Close tab"),
+        Binding("up", "edit_last", "Edit last", show=False),
+        Binding("escape", "cancel_edit", "Cancel edit", show=False),
         Binding("pageup", "page_up", "Older", show=False),
         Binding("pagedown", "page_down", "Newer", show=False),
         Binding("f1", "app.help", "Help"),
@@ -55,6 +63,9 @@ class ChatScreen(Screen[None]):
         super().__init__(name="chat")
         self.views: dict[str, RoomView] = {}
         self.unread: dict[str, int] = {}
+        self.editing: tuple[str, int] | None = None
+        """(room, seq) of the message the input line is editing."""
+        self._typing_sent: dict[str, float] = {}
 
     @property
     def parley(self) -> ChatHost:
@@ -65,7 +76,7 @@ class ChatScreen(Screen[None]):
         yield TopBar()
         yield TabbedContent(id="tabs")
         yield Input(
-            placeholder="Type a message — enter to send, /help for commands",
+            placeholder=PLACEHOLDER,
             id="message-input",
             max_length=MAX_TEXT,
         )
@@ -167,6 +178,23 @@ class ChatScreen(Screen[None]):
             self.unread[entry.room] = self.unread.get(entry.room, 0) + 1
             self._relabel(entry.room)
 
+    def on_notice(self, notice: Notice) -> None:
+        """Typing in a room, or a mention, invitation or read marker for me."""
+        view = self.views.get(notice.room)
+        if notice.kind == "typing":
+            if view is not None:
+                view.typing(notice.user)
+        elif notice.kind == "mention":
+            self.notify(f"{notice.user} mentioned you in #{notice.room}", title="Mention")
+        elif notice.kind == "invitation":
+            self.notify(
+                f"{notice.user} invited you to #{notice.room}: /join {notice.room}",
+                title="Invitation",
+            )
+        elif notice.kind == "read" and self.unread.get(notice.room):
+            self.unread[notice.room] = 0  # (read on another device)
+            self._relabel(notice.room)
+
     def on_online(self, room: str, user: str, online: bool) -> None:
         """A member came online or went offline."""
         view = self.views.get(room)
@@ -233,12 +261,50 @@ class ChatScreen(Screen[None]):
 
     # ------------------------------------------------------------------ input
 
+    @on(Input.Changed, "#message-input")
+    def _changed(self, event: Input.Changed) -> None:
+        """Tell the room this user is typing (at most every TYPING_EVERY s)."""
+        room, conn = self.active_room, self.parley.conn
+        if not event.value or event.value.startswith("/") or room is None or conn is None:
+            return
+        now = time.monotonic()
+        if now - self._typing_sent.get(room, -TYPING_EVERY) >= TYPING_EVERY:
+            self._typing_sent[room] = now
+            self.run_worker(conn.typing(room), group="typing")
+
+    def action_edit_last(self) -> None:
+        """Up in an empty input line: edit my last message."""
+        box = self.query_one("#message-input", Input)
+        room = self.active_room
+        if box.value or room is None:
+            return
+        line = self.views[room].last_own()
+        if line is None:
+            return
+        self.editing = (room, line.entry.seq)
+        box.value = line.text
+        box.cursor_position = len(box.value)
+        box.placeholder = f"editing #{line.entry.seq} — enter to save, esc to cancel"
+
+    def action_cancel_edit(self) -> None:
+        """Escape: stop editing."""
+        if self.editing is not None:
+            self.editing = None
+            box = self.query_one("#message-input", Input)
+            box.clear()
+            box.placeholder = PLACEHOLDER
+
     @on(Input.Submitted, "#message-input")
     def _submitted(self, event: Input.Submitted) -> None:
         text = event.value
         if not text.strip():
             return
         event.input.clear()
+        if self.editing is not None:
+            edited_room, seq = self.editing
+            self.action_cancel_edit()
+            self._annotate(edited_room, "edit", seq, text=text)
+            return
         if text.startswith("/") and not text.startswith("//"):
             self.run_command(text[1:].strip())
             return
@@ -261,12 +327,102 @@ class ChatScreen(Screen[None]):
         except ParleyError as exc:
             self.system(room, f"not sent: {exc}", "error")
 
+    @work(group="annotate")
+    async def _annotate(
+        self, room: str, kind: str, seq: int, *, text: str = "", emoji: str = ""
+    ) -> None:
+        conn = self.parley.conn
+        if conn is None:
+            return
+        try:
+            await conn.annotate(kind, room, seq, text=text, emoji=emoji)
+        except ParleyError as exc:
+            self.system(room, f"could not {kind}: {exc}", "error")
+
+    @work(group="dm")
+    async def open_dm(self, user: str) -> None:
+        """Open (creating it the first time) the direct-message room with `user`."""
+        conn = self.parley.conn
+        if conn is None:
+            return
+        # (the tab first: the room's backlog follows the reply at once)
+        room = dm_room(self.parley.user, user)
+        if room not in self.views:
+            view = RoomView(room, self.parley.user)
+            self.views[room] = view
+            self.unread[room] = 0
+            await self.tabs.add_pane(TabPane(f"@{user}", view, id=pane_id(room)))
+        self.tabs.active = pane_id(room)
+        self._update_title()
+        try:
+            joined = await conn.dm(user)
+        except ParleyError as exc:
+            self.views[room].add_system(f"could not message {user}: {exc}", "error")
+            return
+        self.views[room].sidebar.set_members(joined.get("members") or [])
+
+    @work(group="invite")
+    async def _invite(self, room: str, user: str) -> None:
+        conn = self.parley.conn
+        if conn is None:
+            return
+        try:
+            await conn.invite(room, user)
+        except ParleyError as exc:
+            self.system(room, f"could not invite {user}: {exc}", "error")
+            return
+        self.system(room, f"invited {user}", "info")
+
+    def _message_command(self, name: str, arg: str, room: str) -> None:
+        """/unsend, /react and /unreact: about the given #seq, else my last
+        message (unsend) or the last message (reactions)."""
+        words = arg.split()
+        seq = next((int(w.lstrip("#")) for w in words if w.lstrip("#").isdigit()), None)
+        view = self.views[room]
+        if name == "unsend":
+            if seq is None:
+                mine = view.last_own()
+                if mine is None:
+                    self.notify("nothing of yours to unsend here", severity="warning")
+                    return
+                seq = mine.entry.seq
+            self._annotate(room, "unsend", seq)
+            return
+        emoji = next((w for w in words if not w.lstrip("#").isdigit()), "")
+        if not emoji:
+            self.notify(f"/{name} needs an emoji, e.g. /{name} 👍", severity="warning")
+            return
+        if seq is None:
+            last = view.last_message()
+            if last is None:
+                self.notify("no message to react to here", severity="warning")
+                return
+            seq = last.entry.seq
+        self._annotate(room, name, seq, emoji=emoji)
+
     def run_command(self, line: str) -> None:
         """Run a /command typed in the input line."""
         name, _, arg = line.partition(" ")
         arg = arg.strip()
         room = self.active_room
-        if name in ("join", "j", "create") and not valid_room(arg):
+        if name in ("dm", "invite") and not valid_user(arg):
+            self.notify(f"/{name} needs a user name, e.g. /{name} alice", severity="warning")
+        elif name == "dm":
+            self.open_dm(arg)
+        elif name == "invite" and room:
+            self._invite(room, arg)
+        elif name == "edit" and room:
+            if not arg:
+                self.action_edit_last()
+                return
+            line_ = self.views[room].last_own()
+            if line_ is None:
+                self.notify("nothing of yours to edit here", severity="warning")
+            else:
+                self._annotate(room, "edit", line_.entry.seq, text=arg)
+        elif name in ("unsend", "react", "unreact") and room:
+            self._message_command(name, arg, room)
+        elif name in ("join", "j", "create") and not valid_room(arg):
             self.notify(f"/{name} needs a room name, e.g. /{name} general", severity="warning")
         elif name in ("join", "j"):
             self.parley.open_room(arg)

@@ -20,12 +20,15 @@ HELP_TEXT = """\
 
 [b]Chat screen[/b]
   enter          send the message
+  ↑ (empty line) edit your last message; esc cancels
   ctrl+n/ctrl+p  next / previous room
   alt+1 … alt+9  jump to room 1 … 9
   pgup / pgdn    scroll; pgup at the top loads older messages
   ctrl+r         rooms screen
   ctrl+l         close this room's tab (stay a member)
   commands:      /join NAME  /create NAME  /leave  /delete
+                 /dm USER  /invite USER  /edit TEXT  /unsend [#SEQ]
+                 /react EMOJI [#SEQ]  /unreact EMOJI [#SEQ]
                  /rooms  /help  /quit   (start with // to send a "/")
 
 [b]Everywhere[/b]
