@@ -364,3 +364,33 @@ async def test_screenshots(browser: Any, cluster: LocalCluster, tmp_path: Path) 
     for name in ("wide", "narrow"):
         for view in ("rooms", "chat"):
             assert (out / f"web-{view}-{name}.png").stat().st_size > 5_000
+
+
+async def test_edit_react_typing_and_a_direct_message(browser: Any, cluster: LocalCluster) -> None:
+    url = http_url(cluster)
+    async with page_for(browser, url, "alice") as alice, page_for(browser, url, "bob") as bob:
+        await create(alice, "lobby")
+        await join_from_list(bob, "lobby")
+        await say(alice, "helo")
+        await wait_texts(bob, ["helo"])
+        # ↑ in the empty composer edits the last own message
+        await alice.press("#send-text", "ArrowUp")
+        assert await alice.input_value("#send-text") == "helo"
+        await alice.fill("#send-text", "hello")
+        await alice.press("#send-text", "Enter")
+        for page in (alice, bob):
+            await wait_texts(page, ["hello (edited)"])
+        await say(bob, "/react 👍")
+        await alice.wait_for_selector(".reactions span:text('👍 1')", timeout=DEADLINE * 1000)
+        # typing shows on the other page only
+        await bob.fill("#send-text", "typing away")
+        await alice.wait_for_selector("#typing:text('bob is typing')", timeout=DEADLINE * 1000)
+        assert await bob.text_content("#typing") == ""
+        await bob.fill("#send-text", "")
+        # a direct-message room, from both sides
+        await say(alice, "/dm bob")
+        await alice.wait_for_selector("#room-title:text('@ bob')", timeout=DEADLINE * 1000)
+        await say(alice, "just us")
+        await say(bob, "/dm alice")
+        await bob.wait_for_selector("#room-title:text('@ alice')", timeout=DEADLINE * 1000)
+        await wait_texts(bob, ["just us"])

@@ -294,12 +294,12 @@ async function loadOlder(room) {
       before: room.oldest,
       limit: HISTORY_PAGE,
     });
-    const older = reply.messages.filter((e) => e.seq < room.oldest);
-    if (older.length) {
-      room.entries = [...older, ...room.entries];
-      room.oldest = older[0].seq;
-    }
-    if (older.length < HISTORY_PAGE || room.oldest <= 1) room.atStart = true;
+    const page = reply.messages.filter((e) => e.seq < room.oldest);
+    // (edits and reactions come folded into their messages)
+    const older = page.filter((e) => e.target === undefined);
+    if (page.length) room.oldest = page[0].seq;
+    if (older.length) room.entries = [...older, ...room.entries];
+    if (page.length < HISTORY_PAGE || room.oldest <= 1) room.atStart = true;
     if (state.current === room.name) {
       const log = $("log");
       const fromBottom = log.scrollHeight - log.scrollTop;
@@ -320,8 +320,23 @@ function onFrame(frame) {
   switch (frame.type) {
     case "message":
     case "presence":
+    case "edit":
+    case "unsent":
+    case "reaction":
       if (frame.seq === undefined) onlineChange(frame);
       else onEntry(frame);
+      break;
+    case "typing":
+      showTyping(frame.room, frame.user);
+      break;
+    case "mention":
+      if (frame.room !== state.current || document.visibilityState !== "visible") {
+        flash(`${frame.from} mentioned you in ${roomLabel(frame.room)}`, true);
+      }
+      break;
+    case "invitation":
+      flash(`${frame.from} invited you to # ${frame.room}: pick it in the list to join`, true);
+      refreshRooms();
       break;
     case "deleted":
       roomDeleted(frame.room, false);
@@ -350,7 +365,18 @@ function onEntry(entry) {
     return;
   }
   room.lastSeq = entry.seq;
+  if (entry.target !== undefined) {
+    // about an earlier message: shown on it (one not loaded here needs nothing)
+    const target = room.entries.find((e) => e.seq === entry.target && e.type === "message");
+    if (target) {
+      annotate(target, entry);
+      if (state.current === room.name) redrawEntry(target);
+    }
+    saveSoon();
+    return;
+  }
   room.entries.push(entry);
+  if (entry.type === "message") clearTyping(room.name, entry.from);
   if (entry.type === "presence") {
     if (entry.event === "join") room.members.set(entry.user, room.members.get(entry.user) ?? false);
     if (entry.event === "leave") room.members.delete(entry.user);
@@ -366,6 +392,62 @@ function onEntry(entry) {
     renderRoomLists();
   }
   saveSoon();
+}
+
+/** Apply an edit, unsend or reaction to the message it is about. */
+function annotate(message, about) {
+  if (message.unsent) return; // an unsent message stays unsent
+  if (about.type === "edit") {
+    message.text = about.text;
+    message.edited = true;
+  } else if (about.type === "unsent") {
+    message.unsent = true;
+    delete message.text;
+    delete message.reactions;
+  } else if (about.type === "reaction") {
+    const reactions = (message.reactions ??= {});
+    const users = (reactions[about.emoji] ??= []);
+    const at = users.indexOf(about.from);
+    if (about.on && at < 0) users.push(about.from);
+    if (!about.on && at >= 0) users.splice(at, 1);
+    if (!users.length) delete reactions[about.emoji];
+  }
+}
+
+function redrawEntry(entry) {
+  const old = $("entries").querySelector(`li[data-seq="${entry.seq}"]`);
+  if (old) old.replaceWith(entryItem(entry));
+}
+
+const typingUntil = new Map(); // room -> Map(user -> ms)
+function showTyping(roomName, user) {
+  if (user === state.user) return;
+  const users = typingUntil.get(roomName) ?? new Map();
+  typingUntil.set(roomName, users);
+  users.set(user, Date.now() + 4000);
+  renderTyping();
+  setTimeout(renderTyping, 4100);
+}
+
+function clearTyping(roomName, user) {
+  typingUntil.get(roomName)?.delete(user);
+  renderTyping();
+}
+
+function renderTyping() {
+  const users = [...(typingUntil.get(state.current) ?? new Map())]
+    .filter(([, until]) => until > Date.now())
+    .map(([user]) => user)
+    .sort();
+  $("typing").textContent =
+    users.length === 0 ? "" : `${users.join(", ")} ${users.length === 1 ? "is" : "are"} typing…`;
+}
+
+function roomLabel(name) {
+  const room = state.open.get(name);
+  const info = state.listing.find((r) => r.room === name);
+  const other = room?.dmWith || (info?.dm ? info.with : "");
+  return other ? `@ ${other}` : `# ${name}`;
 }
 
 function onlineChange(frame) {
@@ -385,13 +467,93 @@ function saveSoon() {
 
 async function send(text) {
   const room = state.current;
-  if (!room || !text.trim()) return;
+  if (!text.trim()) return;
   $("room-error").textContent = "";
   try {
-    await state.conn.request({ type: "send", room, text }, { resend: true });
+    if (editing) {
+      const { seq } = editing;
+      stopEditing();
+      await state.conn.request({ type: "edit", room, seq, text }, { resend: true });
+    } else if (text.startsWith("/") && !text.startsWith("//")) {
+      await command(text.slice(1).trim());
+    } else if (room) {
+      const body = text.startsWith("//") ? text.slice(1) : text;
+      await state.conn.request({ type: "send", room, text: body }, { resend: true });
+    }
   } catch (err) {
     $("room-error").textContent = describe(err);
   }
+}
+
+/** The newest message of mine still standing in the open room (what ↑ edits). */
+function lastOwn() {
+  const room = state.open.get(state.current);
+  return room?.entries.findLast((e) => e.type === "message" && e.from === state.user && !e.unsent);
+}
+
+function lastMessage() {
+  const room = state.open.get(state.current);
+  return room?.entries.findLast((e) => e.type === "message" && !e.unsent);
+}
+
+let editing = null; // {seq} of the message the composer edits
+function startEditing() {
+  const mine = lastOwn();
+  if (!mine) return false;
+  editing = { seq: mine.seq };
+  const box = $("send-text");
+  box.value = mine.text;
+  box.placeholder = `Editing your message — Enter saves, Esc cancels`;
+  return true;
+}
+
+function stopEditing() {
+  editing = null;
+  $("send-text").placeholder = "Message";
+}
+
+/** /dm USER, /invite USER, /edit TEXT, /unsend, /react EMOJI, /unreact EMOJI. */
+async function command(line) {
+  const [name, ...rest] = line.split(/\s+/);
+  const arg = rest.join(" ");
+  const room = state.current;
+  if (name === "dm" && USER_RE.test(arg)) {
+    const reply = await state.conn.request({ type: "dm", user: arg });
+    await openJoined(reply, arg);
+  } else if (name === "invite" && room && USER_RE.test(arg)) {
+    await state.conn.request({ type: "invite", room, user: arg });
+    flash(`invited ${arg}`);
+  } else if (name === "edit" && room && lastOwn() && arg) {
+    await state.conn.request({ type: "edit", room, seq: lastOwn().seq, text: arg });
+  } else if (name === "unsend" && room && lastOwn()) {
+    await state.conn.request({ type: "unsend", room, seq: lastOwn().seq });
+  } else if ((name === "react" || name === "unreact") && room && lastMessage() && arg) {
+    await state.conn.request({ type: name, room, seq: lastMessage().seq, emoji: arg });
+  } else {
+    flash(`unknown or incomplete command /${line}: try /dm USER, /invite USER, /react 👍`);
+  }
+}
+
+/** A `joined` reply of `dm`: follow the room like any joined one. */
+async function openJoined(reply, other) {
+  let room = state.open.get(reply.room);
+  if (!room) {
+    room = new RoomState(reply.room, Math.max(0, reply.last_seq - JOIN_BACKLOG));
+    state.open.set(reply.room, room);
+  }
+  room.dmWith = other;
+  await joinRoom(reply.room, {});
+  selectRoom(reply.room);
+}
+
+let typingSent = 0;
+function typed() {
+  const room = state.current;
+  const text = $("send-text").value;
+  if (!room || !text || text.startsWith("/") || editing) return;
+  if (Date.now() - typingSent < 3000) return;
+  typingSent = Date.now();
+  state.conn.send({ type: "typing", room });
 }
 
 // ---------------------------------------------------------------- render
@@ -411,7 +573,7 @@ function renderRoomLists() {
     const link = el("button", "room-link");
     link.type = "button";
     link.dataset.room = room.name;
-    link.append(el("span", "", `# ${room.name}`));
+    link.append(el("span", "", roomLabel(room.name)));
     if (state.current === room.name) link.setAttribute("aria-current", "true");
     link.onclick = () => selectRoom(room.name);
     li.append(link);
@@ -431,7 +593,7 @@ function renderRoomLists() {
     const link = el("button", "room-link");
     link.type = "button";
     link.dataset.room = info.room;
-    link.append(el("span", "", `# ${info.room}`));
+    link.append(el("span", "", roomLabel(info.room)));
     const members = info.members === 1 ? "1 member" : `${info.members} members`;
     const active = info.last_ts ? ` · active ${since(info.last_ts)}` : "";
     link.append(el("span", "meta", `${info.owner} · ${members}${active}`));
@@ -456,6 +618,8 @@ function since(ts) {
 
 function selectRoom(name) {
   state.current = name;
+  if (editing) stopEditing();
+  renderTyping();
   save();
   const room = name ? state.open.get(name) : null;
   $("app-view").classList.toggle("in-room", Boolean(room));
@@ -482,7 +646,7 @@ function renderRoom() {
 
 function renderRoomHead(room) {
   if (!room) return;
-  $("room-title").textContent = `# ${room.name}`;
+  $("room-title").textContent = roomLabel(room.name);
   $("room-owner").textContent = room.owner ? `owner ${room.owner}` : "";
   $("delete").hidden = room.owner !== state.user;
 }
@@ -558,7 +722,24 @@ function entryItem(entry) {
     });
   }
   head.append(time);
-  li.append(head, el("div", "text", entry.text));
+  if (entry.unsent) {
+    li.classList.add("unsent");
+    li.append(head, el("div", "text", "message unsent"));
+    return li;
+  }
+  const text = el("div", "text", entry.text);
+  if (entry.edited) text.append(el("span", "edited", " (edited)"));
+  li.append(head, text);
+  const reactions = Object.entries(entry.reactions ?? {});
+  if (reactions.length) {
+    const row = el("div", "reactions");
+    for (const [emoji, users] of reactions) {
+      const chip = el("span", "", `${emoji} ${users.length}`);
+      chip.title = users.join(", ");
+      row.append(chip);
+    }
+    li.append(row);
+  }
   return li;
 }
 
@@ -643,9 +824,15 @@ function wire() {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       $("send-form").requestSubmit();
+    } else if (event.key === "ArrowUp" && !event.target.value && startEditing()) {
+      event.preventDefault();
+    } else if (event.key === "Escape" && editing) {
+      event.target.value = "";
+      stopEditing();
     }
   });
   $("send-text").addEventListener("input", (event) => {
+    typed();
     const box = event.target;
     box.style.height = "";
     box.style.height = `${Math.min(box.scrollHeight, 160)}px`;

@@ -48,6 +48,11 @@ export class Connection {
     this._setState("offline");
   }
 
+  /** Send a frame that has no reply (typing), if connected. */
+  send(frame) {
+    if (this.state === "online") this.ws.send(JSON.stringify(frame));
+  }
+
   /** Send a request frame; resolves with its reply frame. */
   request(frame, { resend = false } = {}) {
     const id = frame.id ?? `w${Date.now().toString(36)}-${this.nextId++}`;
