@@ -157,3 +157,39 @@ async def test_a_mention_reaches_the_member_even_where_not_joined(
             await wait_for(quiet, 5)
             assert len([f for f in bob_idle.frames if f.get("type") == "mention"]) == 1
             assert not [f for f in alice.frames if f.get("type") == "mention"]
+
+
+async def test_privacy_invitations_and_read_markers_survive_the_administrators_death(
+    cluster: LocalCluster,
+) -> None:
+    url = cluster.gateway_url()
+    async with (
+        await ChatClient.connect(url, "alice") as alice,
+        await ChatClient.connect(url, "eve") as eve,
+    ):
+        assert (await alice.request({"type": "create", "room": "vault", "private": True}))[
+            "type"
+        ] == "created"
+        await alice.join("vault")
+        invite = await alice.request({"type": "invite", "room": "vault", "user": "bob"})
+        assert invite["type"] == "invited"
+        last = 0
+        for i in range(4):
+            last = (await alice.send("vault", f"m{i}"))["seq"]
+        assert (await alice.request({"type": "read", "room": "vault", "seq": last - 1}))[
+            "seq"
+        ] == last - 1
+        admin = _listed(await alice.rooms())["vault"]["administrator"]
+        cluster.kill_node(admin)
+
+        async def served() -> bool:
+            listed = _listed(await alice.rooms()).get("vault")
+            return listed is not None and listed["administrator"] not in ("", admin)
+
+        await wait_for(served, 30, interval=0.2, message="a new administrator")
+        assert _listed(await alice.rooms())["vault"]["unread"] == 1
+        assert (await eve.join("vault"))["code"] == "not_found"
+        assert "vault" not in _listed(await eve.rooms())
+        async with await ChatClient.connect(url, "bob") as bob:
+            joined = await bob.join("vault")
+            assert joined["type"] == "joined" and "bob" in joined["members"]
