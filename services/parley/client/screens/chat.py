@@ -345,8 +345,18 @@ class ChatScreen(Screen[None]):
         conn = self.parley.conn
         if conn is None:
             return
+        me = self.parley.user
+        if not me:
+            # signed in by token alone: the room's name (a digest of both
+            # names) is known from the reply; join again for its backlog
+            try:
+                room = str((await conn.dm(user))["room"])
+            except ParleyError as exc:
+                self.notify(f"could not message {user}: {exc}", severity="error")
+                return
+        else:
+            room = dm_room(me, user)
         # (the tab first: the room's backlog follows the reply at once)
-        room = dm_room(self.parley.user, user)
         if room not in self.views:
             view = RoomView(room, self.parley.user)
             self.views[room] = view
@@ -355,7 +365,7 @@ class ChatScreen(Screen[None]):
         self.tabs.active = pane_id(room)
         self._update_title()
         try:
-            joined = await conn.dm(user)
+            joined = await (conn.dm(user) if me else conn.join(room))
         except ParleyError as exc:
             self.views[room].add_system(f"could not message {user}: {exc}", "error")
             return
