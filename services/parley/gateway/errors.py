@@ -28,6 +28,14 @@ _STATUS_CODES: dict[grpc.StatusCode, ErrorCode] = {
 }
 """The fallback when a node error has no parley-code trailer."""
 
+_TRANSPORT_STATUSES = frozenset(
+    {grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+)
+"""Statuses that, without a parley-code trailer, are gRPC's own (a connection
+reset under a stream: "Internal error from Core", a call cancelled with its
+transport), not a node's answer: nodes put a parley-code on every error they
+send. Retried like UNAVAILABLE (every routed request is idempotent)."""
+
 
 def _trailers(error: grpc.aio.AioRpcError) -> dict[str, str]:
     found: dict[str, str] = {}
@@ -60,5 +68,7 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> Exception:
     message = error.details() or error.code().name.lower()
     code = trailers.get(CODE_KEY)
     if code is None:
+        if error.code() in _TRANSPORT_STATUSES:
+            return Unavailable(f"the call failed in transit: {message}")
         code = _STATUS_CODES.get(error.code(), ErrorCode.INTERNAL).value
     return classify(code, message, trailers.get(ADMINISTRATOR_KEY, ""))

@@ -31,8 +31,6 @@ def _rpc_error(code: grpc.StatusCode, trailers: tuple[tuple[str, str], ...] = ()
         (grpc.StatusCode.ALREADY_EXISTS, "room_exists"),
         (grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
         (grpc.StatusCode.INVALID_ARGUMENT, "bad_request"),
-        (grpc.StatusCode.INTERNAL, "internal"),
-        (grpc.StatusCode.UNKNOWN, "internal"),
         (grpc.StatusCode.FAILED_PRECONDITION, "internal"),
     ],
 )
@@ -43,10 +41,28 @@ def test_status_fallback_without_trailer(status: grpc.StatusCode, expected: str)
     assert error.code == expected
 
 
-@pytest.mark.parametrize("status", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+@pytest.mark.parametrize(
+    "status",
+    [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        # gRPC's own, not a node's (nodes always send parley-code): a stream
+        # whose connection reset fails "Internal error from Core"
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+    ],
+)
 def test_unavailable_statuses_are_retryable(status: grpc.StatusCode) -> None:
-    """UNAVAILABLE and DEADLINE_EXCEEDED are retried, not answered at once."""
+    """UNAVAILABLE, DEADLINE_EXCEEDED and transport failures are retried,
+    not answered at once."""
     assert isinstance(from_rpc_error(_rpc_error(status)), Unavailable)
+
+
+def test_a_nodes_internal_error_is_answered() -> None:
+    """An INTERNAL the node sent (with its parley-code) is the answer."""
+    error = from_rpc_error(_rpc_error(grpc.StatusCode.INTERNAL, (("parley-code", "internal"),)))
+    assert isinstance(error, ProtocolError) and error.code == "internal"
 
 
 def test_trailer_wins_over_status() -> None:
