@@ -79,6 +79,7 @@ class RoomsScreen(Screen[None]):
         table.add_column("Owner", key="owner")
         table.add_column("Members", key="members")
         table.add_column("Last activity", key="activity")
+        table.add_column("Unread", key="unread")
         yield table
         yield Static("", id="rooms-status")
         yield Footer()
@@ -155,16 +156,18 @@ class RoomsScreen(Screen[None]):
         me = self.parley.user
         for r in listing:
             name = str(r.get("room", ""))
+            shown = f"@{r['with']}" if r.get("dm") and r.get("with") else name
             owner = str(r.get("owner", ""))
             when = activity.get(name)
             last = f"#{r.get('last_seq', 0)}"
             table.add_row(
-                Text(name, style="bold" if name in self.parley.open_rooms() else ""),
+                Text(shown, style="bold" if name in self.parley.open_rooms() else ""),
                 Text(
                     owner + (" (you)" if owner == me else ""), style="green" if owner == me else ""
                 ),
                 str(r.get("members", "")),
                 f"{ago(when)} · {last}" if when else last,
+                Text(str(r["unread"]), style="bold") if r.get("unread") else "",
                 key=name,
             )
         if keep is not None:
