@@ -31,3 +31,22 @@ async def test_a_node_refuses_bad_names_sent_straight_to_it(
         # nothing was created: a valid request for that name finds nothing
         listed = await stub.ListRooms(pb.ListRoomsRequest(), timeout=5)
         assert [r.room for r in listed.rooms] == []
+
+
+async def test_a_node_refuses_to_publish_what_is_not_published(cluster: LocalCluster) -> None:
+    """Only messages, edits, unsends, reactions and reads go through Publish:
+    a join, a create or a kind that does not exist is a bad request."""
+    async with grpc.aio.insecure_channel(cluster.node_addr("node-0")) as channel:
+        stub = pb_grpc.RoomServiceStub(channel)
+        for kind in (pb.ENTRY_KIND_JOIN, pb.ENTRY_KIND_CREATE, 99):
+            request = pb.PublishRequest(
+                room="r",
+                user="mallory",
+                text="x",
+                client_msg_id="m",
+                kind=kind,  # type: ignore[arg-type]
+            )
+            response = await stub.PublishBatch(
+                pb.PublishBatchRequest(publishes=[request]), timeout=5
+            )
+            assert [r.error_code for r in response.results] == ["bad_request"]

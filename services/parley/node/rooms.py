@@ -79,9 +79,12 @@ def publish_kind(request: pb.PublishRequest) -> EntryKind:
     """
     if not request.kind:
         return EntryKind.MESSAGE
-    kind = EntryKind(request.kind) if request.kind in EntryKind._value2member_map_ else None
+    try:
+        kind = EntryKind(request.kind)
+    except ValueError:
+        kind = None
     if kind not in _PUBLISH_KINDS:
-        raise BadRequest("only messages, edits, unsends and reactions are published")
+        raise BadRequest("only messages, edits, unsends, reactions and reads are published")
     return kind
 
 
@@ -422,6 +425,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         for i, request in enumerate(publishes):
             try:
                 rules.check_names(request.room, request.user)
+                publish_kind(request)
             except RoomError as err:
                 refused[i] = err
         replicas: dict[str, RoomReplica | RoomError] = {}
