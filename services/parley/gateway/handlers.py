@@ -46,7 +46,7 @@ from parley.protocol.requests import dm_room
 
 log = get_logger(__name__)
 
-ANNOTATION_KINDS = {
+ACTION_KINDS = {
     "edit": pb.ENTRY_KIND_EDIT,
     "unsend": pb.ENTRY_KIND_UNSEND,
     "react": pb.ENTRY_KIND_REACT,
@@ -273,7 +273,7 @@ class Handlers:
             session.user,
             msg_id,
             request.text,
-            kind=ANNOTATION_KINDS[request.action],
+            kind=ACTION_KINDS[request.action],
             target=request.target,
         )
         session.reply(frames.ack(request.room, result.seq, request.id))
