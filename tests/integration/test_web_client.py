@@ -344,8 +344,13 @@ async def test_screenshots(browser: Any, cluster: LocalCluster, tmp_path: Path) 
         await others["bob"].create("general")
         await others["carol"].create("ops")
         await others["carol"].join("general")
-        await others["bob"].send("general", "morning all — the deploy went out at 09:00")
+        morning = await others["bob"].send("general", "morning all — the deploy went out at 9")
         await others["carol"].send("general", "nice! any alerts?")
+        edit = {"type": "edit", "room": "general", "seq": morning["seq"]}
+        await others["bob"].request({**edit, "text": "morning all — the deploy went out at 09:00"})
+        for user in ("bob", "carol"):
+            react = {"type": "react", "room": "general", "seq": morning["seq"], "emoji": "🎉"}
+            await others[user].request(react)
         for name, viewport in (("wide", WIDE), ("narrow", NARROW)):
             async with page_for(browser, url, "alice", viewport) as alice:
                 await alice.click("#refresh-rooms")
@@ -357,6 +362,9 @@ async def test_screenshots(browser: Any, cluster: LocalCluster, tmp_path: Path) 
                 await say(alice, "great work everyone")
                 await others["bob"].send("general", "thanks alice!")
                 await wait_texts(alice, ["great work everyone", "thanks alice!"])
+                if name == "wide":  # (typing is passed on once per 2 s)
+                    await others["carol"].send_frame({"type": "typing", "room": "general"})
+                    await alice.wait_for_selector("#typing:text('carol is typing')")
                 await alice.screenshot(path=str(out / f"web-chat-{name}.png"))
     finally:
         for conn in others.values():
