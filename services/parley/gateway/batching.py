@@ -11,6 +11,7 @@ the work itself costs.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 import grpc
@@ -42,7 +43,7 @@ class Pending(Generic[Item, Result]):
         self.carrier = tracing.current_carrier()
 
 
-class Batcher(Generic[Item, Result]):
+class Batcher(ABC, Generic[Item, Result]):
     """Ships the items queued for one node in batches, one call in flight.
 
     A subclass says how one batch travels (`_call`); a batch's failure fails
@@ -74,9 +75,9 @@ class Batcher(Generic[Item, Result]):
             pending.future.cancel()
         self._pending.clear()
 
+    @abstractmethod
     async def _call(self, batch: list[Pending[Item, Result]]) -> list[Result]:
         """One call carrying the batch: a result per item, in order."""
-        raise NotImplementedError
 
     async def _run(self) -> None:
         try:
