@@ -296,11 +296,16 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         return pb.LeaveRoomResponse(seq=entry.seq)
 
     def _order(
-        self, replica: RoomReplica, request: pb.PublishRequest, about: Target | None = None
+        self,
+        replica: RoomReplica,
+        request: pb.PublishRequest,
+        kind: EntryKind,
+        about: Target | None = None,
     ) -> tuple[asyncio.Future[LogEntry] | asyncio.Future[None], int | None] | pb.PublishResponse:
         """Validate and append one publish without waiting.
 
         Args:
+            kind: what it appends (`publish_kind`).
             about: for an edit, unsend or reaction, the message it is about
                 (`_look_up`).
 
@@ -313,7 +318,6 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         """
         if not replica.serving:
             raise NotAdministrator(replica.room, replica.administrator)
-        kind = publish_kind(request)
         if kind is EntryKind.READ:
             # (no id needed: a marker only rises, so a retry changes nothing)
             tip, user = replica.tip, request.user
@@ -422,12 +426,15 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         """Order a batch: one append per message, one replication step per room."""
         received = time.perf_counter()
         refused: dict[int, RoomError] = {}
+        kinds: list[EntryKind] = []
         for i, request in enumerate(publishes):
+            kind = EntryKind.MESSAGE
             try:
                 rules.check_names(request.room, request.user)
-                publish_kind(request)
+                kind = publish_kind(request)
             except RoomError as err:
                 refused[i] = err
+            kinds.append(kind)
         replicas: dict[str, RoomReplica | RoomError] = {}
         for room in {p.room for i, p in enumerate(publishes) if i not in refused}:
             try:
@@ -444,10 +451,10 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 if isinstance(replica, RoomError):
                     raise replica
                 about = None
-                if publish_kind(request) is not EntryKind.MESSAGE:
+                if kinds[i] in ANNOTATION_KINDS:
                     # (awaits a read: this batch's earlier items are ordered)
                     about = await self._look_up(replica, request.target)
-                ordered = self._order(replica, request, about)
+                ordered = self._order(replica, request, kinds[i], about)
             except RoomError as err:
                 outcomes.append(err)
                 continue
