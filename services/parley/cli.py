@@ -41,6 +41,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "discovery": ("static", "kubernetes"),
     "log_format": ("auto", "json", "console"),
     "log_level": ("debug", "info", "warning", "error"),
+    "auth": ("jwt", "off"),
 }
 
 # One line of help per field; a field missing here still gets a flag.
@@ -68,7 +69,26 @@ _HELP: dict[str, str] = {
     "retention_sweep_seconds": "seconds between retention sweeps",
     "presence_limit": "rooms with more members than this send no online/offline events",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
-    "jwt_secret": "HS256 secret for ?token=JWT; empty turns auth off (?user=NAME)",
+    "auth": "jwt: every client shows a token; off: ?user=NAME is believed (development only)",
+    "jwt_secret": "HS256 secret tokens may be signed with",
+    "jwt_jwks": "JWKS file of RS256/ES256/EdDSA public keys (kid selects; re-read on change)",
+    "jwt_issuer": "the iss claim every token must have (empty: not checked)",
+    "jwt_audience": "an aud claim every token must have (empty: not checked)",
+    "jwt_leeway": "seconds of clock skew allowed on exp and nbf",
+    "user_rate_limit": "sustained client frames per second per user, all their connections "
+    "(at least --rate-limit)",
+    "user_rate_burst": "client frame burst per user",
+    "max_rooms_per_connection": "rooms one connection may be joined to",
+    "max_connections_per_user": "connections one user may hold to this gateway",
+    "handshake_timeout": "seconds a client has to complete the WebSocket handshake",
+    "ping_interval": "seconds between keepalive pings to each client",
+    "ping_timeout": "seconds without a pong before a client is closed (1011)",
+    "max_json_depth": "deepest JSON nesting accepted in a client frame",
+    "max_number_chars": "longest JSON number (in characters) accepted in a client frame",
+    "tls_cert": "PEM certificate for mTLS between pods (with --tls-key and --tls-ca)",
+    "tls_key": "PEM private key of --tls-cert",
+    "tls_ca": "PEM CA bundle peers' certificates must chain to",
+    "tls_server_name": "name the nodes' certificates are checked against",
     "allowed_origins": "comma-separated origins (or *) whose pages may open a WebSocket "
     "besides the web client's own",
     "max_frame_bytes": "largest client frame accepted",

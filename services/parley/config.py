@@ -68,6 +68,13 @@ class NodeConfig:
     retention_sweep_seconds: float = 30.0
     # rooms with more members than this send no online/offline events
     presence_limit: int = 100
+    # mTLS between pods (all three set, or none): this process's certificate
+    # and key, and the CA whose certificates peers must show; re-read on change
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    # the name peers' certificates are checked against (pod IPs change; this does not)
+    tls_server_name: str = "parley-node"
     # seconds to drain on SIGTERM before exiting
     drain_seconds: float = 5.0
     log_format: str = "auto"  # auto | json | console
@@ -87,7 +94,14 @@ class GatewayConfig:
     k8s_service: str = "parley-node"
     k8s_port: int = 7000
     member_grace: float = 300.0
-    jwt_secret: str = ""  # empty: auth off, `?user=NAME` accepted
+    # jwt: every connection shows a token (jwt_secret and/or jwt_jwks);
+    # off: `?user=NAME` is believed (local development only)
+    auth: str = "jwt"
+    jwt_secret: str = ""  # HS256
+    jwt_jwks: str = ""  # a JWKS file of RS256/ES256/EdDSA public keys, re-read on change
+    jwt_issuer: str = ""  # required `iss` (empty: not checked)
+    jwt_audience: str = ""  # required `aud` (empty: not checked)
+    jwt_leeway: float = 30.0  # seconds of clock skew allowed on exp/nbf
     # origins (scheme://host:port, comma-separated, or *) whose pages may open
     # a WebSocket here besides the web client's own; empty: only its own
     allowed_origins: str = ""
@@ -97,6 +111,24 @@ class GatewayConfig:
     rate_limit: float = 50.0
     rate_burst: int = 100
     outbound_queue: int = 1024
+    # one user over all their connections to this gateway: frames/s and burst
+    # (never below the per-connection limit)
+    user_rate_limit: float = 200.0
+    user_rate_burst: int = 400
+    max_rooms_per_connection: int = 1000
+    max_connections_per_user: int = 32
+    # seconds a client has to finish the HTTP upgrade
+    handshake_timeout: float = 10.0
+    # a ping every ping_interval s; no pong within ping_timeout s closes (1011)
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    # client JSON: deepest nesting, longest number (characters)
+    max_json_depth: int = 8
+    max_number_chars: int = 24
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_server_name: str = "parley-node"
     drain_seconds: float = 5.0
     log_format: str = "auto"
     log_level: str = "info"

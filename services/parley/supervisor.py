@@ -176,7 +176,8 @@ def plan(opts: UpOptions, python: str = sys.executable, log_format: str = "") ->
             "--nodes", spec,
             "--replicas", str(opts.replicas),
             "--discovery", "static",
-            *(["--jwt-secret", opts.jwt_secret] if opts.jwt_secret else []),
+            # A local cluster without a secret is for development: ?user= is believed.
+            *(["--jwt-secret", opts.jwt_secret] if opts.jwt_secret else ["--auth", "off"]),
             *extra,
         ]  # fmt: skip
         children.append(ChildSpec(name, "gateway", argv, http=http, ws=ws))

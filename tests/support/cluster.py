@@ -253,7 +253,7 @@ class LocalCluster:
                 "--replicas", str(replicas),
                 "--discovery", "static",
                 "--drain-seconds", "1",
-                *(["--jwt-secret", jwt_secret] if jwt_secret else []),
+                *(["--jwt-secret", jwt_secret] if jwt_secret else ["--auth", "off"]),
                 *gateway_args,
             ]  # fmt: skip
             self.procs[name] = Proc(name, "gateway", argv, self.log_path(name), http, ws=ws)

@@ -18,7 +18,14 @@ from parley.cluster.channels import ChannelPool
 from parley.cluster.discovery import Discovery
 from parley.cluster.health import HealthMonitor
 from parley.config import GatewayConfig
-from parley.gateway.auth import WS_PATH, HandshakeRefused, authenticate
+from parley.gateway.auth import (
+    WS_PATH,
+    AuthFailed,
+    HandshakeRefused,
+    Identity,
+    Verifier,
+    authenticate,
+)
 from parley.gateway.fanout import Fanout
 from parley.gateway.handlers import Handlers
 from parley.gateway.joiner import Joiner
@@ -30,9 +37,35 @@ from parley.gateway.router import Router
 from parley.gateway.session import CLOSE_GRACE, Session
 from parley.gateway.web import WebClient
 from parley.observability.log import get_logger
-from parley.observability.metrics import WS_CONNECTIONS
+from parley.observability.metrics import AUTH_FAILURES, WS_CONNECTIONS, WS_DISCONNECTS
+from parley.protocol import FrameLimits
 
 log = get_logger(__name__)
+
+TOO_MANY_CONNECTIONS = 4008
+"""Close code of a connection over max_connections_per_user."""
+
+
+def make_verifier(cfg: GatewayConfig) -> Verifier | None:
+    """The token checker cfg asks for; None with auth explicitly off.
+
+    Raises:
+        ValueError: auth is on with neither a secret nor a JWKS file, or the
+            JWKS file is unreadable.
+    """
+    if cfg.auth == "off":
+        return None
+    if not cfg.jwt_secret and not cfg.jwt_jwks:
+        raise ValueError(
+            "auth is on: set --jwt-secret or --jwt-jwks (or --auth off for development)"
+        )
+    return Verifier(
+        secret=cfg.jwt_secret,
+        jwks=cfg.jwt_jwks,
+        issuer=cfg.jwt_issuer,
+        audience=cfg.jwt_audience,
+        leeway=cfg.jwt_leeway,
+    )
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -74,6 +107,8 @@ class Gateway:
             health: which nodes are up, already started.
         """
         self._cfg = cfg
+        self._verifier = make_verifier(cfg)
+        self._limits = FrameLimits(cfg.max_json_depth, cfg.max_number_chars)
         self._discovery = discovery
         self._health = health
         self._router = Router(discovery, pool, health, cfg.replicas)
@@ -82,14 +117,18 @@ class Gateway:
         self._presence = PresenceReporter(self._router, cfg.id)
         self._clock = DeliveryClock()
         self._fanout = Fanout(self._router, self._presence, self._clock)
-        self._sessions = UserSessions()
+        # A per-user budget below one connection's would make the latter moot.
+        self._sessions = UserSessions(
+            rate=max(cfg.user_rate_limit, cfg.rate_limit),
+            burst=max(cfg.user_rate_burst, cfg.rate_burst),
+        )
         self._notices = NoticeWatcher(discovery, self._router, self._sessions)
         self._handlers = Handlers(
             discovery, health, self._router, self._publisher, self._joiner, self._fanout,
-            self._clock, self._sessions,
+            self._clock, self._sessions, max_rooms=cfg.max_rooms_per_connection,
         )  # fmt: skip
         origins = [o.strip() for o in cfg.allowed_origins.split(",") if o.strip()]
-        self._web = WebClient(auth=bool(cfg.jwt_secret), allowed_origins=origins)
+        self._web = WebClient(auth=self._verifier is not None, allowed_origins=origins)
         self._server: Server | None = None
         self._stopping = False
         self.host = ""
@@ -118,6 +157,10 @@ class Gateway:
             # Compression would deflate every fanned-out frame once per socket.
             compression=None,
             close_timeout=max(0.1, min(self._cfg.drain_seconds, 10.0)),
+            # A client that never finishes its handshake holds a socket: bounded.
+            open_timeout=self._cfg.handshake_timeout,
+            ping_interval=self._cfg.ping_interval or None,
+            ping_timeout=self._cfg.ping_timeout or None,
         )
         log.info("gateway listening", url=self.url, id=self.id)
 
@@ -160,23 +203,47 @@ class Gateway:
         if not self._web.origin_allowed(request):
             return conn.respond(403, "this origin may not open a WebSocket here\n")
         try:
-            authenticate(request.path, self._cfg.jwt_secret)
+            self._authenticate(request)
         except HandshakeRefused as refused:
             return conn.respond(refused.status, refused.message + "\n")
+        except AuthFailed as failed:
+            AUTH_FAILURES.labels(reason=failed.reason).inc()
+            log.info("handshake refused", reason=failed.reason, detail=failed.detail)
+            # Nothing that tells a prober which check failed, with auth on.
+            body = failed.detail if self._verifier is None else "unauthorized"
+            response = conn.respond(401, body + "\n")
+            if self._verifier is not None:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="parley"'
+            return response
         return None
+
+    def _authenticate(self, request: Request) -> Identity:
+        return authenticate(request.path, request.headers.get("Authorization"), self._verifier)
 
     async def _connection(self, conn: ServerConnection) -> None:
         """The per-connection error boundary."""
         assert conn.request is not None  # set once the handshake succeeded
-        # Cheap to redo (a dict lookup, or one HMAC) and keeps no state between hooks.
-        user = authenticate(conn.request.path, self._cfg.jwt_secret)
+        # Cheap to redo (a dict lookup, a signature check) and keeps no state between hooks.
+        try:
+            identity = self._authenticate(conn.request)
+        except (AuthFailed, HandshakeRefused):  # (a JWKS rotated in between)
+            await conn.close(4001, "unauthorized")
+            return
+        user = identity.user
+        if len(self._sessions.of(user)) >= self._cfg.max_connections_per_user:
+            WS_DISCONNECTS.labels(reason="too_many_connections").inc()
+            await conn.close(TOO_MANY_CONNECTIONS, "too many connections for this user")
+            return
         session = Session(
             conn,
-            user,
+            identity,
             self._handlers.handle,
             queue_size=self._cfg.outbound_queue,
             rate=self._cfg.rate_limit,
             burst=self._cfg.rate_burst,
+            user_bucket=self._sessions.bucket(user),
+            verify=self._verifier.verify if self._verifier is not None else None,
+            limits=self._limits,
         )
         WS_CONNECTIONS.inc()
         self._sessions.add(session)

@@ -100,7 +100,10 @@ class Handlers:
         fanout: Fanout,
         clock: DeliveryClock,
         sessions: UserSessions,
+        *,
+        max_rooms: int = 1000,
     ) -> None:
+        self._max_rooms = max_rooms
         self._discovery = discovery
         self._health = health
         self._router = router
@@ -201,7 +204,16 @@ class Handlers:
         )
         session.reply(frames.created(request.room, response.owner or session.user, request.id))
 
+    def _check_room_limit(self, session: Session, room: str, rid: str | None) -> None:
+        if room not in session.rooms and len(session.rooms) >= self._max_rooms:
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"a connection may join at most {self._max_rooms} rooms; leave one first",
+                rid,
+            )
+
     async def _join(self, session: Session, request: JoinRequest) -> None:
+        self._check_room_limit(session, request.room, request.id)
         response = await self._joiner.join(request.room, session.user)
         await self._joined(session, request, response)
 
@@ -212,6 +224,7 @@ class Handlers:
         if other == user:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "a direct message needs another user")
         room = dm_room(user, other)
+        self._check_room_limit(session, room, request.id)
         try:
             response = await self._joiner.join(room, user)
         except ProtocolError as error:

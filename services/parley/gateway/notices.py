@@ -18,6 +18,7 @@ import grpc
 from parley._generated import room_service_pb2 as pb
 from parley.cluster.discovery import Discovery, Members
 from parley.gateway.backoff import Backoff
+from parley.gateway.ratelimit import TokenBucket
 from parley.gateway.router import Router
 from parley.gateway.session import Session
 from parley.observability.log import get_logger
@@ -34,11 +35,26 @@ OLD_NODE_RETRY = 30.0
 
 
 class UserSessions:
-    """The open connections of each user on this gateway."""
+    """The open connections of each user on this gateway, and the frame
+    budget they share (one user cannot multiply the rate limit by opening
+    more connections)."""
 
-    def __init__(self, gateway_id: str = "") -> None:
+    def __init__(self, gateway_id: str = "", *, rate: float = 0.0, burst: int = 0) -> None:
         self.gateway_id = gateway_id
         self._by_user: dict[str, set[Session]] = {}
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def bucket(self, user: str) -> TokenBucket | None:
+        """The user's shared budget (None: no per-user limit); kept while they are connected."""
+        if self._rate <= 0:
+            return None
+        found = self._buckets.get(user)
+        if found is None:
+            found = TokenBucket(self._rate, self._burst, asyncio.get_running_loop().time())
+            self._buckets[user] = found
+        return found
 
     def add(self, session: Session) -> None:
         self._by_user.setdefault(session.user, set()).add(session)
@@ -49,6 +65,7 @@ class UserSessions:
             sessions.discard(session)
             if not sessions:
                 del self._by_user[session.user]
+                self._buckets.pop(session.user, None)
 
     def of(self, user: str) -> set[Session]:
         return self._by_user.get(user, set())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
+from parley.gateway.auth import AuthFailed, Identity
 from parley.gateway.ratelimit import TokenBucket
 from parley.gateway.wire import text_frame
 from parley.observability.log import get_logger
-from parley.observability.metrics import WS_DISCONNECTS, WS_FRAMES
-from parley.protocol import PingRequest, ProtocolError, SendRequest, frames, parse_request
+from parley.observability.metrics import AUTH_FAILURES, WS_DISCONNECTS, WS_FRAMES
+from parley.protocol import (
+    AuthRequest,
+    FrameLimits,
+    PingRequest,
+    ProtocolError,
+    SendRequest,
+    frames,
+    parse_request,
+)
 from parley.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -46,8 +56,13 @@ CLOSE_GRACE = 2.0
 MAX_INFLIGHT_SENDS = 256
 """Sends of one connection awaiting their ack; the reader waits beyond that."""
 
+TOKEN_EXPIRED = 4001
+"""Close code of a connection whose token expired without a refresh."""
+
 Handle = Callable[["Session", "Request"], Awaitable[None]]
 """Handles one parsed request for a session (see handlers.py)."""
+Verify = Callable[[str], Identity]
+"""Checks a fresh token (auth.Verifier.verify); None when auth is off."""
 
 
 def _request_id(data: str | bytes) -> str | None:
@@ -68,14 +83,19 @@ class Session:
         "_close_task",
         "_conn",
         "_dropped",
+        "_expires",
+        "_expiry",
         "_handle",
         "_idle",
+        "_limits",
         "_max_dropped",
         "_queue",
         "_queue_size",
         "_reason",
         "_sends",
         "_transport",
+        "_user_bucket",
+        "_verify",
         "_writer",
         "closed",
         "deleting",
@@ -86,24 +106,35 @@ class Session:
     def __init__(
         self,
         conn: ServerConnection,
-        user: str,
+        identity: Identity,
         handle: Handle,
         *,
         queue_size: int,
         rate: float,
         burst: int,
+        user_bucket: TokenBucket | None = None,
+        verify: Verify | None = None,
+        limits: FrameLimits | None = None,
     ) -> None:
         """Prepare a session; run() serves it.
 
         Args:
             conn: the WebSocket connection.
-            user: the authenticated user name.
+            identity: the authenticated user, and when their token expires.
             handle: the request handler.
             queue_size: outbound frames buffered before the client counts as too slow.
             rate: frames per second allowed on average.
             burst: frames allowed in a burst.
+            user_bucket: the user's budget shared by all their connections.
+            verify: checks a refreshed token (None: auth is off).
+            limits: JSON nesting and number limits of client frames.
         """
-        self.user = user
+        self.user = identity.user
+        self._expires = identity.expires
+        self._expiry: asyncio.TimerHandle | None = None
+        self._user_bucket = user_bucket
+        self._verify = verify
+        self._limits = limits or FrameLimits()
         self.closed = False
         self.rooms: set[str] = set()
         """Rooms this connection is attached to (joined on this connection)."""
@@ -198,12 +229,15 @@ class Session:
 
     async def run(self) -> None:
         """Serve the connection until it closes, then count the disconnect by reason."""
+        self._arm_expiry()
         try:
             await self._read()
         except ConnectionClosed:
             pass
         finally:
             self.closed = True
+            if self._expiry is not None:
+                self._expiry.cancel()
             tasks = list(self._sends)
             if self._writer is not None:
                 tasks.append(self._writer)
@@ -214,12 +248,48 @@ class Session:
                 await asyncio.gather(self._close_task, return_exceptions=True)
             WS_DISCONNECTS.labels(reason=self._disconnect_reason()).inc()
 
+    def _arm_expiry(self) -> None:
+        """Close the connection when its token expires (unless refreshed first)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._expires is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, self._expires - time.time()), self._expired)
+
+    def _expired(self) -> None:
+        self.reply(frames.error(ErrorCode.UNAUTHORIZED, "token expired"))
+        self.close(TOKEN_EXPIRED, "token expired", "token_expired")
+
+    def _refresh(self, request: AuthRequest) -> None:
+        """Take a fresh token for the same user; a bad one changes nothing."""
+        if self._verify is None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "auth is off on this gateway", request.id)
+        try:
+            identity = self._verify(request.token)
+            if identity.user != self.user:
+                raise AuthFailed(
+                    "other_user", f"token for {identity.user} on {self.user}'s connection"
+                )
+        except AuthFailed as failed:
+            AUTH_FAILURES.labels(reason=failed.reason).inc()
+            log.info(
+                "token refresh refused", user=self.user, reason=failed.reason, detail=failed.detail
+            )
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "invalid token", request.id) from None
+        self._expires = identity.expires
+        self._arm_expiry()
+        self.reply(frames.authenticated(self.user, identity.expires, request.id))
+
     def _disconnect_reason(self) -> str:
         if self._reason is not None:
             return self._reason
         code = self._conn.close_code
         if code == CloseCode.MESSAGE_TOO_BIG:
             return "too_large"
+        if code == CloseCode.INTERNAL_ERROR and self._conn.close_reason == "keepalive ping timeout":
+            return "keepalive_timeout"
         if code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
             return "normal"
         return "error"
@@ -227,17 +297,20 @@ class Session:
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
         bucket = self._bucket
+        user_bucket = self._user_bucket
+        limits = self._limits
         async for data in self._conn:
             FRAMES_IN.inc()
             if self.closed:
                 return
-            if not bucket.take(loop.time()):
+            now = loop.time()
+            if not bucket.take(now) or (user_bucket is not None and not user_bucket.take(now)):
                 self._over_limit(data)
                 continue
             if bucket.full:
                 self._dropped = 0  # the client calmed down; forgive earlier drops
             try:
-                request = parse_request(data)
+                request = parse_request(data, limits)
             except ProtocolError as error:
                 self.reply(frames.error(error.code, error.message, error.id))
                 continue
@@ -247,6 +320,12 @@ class Session:
             if isinstance(request, PingRequest):
                 # Liveness must not wait behind sends stuck in a failover.
                 self.reply(frames.pong(request.id))
+                continue
+            if isinstance(request, AuthRequest):
+                try:
+                    self._refresh(request)
+                except ProtocolError as error:
+                    self.reply(frames.error(error.code, error.message, error.id))
                 continue
             if self._sends:
                 # Keep this connection's requests in order: a leave must not

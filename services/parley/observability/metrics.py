@@ -86,3 +86,21 @@ WS_FRAMES = Counter("parley_ws_frames_total", "WebSocket frames, by direction.",
 WS_DISCONNECTS = Counter(
     "parley_ws_disconnects_total", "WebSocket disconnects, by reason.", ["reason"]
 )
+DISCONNECT_REASONS = (
+    "normal",  # the client closed (1000/1001), or the gateway drained
+    "error",  # the connection broke (no close frame, or an error code from the client)
+    "too_large",  # a frame over max_frame_bytes (1009)
+    "slow_consumer",  # the outbound queue filled (1013)
+    "rate_limited",  # kept sending far over the rate limit (1008)
+    "token_expired",  # the token expired and was not refreshed (4001)
+    "too_many_connections",  # the user already held max_connections_per_user (4008)
+    "keepalive_timeout",  # no pong within ping_timeout (1011)
+    "internal",  # a gateway bug (1011)
+)
+for _reason in DISCONNECT_REASONS:
+    WS_DISCONNECTS.labels(reason=_reason)  # every series from start-up, at 0
+AUTH_FAILURES = Counter(
+    "parley_auth_failures_total",
+    "Handshakes and in-connection token refreshes refused, by reason.",
+    ["reason"],
+)

@@ -6,9 +6,11 @@ Pure functions and dataclasses; nothing here touches a socket.
 from parley.protocol.errors import ErrorCode, ProtocolError
 from parley.protocol.requests import (
     AnnotateRequest,
+    AuthRequest,
     CreateRequest,
     DeleteRequest,
     DmRequest,
+    FrameLimits,
     HistoryRequest,
     InviteRequest,
     JoinRequest,
@@ -25,10 +27,12 @@ from parley.protocol.requests import (
 
 __all__ = [
     "AnnotateRequest",
+    "AuthRequest",
     "CreateRequest",
     "DeleteRequest",
     "DmRequest",
     "ErrorCode",
+    "FrameLimits",
     "HistoryRequest",
     "InviteRequest",
     "JoinRequest",

@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     ROOM_EXISTS = "room_exists"
     NOT_MEMBER = "not_member"
     RATE_LIMITED = "rate_limited"
+    LIMIT_EXCEEDED = "limit_exceeded"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"

@@ -134,6 +134,11 @@ def pong(rid: str | None = None) -> str:
     return _reply("pong", rid)
 
 
+def authenticated(user: str, expires: float | None, rid: str | None = None) -> str:
+    """The reply to auth: the fresh token is taken; `expires` its exp (unix seconds) or null."""
+    return _reply("auth", rid, user=user, expires=expires)
+
+
 def rooms(items: Iterable[dict[str, Any]], rid: str | None = None) -> str:
     """`rooms` reply; items are {"room","owner","members","last_seq","administrator"}."""
     return _reply("rooms", rid, rooms=list(items))

@@ -27,6 +27,55 @@ MAX_RETAIN = 2**31 - 1
 """Largest retention bound accepted (messages or seconds)."""
 MAX_SEQ = 2**63 - 1
 """Largest since/before accepted: beyond it no room has entries, and it fits every int type."""
+MAX_TOKEN_CHARS = 8192
+
+
+class FrameLimits:
+    """How deep and how long-numbered a client's JSON may be (gateway flags)."""
+
+    __slots__ = ("decoder", "max_depth", "max_number_chars")
+
+    def __init__(self, max_depth: int = 8, max_number_chars: int = 24) -> None:
+        self.max_depth = max_depth
+        self.max_number_chars = max_number_chars
+        # Numbers are checked as the C scanner meets them, before Python turns
+        # a 4,000-digit literal into an int (quadratic) or 1e999 into inf.
+        self.decoder = json.JSONDecoder(
+            parse_int=self._int, parse_float=self._float, parse_constant=_no_constant
+        )
+
+    def _int(self, text: str) -> int:
+        if len(text) > self.max_number_chars:
+            raise ValueError("number too long")
+        return int(text)
+
+    def _float(self, text: str) -> float:
+        if len(text) > self.max_number_chars:
+            raise ValueError("number too long")
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise ValueError("number out of range")
+        return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+DEFAULT_FRAME_LIMITS = FrameLimits()
+
+
+def _deeper_than(value: object, depth: int) -> bool:
+    """True when `value` nests objects/arrays more than `depth` levels deep."""
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return False
+    if depth <= 0:
+        return True
+    return any(_deeper_than(child, depth - 1) for child in children)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +207,14 @@ class PingRequest:
     id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """A fresh token for this connection (same user), sent before the old one expires."""
+
+    token: str
+    id: str | None = None
+
+
 Request = (
     RoomsRequest
     | CreateRequest
@@ -173,6 +230,7 @@ Request = (
     | LeaveRequest
     | DeleteRequest
     | PingRequest
+    | AuthRequest
 )
 """Any parsed client request."""
 
@@ -262,6 +320,17 @@ def _text(frame: dict[str, Any], rid: str | None) -> str:
     return text
 
 
+def _token(frame: dict[str, Any], rid: str | None) -> str:
+    token = frame.get("token")
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"'token' must be a JWT of at most {MAX_TOKEN_CHARS} characters",
+            rid,
+        )
+    return token
+
+
 def _id(frame: dict[str, Any]) -> str | None:
     value = frame.get("id")
     if value is None:
@@ -274,11 +343,12 @@ def _id(frame: dict[str, Any]) -> str | None:
     return value
 
 
-def parse_request(data: str | bytes) -> Request:
+def parse_request(data: str | bytes, limits: FrameLimits = DEFAULT_FRAME_LIMITS) -> Request:
     """Parse and validate one client frame.
 
     Args:
         data: the frame's payload; bytes are binary frames, which are refused.
+        limits: nesting depth and number length accepted.
 
     Returns:
         The typed request.
@@ -291,13 +361,19 @@ def parse_request(data: str | bytes) -> Request:
     if not isinstance(data, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frames must be text (JSON), not binary")
     try:
-        frame = json.loads(data)
-    # RecursionError: deeply nested arrays; ValueError: bad JSON, or an integer
-    # with more digits than Python converts.
+        frame = limits.decoder.decode(data)
+    # RecursionError: nesting deeper than Python recurses; ValueError: bad
+    # JSON, or a number over the limits.
     except (ValueError, RecursionError):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from None
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "frame is not valid JSON, or a number in it is too long"
+        ) from None
     if not isinstance(frame, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
+    if _deeper_than(frame, limits.max_depth):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"frame nests deeper than {limits.max_depth} levels"
+        )
     rid = _id(frame)
     kind = frame.get("type")
     if not isinstance(kind, str):
@@ -414,4 +490,5 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None], Request]] = {
     "leave": lambda frame, rid: LeaveRequest(room=_room(frame, rid), id=rid),
     "delete": lambda frame, rid: DeleteRequest(room=_room(frame, rid), id=rid),
     "ping": lambda frame, rid: PingRequest(id=rid),
+    "auth": lambda frame, rid: AuthRequest(token=_token(frame, rid), id=rid),
 }

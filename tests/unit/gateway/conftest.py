@@ -39,8 +39,10 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     running: list[tuple[Gateway, StaticDiscovery, ChannelPool, HealthMonitor]] = []
 
     async def start(nodes: dict[str, str], *, wait_up: bool = True, **overrides: Any) -> Gateway:
+        # With a secret or keys in the overrides, auth is on (the default).
+        auth = "jwt" if overrides.get("jwt_secret") or overrides.get("jwt_jwks") else "off"
         cfg = dataclasses.replace(
-            GatewayConfig(ws="127.0.0.1:0", nodes=nodes, drain_seconds=2.0), **overrides
+            GatewayConfig(ws="127.0.0.1:0", nodes=nodes, drain_seconds=2.0, auth=auth), **overrides
         )
         discovery = StaticDiscovery(nodes)
         pool = ChannelPool(discovery)

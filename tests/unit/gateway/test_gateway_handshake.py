@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import jwt
 import pytest
 from parley.gateway.app import Gateway
+from prometheus_client import REGISTRY
 from support.client import ChatClient
+from support.wait import wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -62,3 +65,111 @@ async def test_jwt_auth(node: Any, start_gateway: Any) -> None:
     expired = _token({"sub": "alice", "exp": int(time.time()) - 60})
     assert await _status(url + "?token=" + expired) == 401
     assert await _status(url + "?token=not.a.jwt") == 401
+
+
+def _counter(name: str, reason: str) -> float:
+    return REGISTRY.get_sample_value(name, {"reason": reason}) or 0.0
+
+
+async def test_bearer_header_and_refusals_are_counted(node: Any, start_gateway: Any) -> None:
+    """The token may come in an Authorization header; a refusal is a bare 401
+    (no detail for a prober) counted by reason."""
+    gateway = await start_gateway({"node-0": node[1]}, jwt_secret=SECRET)
+    headers = {"Authorization": "Bearer " + _token({"sub": "alice"})}
+    async with await ChatClient.connect(gateway.url, additional_headers=headers) as alice:
+        assert (await alice.ping())["type"] == "pong"
+    before = _counter("parley_auth_failures_total", "bad_signature")
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(
+            gateway.url + "?token=" + _token({"sub": "a"}, "w" * 32), open_timeout=5
+        ):
+            pass
+    assert info.value.response.status_code == 401
+    assert info.value.response.body == b"unauthorized\n"
+    assert info.value.response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _counter("parley_auth_failures_total", "bad_signature") == before + 1
+    # every reason's series exists from start-up
+    assert (
+        REGISTRY.get_sample_value("parley_auth_failures_total", {"reason": "wrong_issuer"})
+        is not None
+    )
+    assert (
+        REGISTRY.get_sample_value("parley_ws_disconnects_total", {"reason": "token_expired"})
+        is not None
+    )
+
+
+async def test_an_expiring_token_is_told_and_closed_with_4001(
+    node: Any, start_gateway: Any
+) -> None:
+    gateway = await start_gateway({"node-0": node[1]}, jwt_secret=SECRET, jwt_leeway=0.0)
+    before = _counter("parley_ws_disconnects_total", "token_expired")
+    token = _token({"sub": "alice", "exp": int(time.time()) + 2})
+    async with await ChatClient.connect(gateway.url, token=token) as alice:
+        error = await alice.next_of("error", timeout=10)
+        assert error["code"] == "unauthorized" and error["message"] == "token expired"
+        await asyncio.wait_for(alice.closed.wait(), 10)
+        assert alice.close_code == 4001
+    await wait_for(
+        lambda: _counter("parley_ws_disconnects_total", "token_expired") == before + 1, 10,
+        message="the disconnect counted",
+    )  # fmt: skip
+
+
+async def test_a_refreshed_token_keeps_the_connection(node: Any, start_gateway: Any) -> None:
+    """`auth` with a fresh token for the same user moves the expiry; a token
+    for another user, or a bad one, is refused and changes nothing."""
+    gateway = await start_gateway({"node-0": node[1]}, jwt_secret=SECRET, jwt_leeway=0.0)
+    first_exp = int(time.time()) + 3
+    async with await ChatClient.connect(
+        gateway.url, token=_token({"sub": "alice", "exp": first_exp})
+    ) as alice:
+        other = await alice.request({"type": "auth", "token": _token({"sub": "bob"}), "id": "o"})
+        assert (other["type"], other["code"]) == ("error", "unauthorized")
+        bad = await alice.request({"type": "auth", "token": "x.y.z", "id": "b"})
+        assert (bad["type"], bad["code"]) == ("error", "unauthorized")
+        fresh_exp = int(time.time()) + 60
+        ok = await alice.request(
+            {"type": "auth", "token": _token({"sub": "alice", "exp": fresh_exp}), "id": "f"}
+        )
+        assert ok == {"type": "auth", "id": "f", "user": "alice", "expires": fresh_exp}
+        await wait_for(lambda: time.time() > first_exp + 1, 10, message="past the first expiry")
+        assert (await alice.ping())["type"] == "pong"
+        assert not [f for f in alice.frames if f.get("message") == "token expired"]
+
+
+async def test_auth_frame_with_auth_off_is_a_bad_request(gateway: Gateway) -> None:
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        reply = await alice.request({"type": "auth", "token": "a.b.c", "id": "a"})
+        assert reply["code"] == "bad_request"
+
+
+async def test_connections_per_user_and_rooms_per_connection(node: Any, start_gateway: Any) -> None:
+    gateway = await start_gateway(
+        {"node-0": node[1]}, max_connections_per_user=2, max_rooms_per_connection=2
+    )
+    first = await ChatClient.connect(gateway.url, "alice")
+    second = await ChatClient.connect(gateway.url, "alice")
+    third = await ChatClient.connect(gateway.url, "alice")
+    await asyncio.wait_for(third.closed.wait(), 10)
+    assert third.close_code == 4008
+    async with await ChatClient.connect(gateway.url, "bob") as bob:  # others are not affected
+        assert (await bob.ping())["type"] == "pong"
+    for room in ("r1", "r2", "r3"):
+        await first.create(room)
+    await first.join("r1")
+    await first.join("r2")
+    refused = await first.join("r3")
+    assert refused["code"] == "limit_exceeded"
+    await first.leave("r1")
+    # the room is given up once this connection has had the leave entry
+    await wait_for(
+        lambda: any(f.get("event") == "leave" for f in first.deliveries.get("r1", [])), 10,
+        message="the leave delivered",
+    )  # fmt: skip
+    assert (await first.join("r3"))["type"] == "joined"
+    for client in (first, second, third):
+        await client.close()
+    # a slot frees when a connection closes
+    async with await ChatClient.connect(gateway.url, "alice") as again:
+        assert (await again.ping())["type"] == "pong"

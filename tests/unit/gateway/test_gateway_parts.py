@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from parley.gateway.auth import HandshakeRefused, authenticate
+from parley.gateway.auth import AuthFailed, HandshakeRefused, Verifier, authenticate
 from parley.gateway.backoff import INITIAL_SECONDS, MAX_SECONDS, Backoff
 from parley.gateway.latency import MAX_WAITING, DeliveryClock
 from parley.gateway.ratelimit import TokenBucket
@@ -66,26 +66,31 @@ def test_delivery_clock_is_bounded() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "status"),
-    [("/ws", 401), ("/ws?user=", 401), ("/x?user=alice", 404), ("/ws/?user=alice", 404),
-     ("/ws?user=alice%0A", 401), ("/ws?user=" + "a" * 33, 401)],
+    ("target", "refusal"),
+    [("/ws", "bad_user"), ("/ws?user=", "bad_user"), ("/x?user=alice", 404),
+     ("/ws/?user=alice", 404), ("/ws?user=alice%0A", "bad_user"),
+     ("/ws?user=" + "a" * 33, "bad_user")],
 )  # fmt: skip
-def test_authenticate_refusals(target: str, status: int) -> None:
-    """Wrong paths are 404, missing or invalid users 401."""
-    with pytest.raises(HandshakeRefused) as info:
-        authenticate(target, "")
-    assert info.value.status == status
+def test_authenticate_refusals(target: str, refusal: int | str) -> None:
+    """With auth off: wrong paths are 404, missing or invalid users refused."""
+    with pytest.raises((HandshakeRefused, AuthFailed)) as info:
+        authenticate(target, None, None)
+    if isinstance(refusal, int):
+        assert isinstance(info.value, HandshakeRefused) and info.value.status == refusal
+    else:
+        assert isinstance(info.value, AuthFailed) and info.value.reason == refusal
 
 
 def test_authenticate_user_and_token() -> None:
     """?user= names the user with auth off; the token's sub with auth on."""
-    assert authenticate("/ws?user=alice&x=1", "") == "alice"
+    assert authenticate("/ws?user=alice&x=1", None, None).user == "alice"
     secret = "k" * 32
+    verifier = Verifier(secret=secret)
     token = jwt.encode({"sub": "bob"}, secret, algorithm="HS256")
-    assert authenticate(f"/ws?token={token}&user=alice", secret) == "bob"
-    none_alg = jwt.encode({"sub": "bob"}, None, algorithm="none")
-    with pytest.raises(HandshakeRefused):
-        authenticate(f"/ws?token={none_alg}", secret)
+    assert authenticate(f"/ws?token={token}&user=alice", None, verifier).user == "bob"
+    with pytest.raises(AuthFailed) as refused:
+        authenticate("/ws?user=alice", None, verifier)
+    assert refused.value.reason == "missing_token"
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from parley.gateway.app import Gateway
+from parley.gateway.auth import Identity
 from parley.gateway.session import Session
 from parley.protocol import frames
 from prometheus_client import REGISTRY
@@ -128,7 +129,7 @@ async def test_full_outbound_queue_closes_with_1013() -> None:
     async def handle(_session: Session, _request: Any) -> None:
         raise AssertionError("no requests expected")
 
-    session = Session(conn, "alice", handle, queue_size=8, rate=10.0, burst=10)  # type: ignore[arg-type]
+    session = Session(conn, Identity("alice"), handle, queue_size=8, rate=10.0, burst=10)  # type: ignore[arg-type]
     runner = asyncio.create_task(session.run())
     pong = frames.pong()
     session.reply(pong)

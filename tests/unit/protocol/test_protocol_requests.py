@@ -9,6 +9,7 @@ from parley.protocol import (
     AnnotateRequest,
     CreateRequest,
     DeleteRequest,
+    FrameLimits,
     HistoryRequest,
     JoinRequest,
     LeaveRequest,
@@ -186,15 +187,30 @@ def test_lone_surrogate_text_is_bad_request() -> None:
     assert (err.code, err.id) == ("bad_request", "u")
 
 
-@pytest.mark.parametrize(
-    "value", [-1, 1.0, 0.5, "1", True, [1], {"a": 1}, 2**63, 10**30, float("inf")]
-)
+@pytest.mark.parametrize("value", [-1, 1.0, 0.5, "1", True, [1], {"a": 1}, 2**63, 10**23])
 def test_bad_since_and_before_are_bad_request(value: object) -> None:
     """since/before must be non-negative integers that fit 63 bits."""
     for kind, key in (("join", "since"), ("history", "before")):
         data = json.dumps({"type": kind, "room": "a", key: value, "id": "n"})
         err = _error(data)
         assert (err.code, err.id) == ("bad_request", "n")
+
+
+@pytest.mark.parametrize("value", ["1" * 25, "1e999", "-1e999", "NaN", "Infinity", "1." + "5" * 30])
+def test_numbers_past_the_limits_are_refused_before_they_are_read(value: str) -> None:
+    """A number longer than max_number_chars, or one that is not finite, makes
+    the frame unreadable (so its id cannot be echoed)."""
+    err = _error(f'{{"type":"join","room":"a","since":{value},"id":"n"}}')
+    assert err.code == "bad_request"
+
+
+def test_nesting_deeper_than_the_limit_is_refused() -> None:
+    assert parse_request('{"type":"ping","x":%s}' % ("[" * 7 + "]" * 7))
+    err = _error('{"type":"ping","x":%s,"id":"n"}' % ("[" * 8 + "]" * 8))
+    assert err.code == "bad_request" and "deeper" in err.message
+    shallow = FrameLimits(max_depth=1)
+    with pytest.raises(ProtocolError):
+        parse_request('{"type":"ping","x":{"y":1}}', shallow)
 
 
 def test_largest_since_is_accepted() -> None:
