@@ -71,6 +71,7 @@ _HELP: dict[str, str] = {
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "auth": "jwt: every client shows a token; off: ?user=NAME is believed (development only)",
     "jwt_secret": "HS256 secret tokens may be signed with",
+    "jwt_secret_file": "file holding the HS256 secret (a mounted Secret; re-read on change)",
     "jwt_jwks": "JWKS file of RS256/ES256/EdDSA public keys (kid selects; re-read on change)",
     "jwt_issuer": "the iss claim every token must have (empty: not checked)",
     "jwt_audience": "an aud claim every token must have (empty: not checked)",

@@ -98,6 +98,7 @@ class GatewayConfig:
     # off: `?user=NAME` is believed (local development only)
     auth: str = "jwt"
     jwt_secret: str = ""  # HS256
+    jwt_secret_file: str = ""  # HS256, from a file (a mounted Secret), re-read on change
     jwt_jwks: str = ""  # a JWKS file of RS256/ES256/EdDSA public keys, re-read on change
     jwt_issuer: str = ""  # required `iss` (empty: not checked)
     jwt_audience: str = ""  # required `aud` (empty: not checked)

@@ -5,7 +5,8 @@ Deployment's containers give the command (the image's ENTRYPOINT, as the chart
 sets none) and the environment. The test resolves the environment as the
 kubelet would (downward API: pod name and namespace), rewrites only addresses
 (`0.0.0.0:PORT` → a free 127.0.0.1 port; the API server → an emulator, through
-KUBECONFIG) and volume mount paths (→ a temporary directory per pod), starts
+KUBECONFIG) and volume mount paths (→ a temporary directory per pod, holding
+the files of a mounted Secret as the kubelet writes them), starts
 the real `parley node` / `parley gateway` processes with exactly that, serves
 the EndpointSlices Kubernetes would publish for the headless Service, waits on
 the chart's own readiness probes, and chats through the gateway over a WebSocket.
@@ -14,6 +15,7 @@ the chart's own readiness probes, and chats through the gateway over a WebSocket
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import json
@@ -23,10 +25,12 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import yaml
 from parley.supervisor import grpc_serving, http_status
@@ -34,6 +38,7 @@ from support.k8s_emulator import K8sEmulator, endpoint
 from support.kube import kubeconfig
 from support.wait import wait_for
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "parley"
@@ -87,13 +92,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def secrets_of(objects: list[dict[str, Any]]) -> dict[str, dict[str, bytes]]:
+    """The rendered Secrets' data by name."""
+    return {
+        obj["metadata"]["name"]: {k: base64.b64decode(v) for k, v in obj.get("data", {}).items()}
+        for obj in objects
+        if obj["kind"] == "Secret"
+    }
+
+
 class Pod:
     """One container of a rendered pod template, run as a local process."""
 
     def __init__(
-        self, name: str, template: dict[str, Any], command: list[str], workdir: Path, api: str
+        self,
+        name: str,
+        template: dict[str, Any],
+        command: list[str],
+        workdir: Path,
+        api: str,
+        secrets: dict[str, dict[str, bytes]],
     ) -> None:
         self.name = name
+        self.secrets = secrets
+        self.volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
         self.grace = float(template["spec"]["terminationGracePeriodSeconds"])
         (self.container,) = template["spec"]["containers"]
         self.command = [
@@ -121,6 +143,11 @@ class Pod:
             local = workdir / self.name / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
             mounts[mount["mountPath"]] = str(local)
+            secret = self.volumes.get(mount["name"], {}).get("secret")  # (a claim: not here)
+            if secret is not None:
+                data = self.secrets[secret["secretName"]]
+                for item in secret.get("items") or [{"key": k, "path": k} for k in data]:
+                    (local / item["path"]).write_bytes(data[item["key"]])
         env: dict[str, str] = {}
         for item in self.container.get("env", []):
             if "value" in item:
@@ -132,7 +159,10 @@ class Pod:
                 port = int(listen.group(1))
                 self.ports.setdefault(port, free_port())
                 value = f"127.0.0.1:{self.ports[port]}"
-            env[item["name"]] = mounts.get(value, value)
+            for path, local_path in mounts.items():  # a mount, or a file in one
+                if value == path or value.startswith(path + "/"):
+                    value = local_path + value[len(path) :]
+            env[item["name"]] = value
         declared = {p["containerPort"] for p in self.container["ports"]}
         assert set(self.ports) == declared, (
             f"{self.name}: listens on {self.ports}, declares {declared}"
@@ -193,6 +223,7 @@ async def deployment(
 ) -> AsyncIterator[dict[str, Any]]:
     """The chart's node and gateway pods running locally against an emulated API server."""
     objects = render()
+    secrets = secrets_of(objects)
     statefulset = one(objects, "StatefulSet")
     deployment = one(objects, "Deployment")
     headless = [
@@ -207,7 +238,14 @@ async def deployment(
     api = kubeconfig(tmp_path / "kubeconfig", emulator.url, NAMESPACE)
     sts_name = statefulset["metadata"]["name"]
     nodes = [
-        Pod(f"{sts_name}-{i}", statefulset["spec"]["template"], entrypoint("node"), tmp_path, api)
+        Pod(
+            f"{sts_name}-{i}",
+            statefulset["spec"]["template"],
+            entrypoint("node"),
+            tmp_path,
+            api,
+            secrets,
+        )
         for i in range(NODES)
     ]
     gateway = Pod(
@@ -216,6 +254,7 @@ async def deployment(
         entrypoint("gateway"),
         tmp_path,
         api,
+        secrets,
     )
     # What the EndpointSlice controller publishes for the headless Service: every
     # pod (publishNotReadyAddresses), one slice per pod here since each local
@@ -235,7 +274,7 @@ async def deployment(
             await pod.start()
         for pod in pods:
             await wait_for(pod.ready, START_TIMEOUT, interval=0.2, message=f"{pod.name} ready")
-        yield {"gateway": gateway, "nodes": nodes, "emulator": emulator}
+        yield {"gateway": gateway, "nodes": nodes, "emulator": emulator, "secrets": secrets}
     finally:
         # All at once, as when the release is uninstalled; each drains for its own time.
         await asyncio.gather(*(pod.stop() for pod in pods))
@@ -260,9 +299,16 @@ async def test_chart_pods_chat_through_the_gateway(deployment: dict[str, Any]) -
     """Rendered env, emulated slices: alice reaches bob, across an administrator's restart."""
     gateway: Pod = deployment["gateway"]
     url = f"ws://{gateway.local('ws')}/ws"
+    # Auth is on by default: sign tokens with the key the chart generated.
+    key = deployment["secrets"]["parley-auth"]["jwt-secret"].decode()
+    alice_token = jwt.encode({"sub": "alice", "exp": time.time() + 600}, key, algorithm="HS256")
+    bob_header = {"Authorization": "Bearer " + jwt.encode({"sub": "bob"}, key, algorithm="HS256")}
+    with pytest.raises(InvalidStatus):  # ?user= is not believed
+        async with connect(f"{url}?user=alice", open_timeout=10):
+            pass
     async with (
-        connect(f"{url}?user=alice", open_timeout=10) as alice,
-        connect(f"{url}?user=bob", open_timeout=10) as bob,
+        connect(f"{url}?token={alice_token}", open_timeout=10) as alice,
+        connect(url, open_timeout=10, additional_headers=bob_header) as bob,
     ):
         await alice.send(json.dumps({"type": "create", "room": "k8s", "id": "c"}))
         assert (await reply(alice, "created"))["owner"] == "alice"
@@ -292,4 +338,8 @@ async def test_chart_pods_chat_through_the_gateway(deployment: dict[str, Any]) -
     assert spec and spec.loader
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert await script.main(url, 60) == 0
+    os.environ["PARLEY_JWT_SECRET"] = key  # what the helm test pod reads from its file
+    try:
+        assert await script.main(url, 60) == 0
+    finally:
+        del os.environ["PARLEY_JWT_SECRET"]

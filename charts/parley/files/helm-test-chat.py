@@ -22,6 +22,10 @@ USER = "helmtest"
 def url_with_credentials(base: str) -> str:
     """The gateway URL with ?token= when auth is on, else ?user=."""
     secret = os.environ.get("PARLEY_JWT_SECRET", "")
+    secret_file = os.environ.get("PARLEY_JWT_SECRET_FILE", "")
+    if secret_file:
+        with open(secret_file, encoding="utf-8") as file:
+            secret = file.read().strip()
     if not secret:
         return f"{base}?user={USER}"
     import jwt

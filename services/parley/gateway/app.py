@@ -55,12 +55,14 @@ def make_verifier(cfg: GatewayConfig) -> Verifier | None:
     """
     if cfg.auth == "off":
         return None
-    if not cfg.jwt_secret and not cfg.jwt_jwks:
+    if not cfg.jwt_secret and not cfg.jwt_secret_file and not cfg.jwt_jwks:
         raise ValueError(
-            "auth is on: set --jwt-secret or --jwt-jwks (or --auth off for development)"
+            "auth is on: set --jwt-secret, --jwt-secret-file or --jwt-jwks"
+            " (or --auth off for development)"
         )
     return Verifier(
         secret=cfg.jwt_secret,
+        secret_file=cfg.jwt_secret_file,
         jwks=cfg.jwt_jwks,
         issuer=cfg.jwt_issuer,
         audience=cfg.jwt_audience,

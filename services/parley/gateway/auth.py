@@ -8,8 +8,6 @@ handshake gets a bare 401 that tells an attacker nothing).
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -20,6 +18,7 @@ import jwt
 from parley.observability.log import get_logger
 from parley.observability.metrics import AUTH_FAILURES
 from parley.protocol.requests import is_valid_user
+from parley.security.watched import WatchedFile
 
 log = get_logger(__name__)
 
@@ -29,8 +28,6 @@ SECRET_ALGORITHMS = frozenset({"HS256"})
 """Signed with the shared secret."""
 KEY_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
 """Signed with a private key whose public half is in the JWKS file."""
-JWKS_RECHECK_SECONDS = 1.0
-"""How often the JWKS file's modification time is looked at (keys rotate without a restart)."""
 
 FAILURE_REASONS = (
     "missing_token",
@@ -98,6 +95,37 @@ def _failure(error: jwt.InvalidTokenError) -> AuthFailed:
     return AuthFailed("malformed", str(error))
 
 
+def parse_jwks(contents: bytes) -> dict[str, jwt.PyJWK]:
+    """The public keys of a JWKS document, by kid.
+
+    Raises:
+        ValueError: not a JWKS, no keys, or a key of an algorithm not accepted.
+    """
+    document = json.loads(contents)
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document (an object with a 'keys' list)")
+    keys: dict[str, jwt.PyJWK] = {}
+    for index, data in enumerate(document["keys"]):
+        try:
+            key = jwt.PyJWK(data)
+        except (jwt.PyJWKError, jwt.InvalidKeyError) as error:
+            raise ValueError(f"JWKS key {index}: {error}") from None
+        if key.algorithm_name not in KEY_ALGORITHMS:
+            raise ValueError(f"JWKS key {index}: {key.algorithm_name} is not accepted")
+        keys[str(data.get("kid", index))] = key
+    if not keys:
+        raise ValueError("the JWKS has no keys")
+    return keys
+
+
+def parse_secret(contents: bytes) -> str:
+    """An HS256 key from a file (a mounted Secret), without its trailing newline."""
+    secret = contents.decode().strip()
+    if not secret:
+        raise ValueError("the secret file is empty")
+    return secret
+
+
 class KeySet:
     """The public keys of a JWKS file, read again when the file changes."""
 
@@ -107,11 +135,7 @@ class KeySet:
         Raises:
             OSError, ValueError: the file cannot be read or is not a JWKS.
         """
-        self._path = path
-        self._stamp: tuple[float, int] = (0.0, 0)
-        self._checked = 0.0
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._reload()
+        self._file = WatchedFile(path, parse_jwks)
 
     def key(self, kid: str | None, algorithm: str) -> Any:
         """The verification key `kid` names (without a kid: the only key of that algorithm).
@@ -119,47 +143,19 @@ class KeySet:
         Raises:
             AuthFailed: no such key, or the key is not for this algorithm.
         """
-        now = time.monotonic()
-        if now - self._checked >= JWKS_RECHECK_SECONDS:
-            self._checked = now
-            try:
-                self._reload()
-            except (OSError, ValueError) as error:
-                # Keep the keys we have: a half-written file must not lock everyone out.
-                log.warning("jwks not reloaded", path=self._path, error=str(error))
+        keys = self._file.get()
         if kid is None:
-            matching = [k for k in self._keys.values() if k.algorithm_name == algorithm]
+            matching = [k for k in keys.values() if k.algorithm_name == algorithm]
             if len(matching) != 1:
                 raise AuthFailed("unknown_key", "token has no kid and the JWKS has no single key")
             return matching[0].key
-        found = self._keys.get(kid)
+        found = keys.get(kid)
         if found is None:
             raise AuthFailed("unknown_key", f"no key {kid!r} in the JWKS")
         if found.algorithm_name != algorithm:
             # An HS256 token "signed" with an RSA public key lands here too.
             raise AuthFailed("bad_algorithm", f"key {kid!r} is for {found.algorithm_name}")
         return found.key
-
-    def _reload(self) -> None:
-        stat = os.stat(self._path)
-        stamp = (stat.st_mtime, stat.st_size)
-        if stamp == self._stamp:
-            return
-        with open(self._path, encoding="utf-8") as file:
-            document = json.load(file)
-        keys: dict[str, jwt.PyJWK] = {}
-        for index, data in enumerate(document.get("keys", [])):
-            try:
-                key = jwt.PyJWK(data)
-            except (jwt.PyJWKError, jwt.InvalidKeyError) as error:
-                raise ValueError(f"JWKS key {index}: {error}") from None
-            if key.algorithm_name not in KEY_ALGORITHMS:
-                raise ValueError(f"JWKS key {index}: {key.algorithm_name} is not accepted")
-            keys[str(data.get("kid", index))] = key
-        if not keys:
-            raise ValueError("the JWKS has no keys")
-        self._keys = keys
-        self._stamp = stamp
 
 
 class Verifier:
@@ -169,6 +165,7 @@ class Verifier:
         self,
         *,
         secret: str = "",
+        secret_file: str = "",
         jwks: str = "",
         issuer: str = "",
         audience: str = "",
@@ -176,14 +173,18 @@ class Verifier:
     ) -> None:
         """Args:
         secret: HS256 secret ("" accepts no HS256 token).
+        secret_file: a file holding the HS256 secret, re-read when it changes
+            (a mounted Secret; better than an environment variable, which
+            every process of the pod can read and no rotation reaches).
         jwks: path of a JWKS file of RS256/ES256/EdDSA public keys ("": none).
         issuer: the `iss` every token must have ("": not checked).
         audience: an `aud` every token must have ("": not checked).
         leeway: seconds of clock skew allowed on `exp` and `nbf`.
         """
-        if not secret and not jwks:
+        if not secret and not secret_file and not jwks:
             raise ValueError("a Verifier needs a secret or a JWKS file")
         self._secret = secret
+        self._secret_file = WatchedFile(secret_file, parse_secret) if secret_file else None
         self._keys = KeySet(jwks) if jwks else None
         self._issuer = issuer or None
         self._audience = audience or None
@@ -201,8 +202,9 @@ class Verifier:
             raise AuthFailed("malformed", str(error)) from None
         algorithm = header.get("alg")
         key: Any
-        if algorithm in SECRET_ALGORITHMS and self._secret:
-            key = self._secret
+        secret = self._secret_file.get() if self._secret_file is not None else self._secret
+        if algorithm in SECRET_ALGORITHMS and secret:
+            key = secret
         elif algorithm in KEY_ALGORITHMS and self._keys is not None:
             kid = header.get("kid")
             key = self._keys.key(kid if isinstance(kid, str) else None, algorithm)

@@ -331,6 +331,16 @@ def _token(frame: dict[str, Any], rid: str | None) -> str:
     return token
 
 
+def _lenient_id(data: str) -> str | None:
+    """The id of a frame refused for its numbers, read by a parser that takes
+    them (at most once per refused frame, which the rate limit bounds)."""
+    try:
+        frame = json.loads(data)
+        return _id(frame) if isinstance(frame, dict) else None
+    except (ValueError, RecursionError, ProtocolError):
+        return None
+
+
 def _id(frame: dict[str, Any]) -> str | None:
     value = frame.get("id")
     if value is None:
@@ -366,7 +376,9 @@ def parse_request(data: str | bytes, limits: FrameLimits = DEFAULT_FRAME_LIMITS)
     # JSON, or a number over the limits.
     except (ValueError, RecursionError):
         raise ProtocolError(
-            ErrorCode.BAD_REQUEST, "frame is not valid JSON, or a number in it is too long"
+            ErrorCode.BAD_REQUEST,
+            "frame is not valid JSON, or a number in it is too long",
+            _lenient_id(data),
         ) from None
     if not isinstance(frame, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")

@@ -36,6 +36,16 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "persistence-off": {"node": {"persistence": {"enabled": False}, "store": "memory"}},
     "auth-on": {"auth": {"enabled": True, "jwtSecret": "s3cret-for-tests"}},
     "auth-existing-secret": {"auth": {"enabled": True, "existingSecret": "my-jwt"}},
+    "auth-off": {"auth": {"enabled": False}},
+    "auth-jwks": {
+        "auth": {
+            "jwks": {"configMap": "idp-keys", "key": "keys.json"},
+            "issuer": "https://id.example.com",
+            "audience": "parley",
+            "leewaySeconds": 10,
+        }
+    },
+    "tls": {"tls": {"enabled": True, "secretName": "parley-mtls"}},
     "monitoring-on": {
         "monitoring": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},

@@ -44,10 +44,8 @@ NODE = f"{RELEASE}-node"
 GATEWAY = f"{RELEASE}-gateway"
 
 
-def env_of(
-    container: dict[str, Any], objects: list[dict[str, Any]], pod: str = "pod-0"
-) -> dict[str, str]:
-    """The container's environment as the kubelet would set it (downward API, Secrets)."""
+def secrets_of(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The rendered Secrets' data, and the existing one the value sets name."""
     secrets = {
         obj["metadata"]["name"]: {
             key: base64.b64decode(value).decode() for key, value in obj.get("data", {}).items()
@@ -55,6 +53,43 @@ def env_of(
         for obj in by_kind(objects, "Secret")
     }
     secrets.setdefault("my-jwt", {"jwt-secret": "from-an-existing-secret"})
+    secrets.setdefault("parley-mtls", {"tls.crt": "C", "tls.key": "K", "ca.crt": "A"})
+    return secrets
+
+
+def mounted_files(
+    pod_spec: dict[str, Any], container: dict[str, Any], objects: list[dict[str, Any]]
+) -> dict[str, str]:
+    """{path: contents} of the Secret files mounted into a container, as the kubelet writes them."""
+    secrets = secrets_of(objects)
+    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts") or []:
+        source = volumes[mount["name"]].get("secret")
+        if source is None:
+            continue
+        data = secrets[source["secretName"]]
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            files[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
+    return files
+
+
+def gateway_secret(objects: list[dict[str, Any]]) -> str:
+    """The HS256 key the gateway reads: from its secret file (or env)."""
+    template = one(objects, "Deployment")["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    env = env_of(container, objects)
+    if "PARLEY_JWT_SECRET_FILE" not in env:
+        return env.get("PARLEY_JWT_SECRET", "")
+    return mounted_files(template["spec"], container, objects)[env["PARLEY_JWT_SECRET_FILE"]]
+
+
+def env_of(
+    container: dict[str, Any], objects: list[dict[str, Any]], pod: str = "pod-0"
+) -> dict[str, str]:
+    """The container's environment as the kubelet would set it (downward API, Secrets)."""
+    secrets = secrets_of(objects)
     fields = {"metadata.name": pod, "metadata.namespace": NAMESPACE}
     env: dict[str, str] = {}
     for item in container.get("env") or []:
@@ -414,7 +449,15 @@ def test_network_policy_keeps_node_grpc_inside_the_release() -> None:
     assert metrics_rule["from"] == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
     ws_rule, _ = policies[GATEWAY]["ingress"]
     assert "from" not in ws_rule and [p["port"] for p in ws_rule["ports"]] == ["ws"]
-    assert not by_kind(render(), "NetworkPolicy")
+    # on by default, metrics only for Prometheus pods; off on request
+    default = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(), "NetworkPolicy")}
+    _, default_metrics = default[NODE]["ingress"]
+    (prometheus,) = default_metrics["from"]
+    assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert not by_kind(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+    closed = render({"networkPolicy": {"metricsFrom": []}})
+    for policy in by_kind(closed, "NetworkPolicy"):
+        assert len(policy["spec"]["ingress"]) == 1  # no metrics rule: nobody from outside
 
 
 @ALL_SETS
@@ -563,39 +606,97 @@ def test_gateway_env_parses_as_the_intended_config(values: dict[str, Any]) -> No
     assert (config.k8s_namespace, config.k8s_service, config.k8s_port) == (NAMESPACE, NODE, 7000)
     assert config.id == "gw-abc"
     auth = values.get("auth", {})
-    if not auth.get("enabled"):
-        assert config.jwt_secret == ""
-    elif auth.get("existingSecret"):
-        assert config.jwt_secret == "from-an-existing-secret"
+    assert config.jwt_secret == ""  # never in the environment
+    if auth.get("enabled") is False:
+        assert config.auth == "off"
+        assert config.jwt_secret_file == ""
+    elif auth.get("jwks"):
+        assert config.auth == "jwt" and config.jwt_jwks and not config.jwt_secret_file
     else:
-        assert config.jwt_secret == auth["jwtSecret"]
+        assert config.auth == "jwt"
+        assert config.jwt_secret_file == "/etc/parley/auth/jwt-secret"
+        secret = gateway_secret(objects)
+        if auth.get("existingSecret"):
+            assert secret == "from-an-existing-secret"
+        elif auth.get("jwtSecret"):
+            assert secret == auth["jwtSecret"]
+        else:
+            assert len(secret) == 48
 
 
-def test_auth_secret_generated_when_not_given() -> None:
-    """auth.enabled with no key: a random 48-character key in a chart-owned Secret."""
-    objects = render({"auth": {"enabled": True}})
+def test_auth_is_on_by_default_with_a_generated_key_as_a_file() -> None:
+    """The defaults: a random 48-character key in a chart-owned Secret,
+    mounted into the gateway as a file (not an environment variable)."""
+    objects = render()
     secret = one(objects, "Secret")
     key = base64.b64decode(secret["data"]["jwt-secret"]).decode()
     assert len(key) == 48
-    assert parse_gateway_config([], env_of(gateway_container(objects), objects)).jwt_secret == key
+    assert gateway_secret(objects) == key
+    for _owner, template in pod_templates(objects):
+        for container in containers(template["spec"]):
+            names = {e["name"] for e in container.get("env") or []}
+            assert "PARLEY_JWT_SECRET" not in names and "PARLEY_AUTH" not in names
 
 
 def test_auth_existing_secret_is_referenced_not_created() -> None:
     """auth.existingSecret: no Secret rendered, the gateway reads the named one."""
     objects = render(VALUE_SETS["auth-existing-secret"])
     assert not by_kind(objects, "Secret")
-    env = {e["name"]: e for e in gateway_container(objects)["env"]}
-    ref = env["PARLEY_JWT_SECRET"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "my-jwt", "key": "jwt-secret"}
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    (auth,) = [v for v in volumes if v["name"] == "auth"]
+    assert auth["secret"]["secretName"] == "my-jwt"
 
 
-def test_auth_off_sets_no_secret() -> None:
-    """With auth off no Secret exists and no pod gets PARLEY_JWT_SECRET."""
-    objects = render()
+def test_auth_off_is_explicit_and_sets_no_secret() -> None:
+    """auth.enabled false: PARLEY_AUTH=off, no Secret, no key anywhere."""
+    objects = render(VALUE_SETS["auth-off"])
     assert not by_kind(objects, "Secret")
+    assert env_of(gateway_container(objects), objects)["PARLEY_AUTH"] == "off"
     for _owner, template in pod_templates(objects):
         for container in containers(template["spec"]):
-            assert "PARLEY_JWT_SECRET" not in {e["name"] for e in container.get("env") or []}
+            names = {e["name"] for e in container.get("env") or []}
+            assert not {"PARLEY_JWT_SECRET", "PARLEY_JWT_SECRET_FILE"} & names
+
+
+def test_jwks_from_a_configmap_and_claims() -> None:
+    """auth.jwks.configMap: the JWKS mounted as a directory (updates reach the
+    gateway), issuer/audience/leeway passed on, and no HS256 key is made."""
+    objects = render(VALUE_SETS["auth-jwks"])
+    assert not by_kind(objects, "Secret")
+    template = one(objects, "Deployment")["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    config = parse_gateway_config([], env_of(container, objects))
+    assert config.jwt_jwks == "/etc/parley/jwks/keys.json"
+    assert (config.jwt_issuer, config.jwt_audience, config.jwt_leeway) == (
+        "https://id.example.com", "parley", 10.0
+    )  # fmt: skip
+    assert config.jwt_secret_file == ""
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "jwks"]
+    assert mount["mountPath"] == "/etc/parley/jwks" and "subPath" not in mount
+    (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "jwks"]
+    assert volume["configMap"]["name"] == "idp-keys"
+    # helm test has no key to sign with here
+    assert not [o for o in objects if is_hook(o)]
+
+
+def test_tls_mounts_the_secret_and_moves_probes_to_http() -> None:
+    objects = render(VALUE_SETS["tls"])
+    node = parse_node_config([], env_of(node_container(objects), objects, pod=f"{NODE}-0"))
+    gateway = parse_gateway_config([], env_of(gateway_container(objects), objects))
+    for config in (node, gateway):
+        assert (config.tls_cert, config.tls_key, config.tls_ca) == (
+            "/etc/parley/tls/tls.crt", "/etc/parley/tls/tls.key", "/etc/parley/tls/ca.crt"
+        )  # fmt: skip
+        assert config.tls_server_name == NODE
+    for _owner, template in pod_templates(objects):
+        spec = template["spec"]
+        tls = [v for v in spec.get("volumes") or [] if v["name"] == "tls"]
+        if spec["containers"][0]["name"] in ("node", "gateway"):
+            assert tls[0]["secret"]["secretName"] == "parley-mtls"
+    probes = {k: v for k, v in node_container(objects).items() if k.endswith("Probe")}
+    assert probes and all("grpc" not in p for p in probes.values())
+    assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 # --- monitoring --------------------------------------------------------------------------
@@ -706,12 +807,13 @@ def test_release_named_parley_gives_short_names() -> None:
 
 def test_notes_give_ready_to_paste_commands() -> None:
     """NOTES.txt has a kubectl port-forward line and a wscat line for ?user=alice."""
-    notes = render_texts()["parley/templates/NOTES.txt"]
+    notes = render_texts(VALUE_SETS["auth-off"])["parley/templates/NOTES.txt"]
     assert f"kubectl --namespace {NAMESPACE} port-forward svc/{GATEWAY} 8080:8080" in notes
     assert "wscat -c 'ws://127.0.0.1:8080/ws?user=alice'" in notes
     assert "open http://127.0.0.1:8080/" in notes  # the web client
     with_auth = render_texts(VALUE_SETS["auth-on"])["parley/templates/NOTES.txt"]
     assert "?token=" in with_auth and "get secret parley-auth" in with_auth
+    assert "?token=" in render_texts()["parley/templates/NOTES.txt"]  # on by default
 
 
 def test_helm_test_pod_chats_through_the_gateway_service() -> None:
@@ -729,5 +831,5 @@ def test_helm_test_pod_chats_through_the_gateway_service() -> None:
     assert float(timeout) > 0
     compile(script, "helm-test-chat.py", "exec")
     authed = one(render(VALUE_SETS["auth-on"]), "Pod")["spec"]["containers"][0]
-    assert [e["name"] for e in authed["env"]] == ["PARLEY_JWT_SECRET"]
+    assert [e["name"] for e in authed["env"]] == ["PARLEY_JWT_SECRET_FILE"]
     assert not by_kind(render({"tests": {"enabled": False}}), "Pod")

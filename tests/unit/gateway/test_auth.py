@@ -12,8 +12,8 @@ from typing import Any
 
 import jwt
 import pytest
-from parley.gateway import auth
 from parley.gateway.auth import AuthFailed, Verifier, authenticate, bearer_token
+from parley.security import watched
 from support.tokens import KeyRing
 
 SECRET = "s3cret-for-tests-only-32-bytes-long!"
@@ -124,7 +124,7 @@ def test_unknown_kid_and_garbage(ring: KeyRing) -> None:
 def test_jwks_rotation_without_restart(ring: KeyRing, monkeypatch: Any) -> None:
     """A key added to the file is used, a key removed is refused, a broken
     file keeps the keys already loaded."""
-    monkeypatch.setattr(auth, "JWKS_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(watched, "RECHECK_SECONDS", 0.0)
     old = ring.add("RS256")
     verifier = Verifier(jwks=str(ring.path))
     old_token = ring.token(old, {"sub": "dave"})
@@ -160,3 +160,18 @@ def test_bearer_header_and_query() -> None:
     token = jwt.encode({"sub": "erin"}, SECRET, algorithm="HS256")
     assert authenticate("/ws", f"Bearer {token}", verifier).user == "erin"
     assert authenticate(f"/ws?token={token}", None, verifier).user == "erin"
+
+
+def test_secret_file_rotation(tmp_path: Path, monkeypatch: Any) -> None:
+    """The HS256 key from a mounted Secret's file; a new key replaces the old."""
+    monkeypatch.setattr(watched, "RECHECK_SECONDS", 0.0)
+    path = tmp_path / "jwt-secret"
+    path.write_text(SECRET + "\n")
+    verifier = Verifier(secret_file=str(path))
+    old = jwt.encode({"sub": "fay"}, SECRET, algorithm="HS256")
+    assert verifier.verify(old).user == "fay"
+    new_secret = "n" * 40
+    path.write_text(new_secret)
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert verifier.verify(jwt.encode({"sub": "fay"}, new_secret, algorithm="HS256")).user == "fay"
+    assert _reason(verifier, old) == "bad_signature"

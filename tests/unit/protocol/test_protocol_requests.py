@@ -198,8 +198,8 @@ def test_bad_since_and_before_are_bad_request(value: object) -> None:
 
 @pytest.mark.parametrize("value", ["1" * 25, "1e999", "-1e999", "NaN", "Infinity", "1." + "5" * 30])
 def test_numbers_past_the_limits_are_refused_before_they_are_read(value: str) -> None:
-    """A number longer than max_number_chars, or one that is not finite, makes
-    the frame unreadable (so its id cannot be echoed)."""
+    """A number longer than max_number_chars, or one that is not finite, is a
+    bad request (the reply still carries the frame's id)."""
     err = _error(f'{{"type":"join","room":"a","since":{value},"id":"n"}}')
     assert err.code == "bad_request"
 
