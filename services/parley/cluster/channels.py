@@ -13,6 +13,7 @@ import grpc
 
 from parley.cluster.discovery import Discovery, Members
 from parley.observability.log import get_logger
+from parley.security.tls import TlsFiles
 
 log = get_logger(__name__)
 
@@ -64,9 +65,16 @@ class ChannelPool:
     asyncio.CancelledError (not AioRpcError) in the caller's read.
     """
 
-    def __init__(self, discovery: Discovery) -> None:
-        """Follow `discovery`'s node set from now until close()."""
+    def __init__(self, discovery: Discovery, tls: TlsFiles | None = None) -> None:
+        """Follow `discovery`'s node set from now until close().
+
+        Args:
+            discovery: the node set.
+            tls: mTLS credentials; None for plaintext channels.
+        """
         self._discovery = discovery
+        self._tls = tls
+        self._tls_version = tls.version if tls is not None else 0
         self._addresses: Members = discovery.members()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -90,10 +98,27 @@ class ChannelPool:
         """
         if self._closed:
             raise RuntimeError("ChannelPool is closed")
+        tls = self._tls
+        if tls is not None:
+            tls.current()  # (re-reads the files at most once a second)
+            if tls.version != self._tls_version:
+                # New certificates: new channels use them; calls open on the
+                # old ones finish on the connections they have.
+                self._tls_version = tls.version
+                log.info("peer channels replaced: new certificates")
+                for old in list(self._channels):
+                    self._close_later(self._channels.pop(old))
         channel = self._channels.get(node_id)
         if channel is None:
             address = self._addresses[node_id]
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            if tls is None:
+                channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.secure_channel(
+                    address,
+                    tls.channel_credentials(),
+                    options=[*CHANNEL_OPTIONS, *tls.channel_options()],
+                )
             self._channels[node_id] = channel
         return channel
 

@@ -13,6 +13,7 @@ from parley.cluster.health import HealthMonitor
 from parley.config import GatewayConfig
 from parley.gateway.app import Gateway
 from parley.observability.http import serve_http
+from parley.security.tls import load as load_tls
 
 
 @dataclass(slots=True)
@@ -43,7 +44,8 @@ async def serve(cfg: GatewayConfig) -> RunningGateway:
     """
     discovery = discovery_from_config(cfg)
     await discovery.start()
-    pool = ChannelPool(discovery)
+    tls = load_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.tls_server_name)
+    pool = ChannelPool(discovery, tls)
     health = HealthMonitor(discovery, pool)
     await health.start()
     gateway = Gateway(cfg, discovery, pool, health)

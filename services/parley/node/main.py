@@ -26,6 +26,7 @@ from parley.room.replica import Timing
 from parley.room.retention import RetentionPolicy
 from parley.room.state import DedupeWindow
 from parley.room.stores import open_store
+from parley.security.tls import load as load_tls
 
 from .core import NodeCore
 from .mover import RoomMover
@@ -45,7 +46,8 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     """Run a node until `stop` is set, then drain and shut down."""
     discovery = discovery_from_config(cfg)
     await discovery.start()
-    pool = ChannelPool(discovery)
+    tls = load_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.tls_server_name)
+    pool = ChannelPool(discovery, tls)
     monitor = HealthMonitor(discovery, pool, self_id=cfg.id)
     store = open_store(cfg.store, cfg.data_dir, cfg.id)
     core = NodeCore(
@@ -78,7 +80,10 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(cfg.grpc)
+    if tls is None:
+        port = server.add_insecure_port(cfg.grpc)
+    else:
+        port = server.add_secure_port(cfg.grpc, tls.server_credentials())
     if port == 0:
         raise SystemExit(f"cannot listen on {cfg.grpc}")
     await server.start()

@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from deploy_helpers import VALUE_SETS, need, render_texts
 
