@@ -50,3 +50,26 @@ async def test_a_node_refuses_to_publish_what_is_not_published(cluster: LocalClu
                 pb.PublishBatchRequest(publishes=[request]), timeout=5
             )
             assert [r.error_code for r in response.results] == ["bad_request"]
+
+
+async def test_a_node_checks_texts_and_ids_as_the_gateway_does(cluster: LocalCluster) -> None:
+    """Oversized or empty texts and overlong ids sent straight to a node are
+    refused with the gateway's codes, and the room is unchanged."""
+    async with grpc.aio.insecure_channel(cluster.node_addr("node-0")) as channel:
+        stub = pb_grpc.RoomServiceStub(channel)
+        await stub.CreateRoom(pb.CreateRoomRequest(room="r", user="alice"), timeout=10)
+        bad = [
+            (pb.PublishRequest(room="r", user="alice", text="x" * 4001, client_msg_id="a"),
+             "too_large"),
+            (pb.PublishRequest(room="r", user="alice", text="", client_msg_id="b"), "bad_request"),
+            (pb.PublishRequest(room="r", user="alice", text="hi", client_msg_id="i" * 129),
+             "bad_request"),
+            (pb.PublishRequest(room="r", user="alice", text="", client_msg_id="c", target=1,
+                               kind=pb.ENTRY_KIND_EDIT), "bad_request"),
+        ]  # fmt: skip
+        response = await stub.PublishBatch(
+            pb.PublishBatchRequest(publishes=[request for request, _ in bad]), timeout=10
+        )
+        assert [r.error_code for r in response.results] == [code for _, code in bad]
+        history = await stub.History(pb.HistoryRequest(room="r", user="alice"), timeout=10)
+        assert [e.kind for e in history.entries] == [pb.ENTRY_KIND_CREATE]

@@ -24,6 +24,7 @@ from parley.room.errors import (
     NotMember,
     RoomError,
     RoomExists,
+    TooLarge,
     Unavailable,
 )
 
@@ -38,6 +39,7 @@ log = get_logger("parley.node")
 
 STATUS: dict[str, grpc.StatusCode] = {
     BadRequest.code: grpc.StatusCode.INVALID_ARGUMENT,
+    TooLarge.code: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound.code: grpc.StatusCode.NOT_FOUND,
     RoomExists.code: grpc.StatusCode.ALREADY_EXISTS,
     NotMember.code: grpc.StatusCode.FAILED_PRECONDITION,

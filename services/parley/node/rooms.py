@@ -432,6 +432,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             try:
                 rules.check_names(request.room, request.user)
                 kind = publish_kind(request)
+                rules.check_published(kind, request.text, request.client_msg_id)
             except RoomError as err:
                 refused[i] = err
             kinds.append(kind)

@@ -305,18 +305,32 @@ def _limit(frame: dict[str, Any], rid: str | None) -> int:
     return value
 
 
+def text_problem(text: str) -> tuple[ErrorCode, str] | None:
+    """Why a message text is refused, or None. The gateway (frames) and the
+    node (gRPC requests, which anyone reaching its port can send) both ask."""
+    if not text:
+        return ErrorCode.BAD_REQUEST, "'text' must be a non-empty string"
+    if len(text) > MAX_TEXT_CHARS:
+        return ErrorCode.TOO_LARGE, f"'text' is longer than {MAX_TEXT_CHARS} characters"
+    if not _encodable(text):
+        return ErrorCode.BAD_REQUEST, "'text' is not valid Unicode"
+    return None
+
+
+def is_valid_id(value: str) -> bool:
+    """True for a request id / client message id: at most MAX_ID_CHARS characters."""
+    return len(value) <= MAX_ID_CHARS and _encodable(value)
+
+
 def _text(frame: dict[str, Any], rid: str | None) -> str:
     text = frame.get("text")
     if text is None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "missing field 'text'", rid)
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'text' must be a non-empty string", rid)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"'text' is longer than {MAX_TEXT_CHARS} characters", rid
-        )
-    if not _encodable(text):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "'text' is not valid Unicode", rid)
+    problem = text_problem(text)
+    if problem is not None:
+        raise ProtocolError(problem[0], problem[1], rid)
     return text
 
 
@@ -345,7 +359,7 @@ def _id(frame: dict[str, Any]) -> str | None:
     value = frame.get("id")
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > MAX_ID_CHARS or not _encodable(value):
+    if not isinstance(value, str) or not is_valid_id(value):
         # The id itself is unusable, so the error cannot echo it.
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, f"'id' must be a string of at most {MAX_ID_CHARS} characters"

@@ -31,6 +31,10 @@ class BadRequest(RoomError):
     code = ErrorCode.BAD_REQUEST.value
 
 
+class TooLarge(RoomError):
+    code = ErrorCode.TOO_LARGE.value
+
+
 class NotFound(RoomError):
     code = ErrorCode.NOT_FOUND.value
 

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from parley.protocol.requests import dm_room, is_valid_emoji, is_valid_name, is_valid_user
+from parley.protocol.errors import ErrorCode
+from parley.protocol.requests import (
+    MAX_ID_CHARS,
+    dm_room,
+    is_valid_emoji,
+    is_valid_id,
+    is_valid_name,
+    is_valid_user,
+    text_problem,
+)
 from parley.room.annotations import Folded
 from parley.room.entries import EntryKind, LogEntry
-from parley.room.errors import BadRequest, Forbidden, NotFound, NotMember, RoomExists
+from parley.room.errors import BadRequest, Forbidden, NotFound, NotMember, RoomExists, TooLarge
 from parley.room.state import RoomState
 
 
@@ -27,6 +36,17 @@ def check_names(room: str, user: str | None = None) -> None:
         raise BadRequest("room must match ^[a-z0-9][a-z0-9_-]{0,63}$")
     if user is not None and not is_valid_user(user):
         raise BadRequest("user must match ^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def check_published(kind: EntryKind, text: str, msg_id: str) -> None:
+    """The text and id of a publish, by the rules the gateway applies to frames."""
+    if not is_valid_id(msg_id):
+        raise BadRequest(f"client_msg_id must be at most {MAX_ID_CHARS} characters")
+    if kind in (EntryKind.MESSAGE, EntryKind.EDIT):
+        problem = text_problem(text)
+        if problem is not None:
+            code, message = problem
+            raise (TooLarge if code is ErrorCode.TOO_LARGE else BadRequest)(message)
 
 
 def check_create(state: RoomState, room: str) -> None:
