@@ -274,7 +274,13 @@ def _add_client_flags(parser: argparse.ArgumentParser, env: Mapping[str, str]) -
     parser.add_argument(
         "--token",
         default=env.get("PARLEY_TOKEN") or None,
-        help="JWT to authenticate with (env PARLEY_TOKEN)",
+        help="JWT to authenticate with (env PARLEY_TOKEN); cannot be refreshed",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=env.get("PARLEY_TOKEN_FILE") or None,
+        help="file holding the JWT, read again to refresh it before it expires "
+        "(env PARLEY_TOKEN_FILE)",
     )
 
 
@@ -353,19 +359,22 @@ def _dispatch(
         from parley.supervisor import options_from_args, run_up
 
         return run_up(options_from_args(ns))
+    from parley.client.tokens import file_source
+
+    source = file_source(ns.token_file) if ns.token_file else None
     if ns.command == "chat":
         from parley.client.app import run_chat
 
-        return run_chat(ns.url, ns.user, ns.token)
+        return run_chat(ns.url, ns.user, ns.token, source)
 
     from parley.client import commands
 
     if ns.command == "send":
-        return commands.send(ns.url, ns.user, ns.token, ns.room, ns.text)
+        return commands.send(ns.url, ns.user, ns.token, ns.room, ns.text, source)
     if ns.command == "tail":
-        return commands.tail(ns.url, ns.user, ns.token, ns.room, ns.since, ns.as_json)
+        return commands.tail(ns.url, ns.user, ns.token, ns.room, ns.since, ns.as_json, source)
     if ns.command == "rooms":
-        return commands.rooms(ns.url, ns.user, ns.token, ns.as_json)
+        return commands.rooms(ns.url, ns.user, ns.token, ns.as_json, source)
     parser.error(f"unknown command {ns.command!r}")
 
 

@@ -258,12 +258,18 @@ def test_client_commands_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
             cli.main(argv)
         assert exc.value.code == 0
     assert calls == [
-        ("send", "ws://h:1/ws", "bob", "t", "general", "hello there"),
-        ("tail", "ws://h:1/ws", "bob", "t", "general", 4, True),
-        ("tail", "ws://h:1/ws", "bob", "t", "general", None, False),
-        ("rooms", "ws://h:1/ws", "bob", "t", True),
-        ("chat", "ws://h:1/ws", "bob", "t"),
+        ("send", "ws://h:1/ws", "bob", "t", "general", "hello there", None),
+        ("tail", "ws://h:1/ws", "bob", "t", "general", 4, True, None),
+        ("tail", "ws://h:1/ws", "bob", "t", "general", None, False, None),
+        ("rooms", "ws://h:1/ws", "bob", "t", True, None),
+        ("chat", "ws://h:1/ws", "bob", "t", None),
     ]
+    calls.clear()
+    with pytest.raises(SystemExit):
+        cli.main(["rooms", "--url", "ws://h:1/ws", "--token-file", "/nonexistent/token"])
+    (call,) = calls
+    source = call[-1]
+    assert callable(source) and source() == ""  # read when needed, not at parse time
 
 
 def test_client_defaults_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ from parley.client.screens.host import ChatHost
 from parley.client.screens.modals import ConfirmScreen, HelpScreen
 from parley.client.screens.rooms import RoomsScreen
 from parley.client.settings import Settings
+from parley.client.tokens import TokenSource
 
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 
@@ -36,6 +37,8 @@ class ParleyApp(App[int]):
         url: Gateway URL to prefill (or connect to with `autoconnect`).
         user: User name to prefill.
         token: JWT to prefill (never saved).
+        token_source: where fresh tokens come from (a token file); used while
+            the form's token is the one it gave.
         autoconnect: Skip the connect form and connect straight away.
         settings_path: Where to remember URL and user (default: platformdirs).
     """
@@ -57,13 +60,15 @@ class ParleyApp(App[int]):
         user: str = "",
         token: str = "",
         *,
+        token_source: TokenSource | None = None,
         autoconnect: bool = False,
         settings_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.url = url
         self.user = user
-        self.token = token
+        self.token_source = token_source
+        self.token = token or (token_source() if token_source is not None else "")
         self.autoconnect = autoconnect
         self.settings_path = settings_path
         self.conn: Connection | None = None
@@ -80,7 +85,11 @@ class ParleyApp(App[int]):
 
     async def connect(self, url: str, user: str, token: str) -> None:
         """Connect (raising ParleyError on failure), remember the details, show rooms."""
-        conn = Connection(url, user, token)
+        # The source keeps the token fresh, unless the form was given another one.
+        source = self.token_source
+        if source is not None and token != source():
+            source = None
+        conn = Connection(url, user, token, token_source=source)
         await conn.connect()
         if self.conn is not None:
             await self.conn.close()
@@ -256,11 +265,13 @@ def initial_details(url: str, user: str, settings: Settings) -> tuple[str, str]:
     return url or DEFAULT_URL, user
 
 
-def run_chat(url: str, user: str, token: str | None) -> int:
+def run_chat(
+    url: str, user: str, token: str | None, token_source: TokenSource | None = None
+) -> int:
     """Run the chat app in the terminal; returns the exit status (0 on a normal quit)."""
     settings = Settings.load()
     url, user = initial_details(url, user, settings)
-    app = ParleyApp(url, user, token or "")
+    app = ParleyApp(url, user, token or "", token_source=token_source)
     app.run()
     return app.return_code or 0
 

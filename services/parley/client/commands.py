@@ -32,6 +32,7 @@ from parley.client.errors import (
 )
 from parley.client.events import Deleted, Entry, Status
 from parley.client.format import MAX_TEXT, entry_line, rooms_table, valid_room
+from parley.client.tokens import TokenSource
 
 EXIT_OK = 0
 EXIT_SERVER = 1
@@ -89,7 +90,14 @@ def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return EXIT_INTERRUPTED
 
 
-def send(url: str, user: str, token: str | None, room: str, text: str) -> int:
+def send(
+    url: str,
+    user: str,
+    token: str | None,
+    room: str,
+    text: str,
+    token_source: TokenSource | None = None,
+) -> int:
     """Send one message; print its seq and exit 0 once the gateway acknowledged it.
 
     The send is retried with the same id through a dropped connection, so a
@@ -104,7 +112,7 @@ def send(url: str, user: str, token: str | None, room: str, text: str) -> int:
             raise UsageError("the message text is empty")
         if len(text) > MAX_TEXT:
             raise UsageError(f"the message is {len(text)} characters; at most {MAX_TEXT}")
-        conn = Connection(url, user, token or "")
+        conn = Connection(url, user, token or "", token_source=token_source)
         await conn.connect()
         try:
             seq = await conn.send(room, text, retry_for=SEND_RETRY_SECONDS)
@@ -141,7 +149,13 @@ async def _join_patiently(conn: Connection, room: str, since: int | None) -> Non
 
 
 def tail(
-    url: str, user: str, token: str | None, room: str, since: int | None, as_json: bool
+    url: str,
+    user: str,
+    token: str | None,
+    room: str,
+    since: int | None,
+    as_json: bool,
+    token_source: TokenSource | None = None,
 ) -> int:
     """Join `room` and print its entries forever, one line each.
 
@@ -156,7 +170,7 @@ def tail(
         _check_room(room)
         if since is not None and since < 0:
             raise UsageError("--since must be 0 or more")
-        conn = Connection(url, user, token or "")
+        conn = Connection(url, user, token or "", token_source=token_source)
         await conn.connect()
         try:
             stream = conn.events(room)
@@ -189,12 +203,14 @@ def tail(
     return _run(main)
 
 
-def rooms(url: str, user: str, token: str | None, as_json: bool) -> int:
+def rooms(
+    url: str, user: str, token: str | None, as_json: bool, token_source: TokenSource | None = None
+) -> int:
     """Print the rooms as an aligned table, or as one JSON array with `as_json`."""
 
     async def main() -> int:
         _check_url(url)
-        conn = Connection(url, user, token or "", reconnect=False)
+        conn = Connection(url, user, token or "", token_source=token_source, reconnect=False)
         await conn.connect()
         try:
             listing = await conn.rooms()

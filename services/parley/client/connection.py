@@ -29,6 +29,7 @@ import contextlib
 import json
 import random
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +52,7 @@ from parley.client.errors import (
     Unauthorized,
 )
 from parley.client.events import Deleted, Entry, Event, Notice, Online, Status
+from parley.client.tokens import RETRY_SECONDS, TokenSource, expires_at, refresh_delay
 from parley.protocol.requests import dm_room
 
 # The reply type(s) each request type expects; used to match a reply that
@@ -72,6 +74,7 @@ _REPLY_TYPES: dict[str, frozenset[str]] = {
     "invite": frozenset({"invited"}),
     "dm": frozenset({"joined"}),
     "read": frozenset({"read"}),
+    "auth": frozenset({"auth"}),
 }
 
 ENTRY_TYPES = frozenset({"message", "presence", "edit", "unsent", "reaction"})
@@ -142,6 +145,8 @@ class Connection:
         url: Gateway endpoint (``ws://host:8080/ws``); `user`/`token` are added.
         user: User name (sent as ``?user=`` when `token` is empty).
         token: JWT sent as ``?token=``; empty for the auth-off local default.
+        token_source: where fresh tokens come from (a token file); the token
+            in use is replaced before it expires, in-connection.
         reconnect: Reconnect automatically after the first successful connect.
         request_timeout: Seconds to wait for a reply (and for a reconnect).
         backoff_initial: First reconnect delay in seconds.
@@ -155,6 +160,7 @@ class Connection:
         user: str,
         token: str = "",
         *,
+        token_source: TokenSource | None = None,
         reconnect: bool = True,
         request_timeout: float = 10.0,
         backoff_initial: float = 0.2,
@@ -163,8 +169,12 @@ class Connection:
     ) -> None:
         self.url = url
         self.user = user
-        self.token = token
+        self._token_source = token_source
+        self.token = token or (token_source() if token_source is not None else "")
         self.reconnect = reconnect
+        self.token_refreshes = 0
+        """How many fresh tokens the gateway took in-connection (for tests)."""
+        self._refresher: asyncio.Task[None] | None = None
         self.request_timeout = request_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -231,6 +241,8 @@ class Connection:
     async def close(self) -> None:
         """Close the connection for good and end every event stream."""
         self._closing = True
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._supervisor:
             self._supervisor.cancel()
         for task in list(self._tasks):
@@ -490,6 +502,8 @@ class Connection:
     # ------------------------------------------------------------------ socket
 
     async def _open(self) -> ClientConnection:
+        if self._token_source is not None:
+            self.token = self._token_source() or self.token
         target = build_url(self.url, self.user, self.token)
         try:
             return await ws_connect(
@@ -515,6 +529,35 @@ class Connection:
         self._ws = ws
         self._reader = asyncio.create_task(self._read(ws))
         self._connected.set()
+        if self._token_source is not None and self._refresher is None:
+            self._refresher = asyncio.create_task(self._keep_token_fresh())
+
+    async def _keep_token_fresh(self) -> None:
+        """Before the token in use expires, hand the gateway a fresher one."""
+        while not self._closing:
+            expires = expires_at(self.token)
+            if expires is None:
+                return  # a token that never expires needs no refresh
+            await asyncio.sleep(refresh_delay(expires))
+            assert self._token_source is not None
+            fresh = self._token_source()
+            fresh_expires = expires_at(fresh)
+            if not fresh or fresh_expires is None or fresh_expires <= expires:
+                # Nothing fresher yet: look again soon, and more often near the end.
+                await asyncio.sleep(min(RETRY_SECONDS, max(0.2, (expires - time.time()) / 4)))
+                continue
+            try:
+                await self.request({"type": "auth", "token": fresh})
+            except ServerError as exc:
+                self._emit(Status("error", f"the gateway refused the fresh token: {exc}"))
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            except ParleyError:
+                # Not connected: a reconnect opens with the fresh token anyway.
+                await asyncio.sleep(RETRY_SECONDS / 5)
+                continue
+            self.token = fresh
+            self.token_refreshes += 1
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
