@@ -11,8 +11,8 @@ from parley.client.tokens import expires_at, file_source, refresh_delay
 def test_refresh_comes_before_expiry() -> None:
     # an hour left: refresh with a fifth of it to spare
     assert refresh_delay(3600.0, now=0.0) == 2880.0
-    # a minute left: at least ten seconds to spare
-    assert refresh_delay(60.0, now=0.0) == 50.0
+    # half a minute left: at least ten seconds to spare
+    assert refresh_delay(30.0, now=0.0) == 20.0
     # nearly expired (or past): now
     assert refresh_delay(5.0, now=0.0) == 0.0
     assert refresh_delay(-5.0, now=0.0) == 0.0
