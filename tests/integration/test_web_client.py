@@ -296,6 +296,59 @@ async def test_sign_in_with_a_token_when_auth_is_on(browser: Any, make_cluster: 
         await context.close()
 
 
+async def test_the_page_renews_its_token_and_asks_again_once_expired(
+    browser: Any, make_cluster: Any
+) -> None:
+    """A token near its end brings up the renew bar; a fresh token pasted
+    there keeps the same connection past the old expiry. Left to expire, the
+    gateway closes with 4001 and the page asks for a new token."""
+    import time
+
+    import jwt
+
+    secret = "web-client-renew-secret-of-32-bytes"
+    cluster = await make_cluster(jwt_secret=secret, gateway_args=["--jwt-leeway", "0"])
+
+    def token(lifetime: float) -> str:
+        claims = {"sub": "fay", "exp": int(time.time() + lifetime)}
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    context = await browser.new_context(viewport=WIDE)
+    try:
+        page = await context.new_page()
+        await page.goto(http_url(cluster))
+        await page.wait_for_selector("#signin-token", state="visible")
+        first = token(6)
+        await page.fill("#signin-token", first)
+        await page.click("#signin-form button[type=submit]")
+        await online(page)
+        await create(page, "renewals")
+        # under a minute left: the renew bar is up at once
+        await page.wait_for_selector("#renew-form", state="visible")
+        await page.fill("#renew-token", token(3600))
+        await page.click("#renew-form button[type=submit]")
+        await page.wait_for_selector("#renew-form", state="hidden")
+        first_exp = jwt.decode(first, options={"verify_signature": False})["exp"]
+        await wait_for(lambda: time.time() > first_exp + 1.5, 15, message="past the first expiry")
+        await say(page, "still here")
+        await wait_texts(page, ["still here"])
+        assert await page.is_hidden("#signin-view")
+
+        # a second sign-in that is left to expire
+        page2 = await context.new_page()
+        await page2.goto(http_url(cluster))
+        await page2.evaluate("localStorage.clear()")
+        await page2.reload()
+        await page2.wait_for_selector("#signin-token", state="visible")
+        await page2.fill("#signin-token", token(3))
+        await page2.click("#signin-form button[type=submit]")
+        await online(page2)
+        await page2.wait_for_selector("#signin-view", state="visible", timeout=20_000)
+        assert "expired" in (await page2.text_content("#signin-error") or "")
+    finally:
+        await context.close()
+
+
 async def test_pages_carry_a_strict_policy(cluster: LocalCluster) -> None:
     """The page, its script and its style come with CSP, nosniff and no referrer."""
     import urllib.request

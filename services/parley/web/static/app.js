@@ -105,14 +105,67 @@ function socketUrl() {
   return `${scheme}://${location.host}/ws?${query}`;
 }
 
-function userFromToken(token) {
-  // display only: the gateway checks the token
+function tokenClaims(token) {
+  // display and timing only: the gateway checks the token
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).sub ?? "";
+    return JSON.parse(atob(payload)) ?? {};
   } catch {
-    return "";
+    return {};
   }
+}
+
+function userFromToken(token) {
+  return tokenClaims(token).sub ?? "";
+}
+
+let renewTimer = null;
+/** Ask for a fresh token a while before this one expires (a fifth of its
+ * remaining life, at least a minute); the gateway closes with 4001 at expiry. */
+function scheduleRenewal() {
+  clearTimeout(renewTimer);
+  $("renew-form").hidden = true;
+  const exp = tokenClaims(state.token).exp;
+  if (!state.auth || typeof exp !== "number") return;
+  const remaining = exp * 1000 - Date.now();
+  const ahead = Math.max(60_000, remaining / 5);
+  renewTimer = setTimeout(showRenewal, Math.max(0, remaining - ahead));
+}
+
+function showRenewal() {
+  const exp = tokenClaims(state.token).exp;
+  const seconds = Math.max(0, Math.round(exp - Date.now() / 1000));
+  $("renew-help").textContent =
+    `Your sign-in expires in ${seconds} s. Paste a fresh token to stay connected.`;
+  $("renew-error").textContent = "";
+  $("renew-form").hidden = false;
+}
+
+async function renew(token) {
+  if (userFromToken(token) !== state.user) {
+    $("renew-error").textContent = `That token is not for ${state.user}.`;
+    return;
+  }
+  try {
+    await state.conn.request({ type: "auth", token });
+  } catch (error) {
+    $("renew-error").textContent = `The server refused that token (${error.message}).`;
+    return;
+  }
+  state.token = token;
+  save();
+  $("renew-token").value = "";
+  scheduleRenewal();
+}
+
+function expired() {
+  clearTimeout(renewTimer);
+  $("renew-form").hidden = true;
+  $("app-view").hidden = true;
+  $("signin-view").hidden = false;
+  $("signin-error").textContent = "Your sign-in expired: paste a fresh token.";
+  $("signin-token").value = "";
+  $("signin-token").focus();
 }
 
 function signIn(user, token) {
@@ -124,12 +177,14 @@ function signIn(user, token) {
   $("signout").hidden = false;
   $("signin-view").hidden = true;
   $("app-view").hidden = false;
+  state.conn?.stop();
   state.conn = new Connection(socketUrl, {
     onFrame,
     onState: showStatus,
     onOpen: resume,
   });
   state.conn.start();
+  scheduleRenewal();
 }
 
 function signOut() {
@@ -144,6 +199,7 @@ function signOut() {
 }
 
 function showStatus(conn, detail) {
+  if (conn === "expired") expired();
   const el = $("status");
   el.dataset.state = conn;
   el.textContent = detail ? `${conn} (${detail})` : conn;
@@ -779,6 +835,11 @@ function flash(text, sticky = false) {
 // ---------------------------------------------------------------- wiring
 
 function wire() {
+  $("renew-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("renew-token").value.trim();
+    if (token) renew(token);
+  });
   $("signin-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const user = $("signin-user").value.trim();

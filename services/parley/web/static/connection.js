@@ -17,6 +17,9 @@ export class ServerError extends Error {
   }
 }
 
+/** Close code of a connection whose token expired without a refresh. */
+export const TOKEN_EXPIRED = 4001;
+
 export class Connection {
   /**
    * @param {() => string} url the WebSocket URL (asked again at each attempt)
@@ -121,6 +124,12 @@ export class Connection {
       this.ws = null;
       for (const [id, entry] of this.pending) {
         if (!entry.resend) this._settle(id, entry, new ServerError("unavailable", "connection lost"));
+      }
+      if (event.code === TOKEN_EXPIRED) {
+        // the same token would be refused again: the page asks for a new one
+        this.stopped = true;
+        this._setState("expired");
+        return;
       }
       if (!this.stopped) this._retry(event.code);
     };
