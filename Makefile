@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-fast lint proto manifests bench bench-compare clean install
+.PHONY: up test test-fast lint proto manifests bench bench-compare fuzz clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ up: $(STAMP)
 
 ## Run the whole suite (unit, integration, faults)
 test: $(STAMP)
-	$(BIN)/ruff check services tests scripts bench
+	$(BIN)/ruff check services tests scripts bench fuzz
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra
 
@@ -31,8 +31,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check services tests scripts bench
-	$(BIN)/ruff format --check services tests scripts bench
+	$(BIN)/ruff check services tests scripts bench fuzz
+	$(BIN)/ruff format --check services tests scripts bench fuzz
 	$(BIN)/mypy
 
 ## Regenerate services/parley/_generated from proto/
@@ -54,6 +54,14 @@ bench: $(STAMP)
 ## Parley side by side with a bare websockets server and Socket.IO 4 (one core each)
 bench-compare: $(STAMP)
 	$(BIN)/python scripts/bench_compare.py
+
+## Coverage-guided fuzzing of the gateway's input (atheris); FUZZ_SECONDS=300 by default
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet atheris
+	mkdir -p .fuzz-corpus
+	$(BIN)/python fuzz/fuzz_gateway_input.py -max_total_time=$(FUZZ_SECONDS) \
+		-print_final_stats=1 .fuzz-corpus fuzz/seeds
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

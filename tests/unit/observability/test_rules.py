@@ -44,6 +44,7 @@ METRICS = {
     "parley_ws_connections",
     "parley_ws_frames_total",
     "parley_ws_disconnects_total",
+    "parley_auth_failures_total",
 }
 
 
