@@ -12,8 +12,11 @@ import jwt
 from parley.client.connection import Connection
 from parley.client.events import Status
 from parley.client.tokens import file_source
+from support.client import ChatClient
 from support.cluster import LocalCluster
+from support.tokens import KeyRing
 from support.wait import wait_for
+from websockets.exceptions import InvalidStatus
 
 SECRET = "s3cret-for-the-refresh-tests-0123456789"
 
@@ -63,3 +66,36 @@ async def test_an_unrefreshed_token_is_closed_and_stays_out(
                     break
         assert any("token expired" in s.message for s in seen if s.state == "error")
         assert seen[-1].reason == "unauthorized"  # the stale token is refused on reconnect
+
+
+async def test_jwks_keys_rotate_on_a_running_gateway(
+    make_cluster: Callable[..., Awaitable[LocalCluster]], tmp_path: Path
+) -> None:
+    """RS256/EdDSA keys from a JWKS file: a key added to the file is taken and
+    a key removed is refused, with no restart; HS256 is not accepted at all."""
+    ring = KeyRing(tmp_path / "jwks.json")
+    old = ring.add("RS256")
+    cluster = await make_cluster(
+        nodes=1, replicas=1, gateway_args=["--auth", "jwt", "--jwt-jwks", str(ring.path),
+                                           "--jwt-audience", "parley"],
+    )  # fmt: skip
+    url = cluster.gateway_url(0)
+
+    async def accepted(token: str) -> bool:
+        try:
+            async with await ChatClient.connect(url, token=token) as client:
+                return (await client.ping())["type"] == "pong"
+        except InvalidStatus as refused:
+            assert refused.response.status_code == 401
+            return False
+
+    claims = {"sub": "gina", "aud": "parley"}
+    assert await accepted(ring.token(old, claims))
+    assert not await accepted(ring.token(old, {"sub": "gina", "aud": "other"}))
+    assert not await accepted(jwt.encode(claims, "x" * 32, algorithm="HS256"))
+    new = ring.add("EdDSA")
+    ring.remove(old)
+    await wait_for(lambda: accepted(ring.token(new, claims)), 10, message="the new key taken")
+    gone = KeyRing(tmp_path / "unused.json")
+    gone.add("RS256", kid=old)  # a token with the old kid, from a key no longer listed
+    assert not await accepted(gone.token(old, claims))
