@@ -65,17 +65,15 @@ def _no_constant(name: str) -> float:
 DEFAULT_FRAME_LIMITS = FrameLimits()
 
 
-def _deeper_than(value: object, depth: int) -> bool:
-    """True when `value` nests objects/arrays more than `depth` levels deep."""
-    if isinstance(value, dict):
-        children: Any = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return False
+def _deeper_than(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """True when `container` nests objects/arrays more than `depth` levels deep
+    (itself being the first). A plain loop: every frame passes through here."""
     if depth <= 0:
         return True
-    return any(_deeper_than(child, depth - 1) for child in children)
+    for child in container.values() if isinstance(container, dict) else container:
+        if isinstance(child, dict | list) and _deeper_than(child, depth - 1):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
