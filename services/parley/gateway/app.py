@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import weakref
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
@@ -110,6 +111,12 @@ class Gateway:
         """
         self._cfg = cfg
         self._verifier = make_verifier(cfg)
+        # Who each handshake proved to be, until its connection starts: one
+        # signature check per connection. Weak: a handshake that fails after
+        # the check (a bad Sec-WebSocket-Key) leaves nothing behind.
+        self._identities: weakref.WeakKeyDictionary[ServerConnection, Identity] = (
+            weakref.WeakKeyDictionary()
+        )
         self._limits = FrameLimits(cfg.max_json_depth, cfg.max_number_chars)
         self._discovery = discovery
         self._health = health
@@ -205,7 +212,7 @@ class Gateway:
         if not self._web.origin_allowed(request):
             return conn.respond(403, "this origin may not open a WebSocket here\n")
         try:
-            self._authenticate(request)
+            self._identities[conn] = self._authenticate(request)
         except HandshakeRefused as refused:
             return conn.respond(refused.status, refused.message + "\n")
         except AuthFailed as failed:
@@ -225,10 +232,8 @@ class Gateway:
     async def _connection(self, conn: ServerConnection) -> None:
         """The per-connection error boundary."""
         assert conn.request is not None  # set once the handshake succeeded
-        # Cheap to redo (a dict lookup, a signature check) and keeps no state between hooks.
-        try:
-            identity = self._authenticate(conn.request)
-        except (AuthFailed, HandshakeRefused):  # (a JWKS rotated in between)
+        identity = self._identities.pop(conn, None)
+        if identity is None:  # (not seen by _handshake: cannot happen with websockets 15)
             await conn.close(4001, "unauthorized")
             return
         user = identity.user
