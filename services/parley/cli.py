@@ -67,6 +67,11 @@ _HELP: dict[str, str] = {
     "retention_entries": "default retention: keep each room's last N messages (0: all)",
     "retention_seconds": "default retention: keep messages of the last N seconds (0: all)",
     "retention_sweep_seconds": "seconds between retention sweeps",
+    "archive_dsn": "PostgreSQL/CockroachDB DSN of the archive (every committed entry, kept "
+    "beyond retention); empty: no archive",
+    "archive_dsn_file": "file holding the archive DSN (a mounted Secret)",
+    "archive_every": "seconds between archive passes",
+    "archive_batch": "entries per room written to the archive in one batch",
     "presence_limit": "rooms with more members than this send no online/offline events",
     "drain_seconds": "seconds to drain on SIGTERM before exiting",
     "auth": "jwt: every client shows a token; off: ?user=NAME is believed (development only)",

@@ -68,6 +68,13 @@ class NodeConfig:
     retention_sweep_seconds: float = 30.0
     # rooms with more members than this send no online/offline events
     presence_limit: int = 100
+    # the archive: a PostgreSQL (or CockroachDB) DSN, or a file holding one
+    # (a mounted Secret); empty: no archive
+    archive_dsn: str = ""
+    archive_dsn_file: str = ""
+    # seconds between archive passes, and entries per room per batch
+    archive_every: float = 0.5
+    archive_batch: int = 1000
     # mTLS between pods (all three set, or none): this process's certificate
     # and key, and the CA whose certificates peers must show; re-read on change
     tls_cert: str = ""

@@ -62,6 +62,8 @@ class _EntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryKind.V
     """ENTRY_KIND_INVITE lets the user in `text` join a private room; never shown."""
     ENTRY_KIND_READ: _EntryKind.ValueType  # 14
     """ENTRY_KIND_READ moves the user's read marker to `target`; never shown."""
+    ENTRY_KIND_ARCHIVED: _EntryKind.ValueType  # 15
+    """ENTRY_KIND_ARCHIVED: the archive holds every entry up to seq `target`; never shown."""
 
 class EntryKind(_EntryKind, metaclass=_EntryKindEnumTypeWrapper):
     """EntryKind is the kind of a room log entry."""
@@ -103,6 +105,8 @@ ENTRY_KIND_INVITE: EntryKind.ValueType  # 13
 """ENTRY_KIND_INVITE lets the user in `text` join a private room; never shown."""
 ENTRY_KIND_READ: EntryKind.ValueType  # 14
 """ENTRY_KIND_READ moves the user's read marker to `target`; never shown."""
+ENTRY_KIND_ARCHIVED: EntryKind.ValueType  # 15
+"""ENTRY_KIND_ARCHIVED: the archive holds every entry up to seq `target`; never shown."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
 @_typing.final

@@ -23,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from parley._generated import peer_service_pb2 as peer_pb
 from parley._generated.peer_service_pb2 import LocateRoomResponse
@@ -33,7 +34,7 @@ from parley.room.engine import Outbound, Ready, RoleChange, RoomEngine
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.errors import NotAdministrator, NotFound, RoomExists, Unavailable
 from parley.room.replica import Role, RoomReplica, Timing
-from parley.room.retention import RetentionPolicy
+from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
 from parley.room.state import PUBLIC, RoomOptions
 from parley.room.store import LogStore
 
@@ -43,6 +44,9 @@ from .notices import NoticeHub
 from .presence import PresenceBook
 from .store_writer import StoreWriter
 from .subscribers import SubscriberHub
+
+if TYPE_CHECKING:
+    from parley.archive.postgres import PostgresArchive
 
 log = get_logger("parley.node")
 
@@ -113,6 +117,10 @@ class NodeCore:
         self.notices = NoticeHub()
         self.presence = PresenceBook(self._announce)
         self.administered: set[str] = set()
+        # the archive database, when one is configured (node/archiver.py):
+        # history older than the room logs keep is read from it, and
+        # retention keeps what it has not confirmed
+        self.archive: PostgresArchive | None = None
         # rooms that became administered here since the mover last looked
         self.newly_administered: set[str] = set()
         self._proposed_at: dict[tuple[str, int], float] = {}
@@ -331,6 +339,13 @@ class NodeCore:
                     future.set_result(None)
 
     # ------------------------------------------------------ writes and reads
+
+    def retention_cut(self, replica: RoomReplica) -> Cutoffs:
+        """Where the room's retention cuts its log now: with an archive, never
+        after what the archive has confirmed."""
+        policy = RetentionPolicy.of(replica.tip, self.retention)
+        held = replica.tip.archived_seq if self.archive is not None else None
+        return cutoffs(policy, replica.committed_seq, now_ms(), held)
 
     def propose(
         self,

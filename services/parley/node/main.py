@@ -7,6 +7,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from parley import eventloop
 from parley._generated import peer_service_pb2, peer_service_pb2_grpc, room_service_pb2
 from parley._generated import room_service_pb2_grpc as room_grpc
+from parley.archive.postgres import PostgresArchive
 from parley.cluster.channels import SERVER_OPTIONS, ChannelPool
 from parley.cluster.factory import discovery_from_config
 from parley.cluster.health import HealthMonitor
@@ -28,6 +30,7 @@ from parley.room.state import DedupeWindow
 from parley.room.stores import open_store
 from parley.security.tls import load as load_tls
 
+from .archiver import Archiver
 from .core import NodeCore
 from .mover import RoomMover
 from .peers import PeerServicer, PeerTransport
@@ -67,6 +70,7 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     transport = PeerTransport(core, pool)
     mover = RoomMover(core, cfg.move_concurrency)
     sweeper = RetentionSweeper(core, cfg.retention_sweep_seconds)
+    archiver = await _archiver(cfg, core)
     await core.start()
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -91,6 +95,8 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     transport.start()
     mover.start()
     sweeper.start()
+    if archiver is not None:
+        archiver.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, serving)
@@ -122,6 +128,9 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     http.close()
     await _bounded("room mover", mover.stop())
     await _bounded("retention sweep", sweeper.stop())
+    if archiver is not None:
+        await _bounded("archiver", archiver.stop())
+        await _bounded("archive connections", archiver.archive.close())
     grace = min(1.0, cfg.drain_seconds)
     await _bounded("grpc server", server.stop(grace=grace), grace + 2.0)
     await _bounded("peer senders", transport.stop())
@@ -131,6 +140,21 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event) -> None:
     await _bounded("discovery", discovery.stop())
     tracing.shutdown()
     log.info("stopped")
+
+
+async def _archiver(cfg: NodeConfig, core: NodeCore) -> Archiver | None:
+    """The archiver cfg asks for (None: no archive). The database may be down
+    now: chat starts anyway, and the archive catches up when it is back."""
+    dsn = cfg.archive_dsn
+    if cfg.archive_dsn_file:
+        # (start-up, before serving: nothing waits on the loop yet)
+        dsn = Path(cfg.archive_dsn_file).read_text(encoding="utf-8").strip()  # noqa: ASYNC240
+    if not dsn:
+        return None
+    archive = PostgresArchive(dsn)
+    await archive.open()
+    core.archive = archive
+    return Archiver(core, archive, cfg.archive_every, cfg.archive_batch)
 
 
 async def _bounded(step: str, awaitable: Awaitable[object], seconds: float = 3.0) -> None:

@@ -16,10 +16,10 @@ import contextlib
 
 from parley.observability import metrics
 from parley.observability.log import get_logger
-from parley.room.retention import RetentionPolicy, cutoffs
+from parley.room.retention import RetentionPolicy
+from parley.room.store import MAX_HELD
 
 from .core import NodeCore
-from .engine_loop import now_ms
 
 log = get_logger("parley.node.retention")
 
@@ -52,13 +52,12 @@ class RetentionSweeper:
     async def sweep(self) -> int:
         """One pass over every room; returns how many entries were deleted."""
         core = self.core
-        now = now_ms()
         due = []
         for room, replica in list(core.rooms.items()):
             policy = RetentionPolicy.of(replica.tip, core.retention)
             if policy.keeps_all:
                 continue
-            cut = cutoffs(policy, replica.committed_seq, now)
+            cut = core.retention_cut(replica)
             expired = 0
             for entry in replica.log:
                 if entry.index > replica.commit_index or not cut.expired(entry):
@@ -76,7 +75,8 @@ class RetentionSweeper:
         await core.loop.settled()  # the snapshots past the expired entries are durable
         deleted = 0
         for room, cut in due:
-            deleted += await core.store.prune(room, cut.seq, cut.ts_ms)
+            held = cut.held if cut.held is not None else MAX_HELD
+            deleted += await core.store.prune(room, cut.seq, cut.ts_ms, held)
         if deleted:
             metrics.RETENTION_DELETED.inc(deleted)
             log.info("retention deleted entries", entries=deleted, rooms=len(due))

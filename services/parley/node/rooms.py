@@ -17,6 +17,7 @@ import grpc
 from parley._generated import room_service_pb2 as pb
 from parley._generated import room_service_pb2_grpc as room_grpc
 from parley.observability import metrics, tracing
+from parley.observability.log import get_logger
 from parley.room import rules
 from parley.room.annotations import Folded, fold
 from parley.room.codec import entry_to_client_pb
@@ -30,10 +31,10 @@ from parley.room.errors import (
 )
 from parley.room.history import committed_before, committed_visible, stored_seq
 from parley.room.replica import RoomReplica
-from parley.room.retention import Cutoffs, RetentionPolicy, cutoffs
+from parley.room.retention import Cutoffs
 from parley.room.state import RoomOptions
 
-from .core import NodeCore, now_ms
+from .core import NodeCore
 from .errors import Context, rpc_boundary, stream_boundary
 from .relay import (
     RELAY_TIMEOUT,
@@ -48,6 +49,8 @@ from .subscribers import Subscriber
 
 HISTORY_MAX = 500
 # (a bound on a room's own retention: any larger is "forever" in practice)
+log = get_logger("parley.node.rooms")
+
 MAX_RETAIN = 2**31 - 1
 STREAM_CHUNK = 1000
 # a gateway further behind than this is cut off and resubscribes from its
@@ -264,8 +267,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     def _cut(self, replica: RoomReplica) -> Cutoffs:
         """Where the room's retention cuts its history now."""
-        policy = RetentionPolicy.of(replica.tip, self.core.retention)
-        return cutoffs(policy, replica.committed_seq, now_ms())
+        return self.core.retention_cut(replica)
 
     async def _first_retained(self, replica: RoomReplica) -> int:
         """The first visible seq retention keeps (0: it keeps everything)."""
@@ -394,10 +396,22 @@ class RoomServicer(room_grpc.RoomServiceServicer):
             for e in committed_visible(replica, first_seq + 1)
             if e.kind in ANNOTATION_KINDS and first_seq <= e.target <= last_seq
         ]
-        if not offset:
-            return recent
-        stored = await self.core.store.annotations(replica.room, first_seq, last_seq, offset)
-        return stored + recent
+        stored = (
+            await self.core.store.annotations(replica.room, first_seq, last_seq, offset)
+            if offset
+            else []
+        )
+        archive = self.core.archive
+        if archive is None or first_seq > replica.tip.archived_seq:
+            return stored + recent
+        # older annotations may be gone from the room log but not from the archive
+        try:
+            archived = await archive.annotations(replica.room, first_seq, last_seq)
+        except Exception as error:
+            log.warning("archive unreadable", room=replica.room, error=str(error)[:200])
+            archived = []
+        newer = {e.seq for e in stored} | {e.seq for e in recent}
+        return [e for e in archived if e.seq not in newer] + stored + recent
 
     async def _folded(self, replica: RoomReplica, entries: list[LogEntry]) -> list[pb.Entry]:
         """History entries, each message as it stands now (edits, unsends and
@@ -595,7 +609,27 @@ class RoomServicer(room_grpc.RoomServiceServicer):
                 )
                 entries = older + entries
         entries = self._cut(replica).keep(entries)
+        if len(entries) < limit and self.core.archive is not None:
+            entries = await self._archived_before(replica, entries, before, limit) + entries
         return pb.HistoryResponse(entries=await self._folded(replica, entries))
+
+    async def _archived_before(
+        self, replica: RoomReplica, entries: list[LogEntry], before: int | None, limit: int
+    ) -> list[LogEntry]:
+        """What the archive holds older than the room log's page: history past
+        retention, transparently. Nothing if the archive cannot be read now."""
+        oldest = entries[0].seq if entries else before
+        if oldest is None:
+            oldest = replica.committed_seq + 1
+        oldest = min(oldest, replica.tip.archived_seq + 1)
+        if oldest <= 0:
+            return []
+        assert self.core.archive is not None
+        try:
+            return await self.core.archive.before(replica.room, oldest, limit - len(entries))
+        except Exception as error:
+            log.warning("archive unreadable", room=replica.room, error=str(error)[:200])
+            return []
 
     @rpc_boundary
     async def ListRooms(

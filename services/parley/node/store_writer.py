@@ -22,7 +22,7 @@ from parley.observability.log import get_logger
 from parley.room.entries import LogEntry
 from parley.room.errors import Unavailable
 from parley.room.records import RoomRecord, RoomWrite
-from parley.room.store import CorruptionError, LogStore, StoreFullError
+from parley.room.store import MAX_HELD, CorruptionError, LogStore, StoreFullError
 
 log = get_logger("parley.node.store")
 
@@ -131,9 +131,11 @@ class StoreWriter:
         """Durably keep history from a snapshot's sender aside (see `LogStore.stage`)."""
         await self._on_writer(self.store.stage, room, entries)
 
-    async def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+    async def prune(
+        self, room: str, before_seq: int, before_ts_ms: int, held: int = MAX_HELD
+    ) -> int:
         """Retention's deletes (see `LogStore.prune`), in line with the writes."""
-        return await self._on_writer(self.store.prune, room, before_seq, before_ts_ms)
+        return await self._on_writer(self.store.prune, room, before_seq, before_ts_ms, held)
 
     async def _read(self, room: str, read: Callable[[], list[LogEntry]]) -> list[LogEntry]:
         try:

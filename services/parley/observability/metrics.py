@@ -81,6 +81,13 @@ STORE_DAMAGED = Counter(
     "Stored room copies found damaged (checksum, missing entries) and rebuilt.",
 )
 PEER_UP = Gauge("parley_peer_up", "1 while the health watch sees the peer SERVING.", ["peer"])
+ARCHIVE_LAG = Gauge(
+    "parley_archive_lag_entries",
+    "Administrator: committed entries of its rooms the archive has not confirmed yet.",
+)
+ARCHIVED_ENTRIES = Counter(
+    "parley_archived_entries_total", "Administrator: entries written to the archive."
+)
 WS_CONNECTIONS = Gauge("parley_ws_connections", "Open WebSocket connections.")
 WS_FRAMES = Counter("parley_ws_frames_total", "WebSocket frames, by direction.", ["direction"])
 WS_DISCONNECTS = Counter(

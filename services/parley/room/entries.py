@@ -27,6 +27,8 @@ class EntryKind(IntEnum):
     # never shown (no seq of their own, like epoch entries)
     INVITE = 13  # user: the inviter; text: the invitee
     READ = 14  # user's read marker moves to `target`
+    # the archive (PostgreSQL) holds every entry up to seq `target`
+    ARCHIVED = 15
 
 
 ANNOTATION_KINDS = frozenset({EntryKind.EDIT, EntryKind.UNSEND, EntryKind.REACT, EntryKind.UNREACT})

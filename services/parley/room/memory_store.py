@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from parley.room.entries import ANNOTATION_KINDS, HardState, LogEntry
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
+from parley.room.store import MAX_HELD
 
 
 def check_write(write: RoomWrite, last_index: int) -> int:
@@ -162,7 +163,7 @@ class MemoryLogStore:
         with self._lock:
             self._staged.setdefault(room, {}).update((e.index, e) for e in entries)
 
-    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+    def prune(self, room: str, before_seq: int, before_ts_ms: int, held: int = MAX_HELD) -> int:
         """Retention: delete expired entries at or below the stored snapshot."""
         with self._lock:
             snapshot = self._snapshots.get(room)
@@ -172,7 +173,9 @@ class MemoryLogStore:
             doomed = [
                 i
                 for i, e in log.items()
-                if i <= snapshot.index and (e.seq < before_seq or e.ts_ms < before_ts_ms)
+                if i <= snapshot.index
+                and (e.seq < before_seq or e.ts_ms < before_ts_ms)
+                and e.seq < held
             ]
             for index in doomed:
                 del log[index]

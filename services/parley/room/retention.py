@@ -40,12 +40,16 @@ class RetentionPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Cutoffs:
-    """An entry is gone when its seq is below `seq` or its time below `ts_ms`."""
+    """An entry is gone when its seq is below `seq` or its time below `ts_ms`,
+    unless its seq is `held` or later (not archived yet: see node/archiver.py)."""
 
     seq: int = 0
     ts_ms: int = 0
+    held: int | None = None
 
     def expired(self, entry: LogEntry) -> bool:
+        if self.held is not None and entry.seq >= self.held:
+            return False
         return entry.seq < self.seq or entry.ts_ms < self.ts_ms
 
     def keep(self, entries: list[LogEntry]) -> list[LogEntry]:
@@ -55,11 +59,16 @@ class Cutoffs:
         return [e for e in entries if not self.expired(e)]
 
 
-def cutoffs(policy: RetentionPolicy, last_seq: int, now_ms: int) -> Cutoffs:
+def cutoffs(
+    policy: RetentionPolicy, last_seq: int, now_ms: int, archived_seq: int | None = None
+) -> Cutoffs:
     """Where a policy cuts a room whose last committed seq is `last_seq`.
 
     The create entry (seq 0) goes like any other once it is past the cut.
+    With an archive (`archived_seq`: what it has confirmed), nothing after
+    it is cut, whatever the policy.
     """
     seq = last_seq - policy.entries + 1 if policy.entries else 0
     ts_ms = now_ms - policy.seconds * 1000 if policy.seconds else 0
-    return Cutoffs(max(seq, 0), max(ts_ms, 0))
+    held = archived_seq + 1 if archived_seq is not None else None
+    return Cutoffs(max(seq, 0), max(ts_ms, 0), held)

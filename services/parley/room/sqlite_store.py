@@ -21,7 +21,7 @@ from parley.room.entries import ANNOTATION_KINDS, VISIBLE_KINDS, EntryKind, Hard
 from parley.room.memory_store import check_write
 from parley.room.records import RoomRecord, RoomWrite, Snapshot
 from parley.room.state import RoomState
-from parley.room.store import CorruptionError, StoreFullError
+from parley.room.store import MAX_HELD, CorruptionError, StoreFullError
 
 SCHEMA_VERSION = 4
 """Stored in `PRAGMA user_version`; bump it (and migrate) when the tables change."""
@@ -410,7 +410,7 @@ class SqliteLogStore:
         )
         return [_entry(room, row) for row in rows]
 
-    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+    def prune(self, room: str, before_seq: int, before_ts_ms: int, held: int = MAX_HELD) -> int:
         """Retention: delete expired entries at or below the stored snapshot.
 
         Raises:
@@ -424,8 +424,8 @@ class SqliteLogStore:
             cursor = conn.execute(
                 "DELETE FROM entries WHERE room = ?"
                 " AND idx <= (SELECT idx FROM snapshots WHERE room = ?)"
-                " AND (seq < ? OR ts_ms < ?)",
-                (room, room, before_seq, before_ts_ms),
+                " AND (seq < ? OR ts_ms < ?) AND seq < ?",
+                (room, room, before_seq, before_ts_ms, held),
             )
         except BaseException as exc:
             if conn.in_transaction:

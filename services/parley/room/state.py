@@ -98,6 +98,9 @@ class RoomState:
     invited: frozenset[str] = frozenset()
     # user -> the seq up to which they have read (set by a join, moved by reads)
     reads: dict[str, int] = field(default_factory=lambda: NO_MARKS)
+    # the archive holds every entry up to this seq (-1: none); retention
+    # keeps the entries after it while an archive is configured
+    archived_seq: int = -1
     # (user, client_msg_id) -> (seq, order time) of the stored message, oldest first
     dedupe: IdWindow = field(default_factory=lambda: NO_IDS)
     window: DedupeWindow = field(default_factory=DedupeWindow)
@@ -147,6 +150,8 @@ class RoomState:
                 self.invited = self.invited | {shared.name(entry.text)}
         elif kind is EntryKind.READ:
             self._mark_read(entry.user, entry.target)
+        elif kind is EntryKind.ARCHIVED:
+            self.archived_seq = max(self.archived_seq, entry.target)
         elif kind is EntryKind.CREATE:
             self.exists = True
             self.owner = shared.name(entry.user)
@@ -220,6 +225,7 @@ class RoomState:
             dm=self.dm,
             invited=self.invited,
             reads=dict(self.reads) if self.reads else NO_MARKS,
+            archived_seq=self.archived_seq,
             dedupe=OrderedDict(self.dedupe) if self.dedupe else NO_IDS,
             window=self.window,
         )
@@ -242,6 +248,7 @@ class RoomState:
             "dm": list(self.dm),
             "invited": sorted(self.invited),
             "reads": self.reads,
+            "archived_seq": self.archived_seq,
             # oldest first, as the window forgets them
             "dedupe": [[u, i, seq, ts] for (u, i), (seq, ts) in self.dedupe.items()],
         }
@@ -275,6 +282,7 @@ class RoomState:
                 invited=frozenset(shared.name(str(u)) for u in doc.get("invited", [])),
                 reads={shared.name(str(u)): int(s) for u, s in doc.get("reads", {}).items()}
                 or NO_MARKS,
+                archived_seq=int(doc.get("archived_seq", -1)),
                 dedupe=OrderedDict(
                     ((str(u), str(i)), (int(seq), int(ts))) for u, i, seq, ts in doc["dedupe"]
                 )

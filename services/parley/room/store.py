@@ -8,6 +8,9 @@ from typing import Protocol
 from parley.room.entries import LogEntry
 from parley.room.records import RoomRecord, RoomWrite
 
+MAX_HELD = 2**63 - 1
+"""`prune`'s `held` when nothing is held back (no archive)."""
+
 
 class StoreFullError(OSError):
     """The disk is full: nothing of the batch was written, and the same
@@ -40,10 +43,11 @@ class LogStore(Protocol):
         installed snapshot (`RoomWrite.install`) moves it into the log."""
         ...
 
-    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+    def prune(self, room: str, before_seq: int, before_ts_ms: int, held: int = MAX_HELD) -> int:
         """Retention: delete the room's entries with seq < before_seq or
-        ts_ms < before_ts_ms, but only at or below its stored snapshot's
-        index (what a restart does not load). Returns how many went.
+        ts_ms < before_ts_ms, but never one with seq >= held (the archive
+        lacks it), and only at or below its stored snapshot's index (what a
+        restart does not load). Returns how many went.
 
         Raises:
             StoreFullError: the disk is full (a delete needs room too).

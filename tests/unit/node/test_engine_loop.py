@@ -16,6 +16,7 @@ from parley.room.engine import Outbound, Ready, RoomEngine
 from parley.room.entries import EntryKind, LogEntry
 from parley.room.memory_store import MemoryLogStore
 from parley.room.records import RoomWrite
+from parley.room.store import MAX_HELD
 from support.wait import wait_for
 
 ROOM = "r0"
@@ -153,11 +154,11 @@ class ThreadRecordingStore(MemoryLogStore):
         self.write_threads.append(threading.get_ident())
         super().write(batch)
 
-    def prune(self, room: str, before_seq: int, before_ts_ms: int) -> int:
+    def prune(self, room: str, before_seq: int, before_ts_ms: int, held: int = MAX_HELD) -> int:
         self.pruning.set()
         assert self.gate.wait(10), "the test never released the prune"
         self.pruning.clear()
-        return super().prune(room, before_seq, before_ts_ms)
+        return super().prune(room, before_seq, before_ts_ms, held)
 
 
 def _entries(first: int, count: int) -> RoomWrite:

@@ -61,3 +61,27 @@ def test_cutoffs_by_count_and_by_age() -> None:
     assert [e.seq for e in both.keep(log)] == [19, 20]
     assert Cutoffs().keep(log) is log
     assert cutoffs(RetentionPolicy(entries=50), last_seq=20, now_ms=0) == Cutoffs(0, 0)
+
+
+def test_an_archive_holds_back_what_it_has_not_confirmed() -> None:
+    """With an archive, nothing after its confirmed seq expires, by count or by age."""
+    log = [message(seq, ts_ms=1000 * seq) for seq in range(1, 21)]
+    policy = RetentionPolicy(entries=2, seconds=1)
+    held = cutoffs(policy, last_seq=20, now_ms=20_000, archived_seq=10)
+    assert [e.seq for e in held.keep(log)] == list(range(11, 21))
+    nothing_archived = cutoffs(policy, last_seq=20, now_ms=20_000, archived_seq=-1)
+    assert nothing_archived.keep(log) == log
+    caught_up = cutoffs(policy, last_seq=20, now_ms=20_000, archived_seq=20)
+    assert [e.seq for e in caught_up.keep(log)] == [19, 20]  # as without an archive
+
+
+def test_archive_marks_rise_and_survive_snapshots() -> None:
+    state = RoomState()
+    assert state.archived_seq == -1
+    for target in (5, 3, 9):
+        state.apply(LogEntry(1, 1, EntryKind.ARCHIVED, 0, target=target))
+    assert state.archived_seq == 9
+    assert RoomState.from_json(state.to_json()).archived_seq == 9
+    assert state.copy().archived_seq == 9
+    assert RoomState.from_json(RoomState().to_json()).archived_seq == -1
+    assert not LogEntry(1, 1, EntryKind.ARCHIVED, 0, target=9).visible

@@ -676,3 +676,13 @@ def test_a_version_3_database_gains_targets_and_its_rows_still_check(tmp_path: P
         assert store.annotations("r", 2, 2, 10) == [edit]
     finally:
         store.close()
+
+
+def test_prune_never_deletes_what_the_archive_lacks(store: LogStore) -> None:
+    """Retention with an archive: entries at or after `held` stay, however old."""
+    log = entries(1, 10)  # seq = index - 1, all expired by age
+    store.write([RoomWrite("r", hard=HardState(1, "a"), entries=log)])
+    store.write([RoomWrite("r", snapshot=Snapshot(10, 1, state_after(log)))])
+    assert store.prune("r", before_seq=9, before_ts_ms=10**15, held=4) == 4
+    assert [e.seq for e in store.entries("r", 0, 10, 100)] == list(range(4, 10))
+    assert store.prune("r", before_seq=9, before_ts_ms=10**15) == 6  # nothing held
