@@ -46,6 +46,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "tls": {"tls": {"enabled": True, "secretName": "parley-mtls"}},
+    "archive": {"archive": {"existingSecret": "chat-archive"}},
     "monitoring-on": {
         "monitoring": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},

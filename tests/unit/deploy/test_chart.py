@@ -54,6 +54,7 @@ def secrets_of(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     }
     secrets.setdefault("my-jwt", {"jwt-secret": "from-an-existing-secret"})
     secrets.setdefault("parley-mtls", {"tls.crt": "C", "tls.key": "K", "ca.crt": "A"})
+    secrets.setdefault("chat-archive", {"dsn": "postgresql://parley@db:5432/chat"})
     return secrets
 
 
@@ -65,7 +66,7 @@ def mounted_files(
     volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
     files: dict[str, str] = {}
     for mount in container.get("volumeMounts") or []:
-        source = volumes[mount["name"]].get("secret")
+        source = volumes.get(mount["name"], {}).get("secret")  # (a claim: not here)
         if source is None:
             continue
         data = secrets[source["secretName"]]
@@ -677,6 +678,18 @@ def test_jwks_from_a_configmap_and_claims() -> None:
     assert volume["configMap"]["name"] == "idp-keys"
     # helm test has no key to sign with here
     assert not [o for o in objects if is_hook(o)]
+
+
+def test_the_archive_dsn_comes_from_a_secret_as_a_file() -> None:
+    objects = render(VALUE_SETS["archive"])
+    template = one(objects, "StatefulSet")["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    config = parse_node_config([], env_of(container, objects, pod=f"{NODE}-0"))
+    assert (config.archive_dsn, config.archive_dsn_file) == ("", "/etc/parley/archive/dsn")
+    files = mounted_files(template["spec"], container, objects)
+    assert files["/etc/parley/archive/dsn"] == "postgresql://parley@db:5432/chat"
+    plain = parse_node_config([], env_of(node_container(render()), render(), pod=f"{NODE}-0"))
+    assert (plain.archive_dsn, plain.archive_dsn_file) == ("", "")
 
 
 def test_tls_mounts_the_secret_and_moves_probes_to_http() -> None:

@@ -17,7 +17,7 @@ import yaml
 from deploy_helpers import VALUE_SETS, need, render_texts
 
 CHECKOV_ENV = {"BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "TRUE"}
-SETS = ["defaults", "auth-jwks", "tls", "monitoring-on", "ingress-on", "hpa-on"]
+SETS = ["defaults", "auth-jwks", "tls", "archive", "monitoring-on", "ingress-on", "hpa-on"]
 
 
 def _checkov() -> list[str]:

@@ -24,6 +24,7 @@ ALERTS = {
     "ParleyGatewayDisconnectStorm",
     "ParleyRoomsUnderReplicated",
     "ParleyStoreNotWritable",
+    "ParleyArchiveLagging",
 }
 # DESIGN §6: the dashboard must show every one of these.
 METRICS = {
@@ -45,6 +46,7 @@ METRICS = {
     "parley_ws_frames_total",
     "parley_ws_disconnects_total",
     "parley_auth_failures_total",
+    "parley_archive_lag_entries",
 }
 
 
