@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_moves.py
 	$(BIN)/python scripts/bench_idle.py
 	$(BIN)/python scripts/bench_history.py
+	$(BIN)/python scripts/bench_archive.py
 	$(BIN)/python scripts/bench_compare.py
 
 ## Parley side by side with a bare websockets server and Socket.IO 4 (one core each)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from support.cluster import LocalCluster
 from support.longroom import ROOM, administrator, create, publish
-from support.postgres import PostgresServer
+from support.postgres import PostgresServer, binaries
 
 
 async def archived(dsn: str) -> int:
@@ -99,4 +99,7 @@ async def main(total: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
+    if binaries() is None:
+        print("archive benchmark skipped: PostgreSQL is not installed (Debian package postgresql)")
+        sys.exit(0)
     asyncio.run(main(parser.parse_args().messages))
