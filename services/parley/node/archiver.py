@@ -17,7 +17,6 @@ nothing is deleted before the archive has it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from parley.archive.postgres import PostgresArchive
 from parley.archive.rows import ARCHIVED_KINDS, to_row
@@ -28,6 +27,7 @@ from parley.room.errors import RoomError
 from parley.room.history import committed_visible, stored_seq
 from parley.room.replica import RoomReplica
 
+from .background import BackgroundLoop
 from .core import NodeCore
 
 log = get_logger("parley.node.archiver")
@@ -38,8 +38,10 @@ MAX_BACKOFF = 5.0
 """Longest wait between attempts while the database is unreachable."""
 
 
-class Archiver:
+class Archiver(BackgroundLoop):
     """Archives in passes every `every` seconds, `batch` entries per room per pass."""
+
+    name = "archiver"
 
     def __init__(
         self, core: NodeCore, archive: PostgresArchive, every: float = 0.5, batch: int = 1000
@@ -48,17 +50,8 @@ class Archiver:
         self.archive = archive
         self.every = every
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self._migrated = False
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="archiver")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         delay = self.every

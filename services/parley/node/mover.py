@@ -11,13 +11,13 @@ those the room's administrator says left for good.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from parley.coordination.move import RoomPlacement, plan_moves, superseded
 from parley.observability import metrics
 from parley.observability.log import get_logger
 from parley.room.replica import Role
 
+from .background import BackgroundLoop
 from .core import Located, NodeCore
 from .engine_loop import now_ms
 
@@ -32,13 +32,15 @@ SWEEP_MAX_ROOMS = 256
 SWEEP_PARALLEL = 32
 
 
-class RoomMover:
+class RoomMover(BackgroundLoop):
     """Starts room moves and drops stale copies; see the module docstring."""
+
+    name = "room-mover"
 
     def __init__(self, core: NodeCore, concurrency: int) -> None:
         self.core = core
         self.concurrency = max(1, concurrency)
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self._last_view: object = None
         # rooms to look at again in the next plan even if nothing changed:
         # those not serving yet when last looked at
@@ -46,15 +48,6 @@ class RoomMover:
         # rooms moving after the last plan: while any are, every plan looks
         # at every room (moves are paced: the next ones start as these end)
         self._moving = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="room-mover")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         rounds = 0

@@ -12,34 +12,27 @@ the cutoffs come from the committed log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from parley.observability import metrics
 from parley.observability.log import get_logger
 from parley.room.retention import RetentionPolicy
 from parley.room.store import MAX_HELD
 
+from .background import BackgroundLoop
 from .core import NodeCore
 
 log = get_logger("parley.node.retention")
 
 
-class RetentionSweeper:
+class RetentionSweeper(BackgroundLoop):
     """Runs the sweep every `every` seconds until stopped."""
+
+    name = "retention"
 
     def __init__(self, core: NodeCore, every: float) -> None:
         self.core = core
         self.every = every
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        super().__init__()
 
     async def _run(self) -> None:
         while True:
