@@ -334,17 +334,19 @@ async def test_the_page_renews_its_token_and_asks_again_once_expired(
         await wait_texts(page, ["still here"])
         assert await page.is_hidden("#signin-view")
 
-        # a second sign-in that is left to expire
-        page2 = await context.new_page()
-        await page2.goto(http_url(cluster))
-        await page2.evaluate("localStorage.clear()")
-        await page2.reload()
-        await page2.wait_for_selector("#signin-token", state="visible")
-        await page2.fill("#signin-token", token(3))
-        await page2.click("#signin-form button[type=submit]")
-        await online(page2)
-        await page2.wait_for_selector("#signin-view", state="visible", timeout=20_000)
-        assert "expired" in (await page2.text_content("#signin-error") or "")
+        # a second sign-in, in a browser of its own, left to expire
+        other = await browser.new_context(viewport=WIDE)
+        try:
+            page2 = await other.new_page()
+            await page2.goto(http_url(cluster))
+            await page2.wait_for_selector("#signin-token", state="visible")
+            await page2.fill("#signin-token", token(3))
+            await page2.click("#signin-form button[type=submit]")
+            await online(page2)
+            await page2.wait_for_selector("#signin-view", state="visible", timeout=20_000)
+            assert "expired" in (await page2.text_content("#signin-error") or "")
+        finally:
+            await other.close()
     finally:
         await context.close()
 
