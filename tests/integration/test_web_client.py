@@ -318,7 +318,7 @@ async def test_the_page_renews_its_token_and_asks_again_once_expired(
         page = await context.new_page()
         await page.goto(http_url(cluster))
         await page.wait_for_selector("#signin-token", state="visible")
-        first = token(6)
+        first = token(10)
         await page.fill("#signin-token", first)
         await page.click("#signin-form button[type=submit]")
         await online(page)
