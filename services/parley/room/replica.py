@@ -87,6 +87,11 @@ class Timing:
     # a de-duplication window up to this many ids makes a snapshot cheap (a
     # few ms); past it a snapshot is stored once the window has turned over
     cheap_snapshot_ids: int = 10_000
+    # an administrator quiesces only after this long without a proposal: a
+    # busy room whose log happens to be all committed at a tick would fold
+    # its whole tail and copy its state (the de-duplication window) at the
+    # next proposal, many times a second under load
+    quiesce_after_ms: int = 500
 
 
 LAGGING_FOLLOWER_TAILS = 8
@@ -121,6 +126,7 @@ class RoomReplica:
         "_last_sent_ms",
         "_now_ms",
         "_outcomes",
+        "_proposed_ms",
         "_quiet_peers_up",
         "_read_answers",
         "_reads",
@@ -205,6 +211,7 @@ class RoomReplica:
         # no election timers while their detector sees the administrator up
         self.quiet = False
         self._quiet_peers_up: frozenset[str] = NOBODY
+        self._proposed_ms = 0
         # a quiet administrator with nothing in flight lets go of its
         # per-peer tables (`rest`); the next input rebuilds them
         self._resting = False
@@ -705,6 +712,7 @@ class RoomReplica:
         if self.role is not Role.ADMINISTRATOR:
             raise RuntimeError(f"{self.room}: propose on a {self.role.value}")
         self._wake(now_ms)
+        self._proposed_ms = now_ms
         visible = kind in VISIBLE_KINDS
         seq = self.tip.next_seq() if visible else max(self.tip.last_seq, 0)
         entry = LogEntry(
@@ -1404,7 +1412,7 @@ class RoomReplica:
                 self._become_follower(self.epoch, now_ms)
                 return False
             self.drive_move(now_ms)
-            if self._may_quiesce(up):
+            if now_ms - self._proposed_ms >= self.timing.quiesce_after_ms and self._may_quiesce(up):
                 # one last heartbeat says so; then nothing until something happens
                 self.quiet = True
                 self._quiet_peers_up = shared.nodes(up & set(self.peers))

@@ -59,6 +59,24 @@ def test_a_message_wakes_the_room_and_it_quiets_again() -> None:
     assert all(c.replica(n).quiet for n in "abc")
 
 
+def test_a_busy_room_does_not_quiesce_between_messages() -> None:
+    """A room whose log is all committed at a tick, but that proposed less
+    than `quiesce_after_ms` ago, stays awake: under load it would otherwise
+    fold its whole tail and copy its state at the next message, many times
+    a second."""
+    c = idle()
+    quiet_after = c.replica("a").timing.quiesce_after_ms
+    for n in range(2, 12):
+        c.publish("a", "r0", "alice", f"m{n}", "busy")
+        c.stabilize()
+        settle(c, "a")  # everything committed and known everywhere
+        run_for(c, quiet_after // 2)
+        assert not any(c.replica(x).quiet for x in "abc"), n
+        assert c.replica("a").log, "the tail was folded away"
+    run_for(c, quiet_after + 500)
+    assert all(c.replica(x).quiet for x in "abc")
+
+
 def test_the_administrator_dying_wakes_its_followers() -> None:
     c = idle()
     c.crash("a")
