@@ -17,7 +17,7 @@ import grpc
 
 from parley._generated import room_service_pb2_grpc as pb_grpc
 from parley.cluster.channels import ChannelPool
-from parley.cluster.discovery import Discovery
+from parley.cluster.discovery import Discovery, Members
 from parley.cluster.health import HealthMonitor
 from parley.cluster.placement import replicas_for
 from parley.gateway.backoff import Backoff
@@ -137,11 +137,18 @@ class Router:
             replicas: how many replicas each room has (DESIGN §2, R).
         """
         self._discovery = discovery
+        # the node set, kept current here: `members()` copies it, and a
+        # route is looked up for every send
+        self._members = discovery.members()
+        discovery.subscribe(self._on_members)
         self._pool = pool
         self._health = health
         self._replicas = replicas
         self._admins: dict[str, str] = {}
         self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.RoomServiceAsyncStub]] = {}
+
+    def _on_members(self, members: Members) -> None:
+        self._members = members
 
     def stub(self, node_id: str) -> pb_grpc.RoomServiceAsyncStub:
         """The RoomService stub of a node, rebuilt when the pool replaced its channel.
@@ -159,7 +166,7 @@ class Router:
 
     def is_member(self, node_id: str) -> bool:
         """True when discovery lists the node."""
-        return node_id in self._discovery.members()
+        return node_id in self._members
 
     def target(self, room: str, exclude: frozenset[str] | set[str] = frozenset()) -> str | None:
         """The node to ask about `room` now.
@@ -168,7 +175,7 @@ class Router:
         up, else the first replica at all (the health view may lag, e.g. at
         start-up; the call finds out). Nodes in `exclude` are skipped.
         """
-        members = self._discovery.members()
+        members = self._members
         cached = self._admins.get(room)
         if (
             cached is not None
