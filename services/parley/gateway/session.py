@@ -49,6 +49,9 @@ Below it (the usual case) frames go straight into the transport, already
 framed (see wire.py), with no task switch; above it, they wait in the bounded
 queue and the writer task waits for the socket to drain.
 """
+MAX_CORKED = 64
+"""Writes gathered in one turn of the loop before they go out anyway (so
+the buffer check sees them)."""
 ABUSE_FACTOR = 3
 """Frames dropped by the rate limit, in bursts, before the connection is closed."""
 CLOSE_GRACE = 2.0
@@ -82,6 +85,7 @@ class Session:
         "_bucket",
         "_close_task",
         "_conn",
+        "_corked",
         "_dropped",
         "_expires",
         "_expiry",
@@ -149,6 +153,8 @@ class Session:
         self._writer: asyncio.Task[None] | None = None
         self._idle = True
         """True while nothing is queued or being written: direct writes keep the order."""
+        self._corked: list[bytes] | None = None
+        """Frames written in this turn of the loop, written out together at its end."""
         self._transport = conn.transport
         self._bucket = TokenBucket(rate, burst, asyncio.get_running_loop().time())
         self._dropped = 0
@@ -166,8 +172,10 @@ class Session:
                 concatenated), shared by every socket they go to.
 
         When nothing is waiting before them and the socket keeps up, the
-        frames are written at once in one write; otherwise they are queued
-        for the writer task.
+        frames are written without waiting, together with every other frame
+        this connection is sent in the same turn of the event loop (one
+        write call, not one per ack: a pipelining client's acks come a batch
+        at a time); otherwise they are queued for the writer task.
         """
         if self.closed:
             return
@@ -179,8 +187,15 @@ class Session:
         ):
             # Safe beside websockets' own writes: we never fragment messages
             # and compression is off, so a frame is complete in itself.
-            transport.write(wire)
+            if self._corked is None:
+                self._corked = [wire]
+                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                self._corked.append(wire)
+                if len(self._corked) >= MAX_CORKED:
+                    self._flush()  # (the buffer check above sees it again)
             return
+        self._flush()  # what is corked goes before what is queued
         self._idle = False
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_size)
@@ -191,6 +206,12 @@ class Session:
             except asyncio.QueueFull:
                 self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer", "slow_consumer")
                 return
+
+    def _flush(self) -> None:
+        corked, self._corked = self._corked, None
+        # (a close frame websockets wrote meanwhile ends what may be sent)
+        if corked and self._conn.protocol.state is State.OPEN:
+            self._transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def reply(self, text: str) -> None:
         """Send one frame made for this connection only."""

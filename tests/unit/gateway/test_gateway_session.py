@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 from parley.gateway.app import Gateway
 from parley.gateway.auth import Identity
-from parley.gateway.session import Session
+from parley.gateway.session import MAX_CORKED, Session
 from parley.protocol import frames
+from parley.protocol.errors import ErrorCode
 from prometheus_client import REGISTRY
 from support.client import ChatClient
 from support.wait import wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 BAD_FRAMES = [
     "", "nope", "[]", "42", '{"type":"fly"}', '{"type":"join"}', '{"type":"join","room":"A"}',
@@ -142,6 +144,74 @@ async def test_full_outbound_queue_closes_with_1013() -> None:
     await asyncio.wait_for(runner, 5)
     assert conn.closed_with == (1013, "slow consumer")
     session.reply(pong)  # after the close, frames are dropped quietly
+
+
+class _RecordingTransport:
+    """A transport that keeps what is written, one entry per write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+class _OpenConnection(_StuckConnection):
+    """An open connection whose frames land in a recording transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport = _RecordingTransport()  # type: ignore[assignment]
+        self.protocol = type("P", (), {"state": State.OPEN})()
+
+
+async def test_frames_of_one_loop_turn_go_out_in_one_write_in_order() -> None:
+    """A batch's acks are written together (one write call, not one per
+    ack), in the order they were made; a frame made right before the
+    connection is closed still goes out before the close."""
+    conn = _OpenConnection()
+
+    async def handle(_session: Session, _request: Any) -> None:
+        raise AssertionError("no requests expected")
+
+    session = Session(conn, Identity("alice"), handle, queue_size=8, rate=10.0, burst=10)  # type: ignore[arg-type]
+    for n in range(10):
+        session.reply(frames.pong(f"p{n}"))
+    assert conn.transport.writes == []  # not yet: at the end of this turn
+    await asyncio.sleep(0)
+    assert len(conn.transport.writes) == 1
+    ids = [json.loads(f.data)["id"] for f in _frames(conn.transport.writes[0])]
+    assert ids == [f"p{n}" for n in range(10)]
+
+    for n in range(MAX_CORKED + 5):  # a long turn goes out in pieces, still in order
+        session.reply(frames.pong(f"q{n}"))
+    await asyncio.sleep(0)
+    ids = [json.loads(f.data)["id"] for w in conn.transport.writes[1:] for f in _frames(w)]
+    assert ids == [f"q{n}" for n in range(MAX_CORKED + 5)]
+    assert len(conn.transport.writes) == 3
+
+    session.reply(frames.error(ErrorCode.UNAUTHORIZED, "token expired"))
+    session.close(4001, "token expired", "token_expired")
+    await asyncio.sleep(0.01)
+    assert json.loads(_frames(conn.transport.writes[-1])[-1].data)["code"] == "unauthorized"
+    assert conn.closed_with == (4001, "token expired")
+
+
+def _frames(data: bytes) -> list[Frame]:
+    """The (unmasked, server-sent) frames in `data`."""
+    found = []
+    while data:
+        length = data[1] & 0x7F
+        start = 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        assert length < 127
+        found.append(Frame(Opcode(data[0] & 0x0F), data[start : start + length]))
+        data = data[start + length :]
+    return found
 
 
 def _slow_consumer_disconnects() -> float:
