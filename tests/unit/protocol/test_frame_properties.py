@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from parley.protocol import FrameLimits, ProtocolError, parse_request
+from parley.protocol import frames as outgoing
 from parley.protocol.errors import CLIENT_CODES
 from parley.protocol.requests import (
     MAX_ID_CHARS,
@@ -195,3 +196,20 @@ def _outcome_with(data: str, limits: FrameLimits) -> Any:
         return parse_request(data, limits)
     except ProtocolError as error:
         return error
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(), json_values, max_size=6))
+@example({"text": "\ud800 lone", "seq": 2**70, "ok": [1.5, None]})
+def test_outgoing_frames_are_the_bytes_json_would_write(frame: dict[str, Any]) -> None:
+    """The gateway encodes with orjson for speed; what clients get is what
+    json's compact encoder wrote before, byte for byte, lone surrogates and
+    all (those fall back to json)."""
+    assert outgoing.encode(frame) == json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
