@@ -11,13 +11,14 @@ stay safe, and that the checks catch planted bugs in them.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import replace
 
 import pytest
 from parley.room.entries import EntryKind
 from parley.room.memory_store import MemoryLogStore
 from parley.room.replica import LAGGING_FOLLOWER_TAILS, RoomReplica, Timing
+from parley.room.state import RoomState
 from sim import (
     APPEND,
     OWNER,
@@ -309,3 +310,16 @@ def test_the_checks_notice_a_transfer_that_skips_history(monkeypatch: pytest.Mon
     with pytest.raises(InvariantViolation):
         for seed in range(10_000, 10_040):
             run_seed(seed, 5, 2000)
+
+
+@pytest.mark.parametrize("msg_id", ["m1", "ünï-✓", "lone-\ud800"])
+def test_a_state_with_any_ids_survives_its_json(msg_id: str) -> None:
+    """Snapshots are written with orjson (fast over 100,000 ids), with
+    json's encoder for what orjson refuses (a lone surrogate): either way
+    the state reads back as it was."""
+    state = RoomState(exists=True, owner="ann", members={"ann", "bö"}, reads={"bö": 3})
+    state.dedupe = OrderedDict([(("ann", "first"), (1, 1000)), (("bö", msg_id), (2, 2000))])
+    again = RoomState.from_json(state.to_json())
+    assert again.dedupe == state.dedupe
+    assert again.to_json() == state.to_json()
+    assert (again.members, again.reads, again.owner) == (state.members, state.reads, "ann")
