@@ -251,6 +251,7 @@ class Gateway:
             user_bucket=self._sessions.bucket(user),
             verify=self._verifier.verify if self._verifier is not None else None,
             limits=self._limits,
+            start_send=self._handlers.start_send,
         )
         WS_CONNECTIONS.inc()
         self._sessions.add(session)

@@ -13,6 +13,7 @@ import grpc
 from parley._generated import room_service_pb2 as pb
 from parley.cluster.discovery import Discovery
 from parley.cluster.health import HealthMonitor
+from parley.gateway.errors import classify
 from parley.gateway.fanout import Fanout
 from parley.gateway.joiner import Joiner
 from parley.gateway.latency import DeliveryClock
@@ -74,6 +75,16 @@ class TypingLimit:
             self._last = {k: t for k, t in self._last.items() if now - t < TYPING_EVERY}
         self._last[key] = now
         return True
+
+
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _message_id(request: SendRequest) -> str:
+    """The send's id, or one the gateway makes (so its own retries stay idempotent)."""
+    return request.id if request.id else f"gw-{uuid.uuid4().hex}"
 
 
 def _other(dm: Sequence[str], user: str) -> str | None:
@@ -268,12 +279,63 @@ class Handlers:
         if session.closed:
             self._fanout.detach(session, room)
 
-    async def _send(self, session: Session, request: SendRequest) -> None:
+    def start_send(self, session: Session, request: SendRequest) -> asyncio.Future[None]:
+        """Begin a send; the future is done once the client is answered.
+
+        The fast path: with the room's administrator known (and tracing
+        off), the message goes straight into that node's next batch and the
+        batch's answer writes the ack, without a task, a route or the
+        router's retry loop per send (a pipelining client's sends are most
+        of a gateway's work). Anything but a clean answer — a redirect, a
+        node down, a failed batch — goes the full way (`_publish`, retried
+        by the router) with the same message id, so a retry stays
+        idempotent; a refusal (not_member, ...) is the answer.
+        """
+        loop = asyncio.get_running_loop()
+        node = self._router.known_administrator(request.room)
+        if node is None or tracing.enabled():
+            return loop.create_task(session.guard(request, self._send(session, request)))
         received = time.perf_counter()
-        # Without a client id the gateway makes one, so its own retries stay idempotent.
-        msg_id = request.id if request.id else f"gw-{uuid.uuid4().hex}"
+        msg_id = _message_id(request)
+        answered: asyncio.Future[None] = loop.create_future()
+        batched = self._publisher.submit(node, request.room, session.user, msg_id, request.text)
+
+        def on_result(future: asyncio.Future[pb.PublishResult]) -> None:
+            if answered.done():  # (the connection closed meanwhile)
+                return
+            result = None if future.cancelled() or future.exception() else future.result()
+            if result is not None and not result.error_code:
+                self._acked(session, request, result, received)
+                answered.set_result(None)
+                return
+            if result is not None:
+                error = classify(result.error_code, result.error_message, result.administrator)
+                if isinstance(error, ProtocolError):
+                    session.reply(frames.error(error.code, error.message, request.id))
+                    answered.set_result(None)
+                    return
+            self._router.forget(request.room, node)
+            work = self._publish(session, request, msg_id, received)
+            retry = loop.create_task(session.guard(request, work))
+            retry.add_done_callback(lambda _: _finish(answered))
+            answered.add_done_callback(lambda _: retry.cancel())
+
+        batched.add_done_callback(on_result)
+        return answered
+
+    async def _send(self, session: Session, request: SendRequest) -> None:
+        await self._publish(session, request, _message_id(request), time.perf_counter())
+
+    async def _publish(
+        self, session: Session, request: SendRequest, msg_id: str, received: float
+    ) -> None:
         with tracing.span("gateway.publish", room=request.room):
             result = await self._publisher.publish(request.room, session.user, msg_id, request.text)
+        self._acked(session, request, result, received)
+
+    def _acked(
+        self, session: Session, request: SendRequest, result: pb.PublishResult, received: float
+    ) -> None:
         session.reply(frames.ack(request.room, result.seq, request.id))
         if self._fanout.feed(request.room) is not None:
             fanned_out = self._fanout.fanned_out(request.room, result.seq)

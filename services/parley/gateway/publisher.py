@@ -115,6 +115,15 @@ class Publisher:
 
         return await self._router.call(room, attempt, deadline=deadline)
 
+    def submit(
+        self, node_id: str, room: str, user: str, client_msg_id: str, text: str
+    ) -> asyncio.Future[pb.PublishResult]:
+        """One message into `node_id`'s next batch, once, not retried (the
+        send fast path, handlers.py): the future has the node's result, or
+        the batch's failure."""
+        request = pb.PublishRequest(room=room, user=user, client_msg_id=client_msg_id, text=text)
+        return self._batcher(node_id).submit(request)
+
     async def close(self) -> None:
         """Stop every batcher."""
         batchers = list(self._batchers.values())

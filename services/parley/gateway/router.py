@@ -207,6 +207,13 @@ class Router:
         if node_id is None or self._admins.get(room) == node_id:
             self._admins.pop(room, None)
 
+    def known_administrator(self, room: str) -> str | None:
+        """The cached administrator of the room while it is a member and up."""
+        cached = self._admins.get(room)
+        if cached is not None and cached in self._members and self._health.is_up(cached):
+            return cached
+        return None
+
     def administrator(self, room: str) -> str | None:
         """The cached administrator of the room, if any."""
         return self._admins.get(room)

@@ -64,6 +64,8 @@ TOKEN_EXPIRED = 4001
 
 Handle = Callable[["Session", "Request"], Awaitable[None]]
 """Handles one parsed request for a session (see handlers.py)."""
+StartSend = Callable[["Session", SendRequest], "asyncio.Future[None]"]
+"""Begins a send; the future is done once the client is answered (handlers.py)."""
 Verify = Callable[[str], Identity]
 """Checks a fresh token (auth.Verifier.verify); None when auth is off."""
 
@@ -97,6 +99,7 @@ class Session:
         "_queue_size",
         "_reason",
         "_sends",
+        "_start",
         "_transport",
         "_user_bucket",
         "_verify",
@@ -119,6 +122,7 @@ class Session:
         user_bucket: TokenBucket | None = None,
         verify: Verify | None = None,
         limits: FrameLimits | None = None,
+        start_send: StartSend | None = None,
     ) -> None:
         """Prepare a session; run() serves it.
 
@@ -132,6 +136,8 @@ class Session:
             user_bucket: the user's budget shared by all their connections.
             verify: checks a refreshed token (None: auth is off).
             limits: JSON nesting and number limits of client frames.
+            start_send: begins a send without a task of its own (default:
+                `handle` in a task).
         """
         self.user = identity.user
         self._expires = identity.expires
@@ -159,7 +165,8 @@ class Session:
         self._bucket = TokenBucket(rate, burst, asyncio.get_running_loop().time())
         self._dropped = 0
         self._max_dropped = ABUSE_FACTOR * max(burst, 1)
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Future[None]] = set()
+        self._start = start_send
         self._close_task: asyncio.Task[None] | None = None
         self._reason: str | None = None
 
@@ -363,17 +370,24 @@ class Session:
                                 _request_id(data)))  # fmt: skip
 
     async def _start_send(self, request: SendRequest) -> None:
-        """Handle a send in its own task so a client can pipeline sends."""
+        """Start a send and go on reading, so a client can pipeline sends."""
         if len(self._sends) >= MAX_INFLIGHT_SENDS:
             await asyncio.wait(self._sends, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.get_running_loop().create_task(self._serve(request))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        if self._start is not None:
+            pending = self._start(self, request)
+        else:
+            pending = asyncio.get_running_loop().create_task(self._serve(request))
+        self._sends.add(pending)
+        pending.add_done_callback(self._sends.discard)
 
     async def _serve(self, request: Request) -> None:
-        """The per-request error boundary: every failure becomes an error frame."""
+        await self.guard(request, self._handle(self, request))
+
+    async def guard(self, request: Request, work: Awaitable[None]) -> None:
+        """The per-request error boundary: every failure of `work` (serving
+        `request`) becomes an error frame."""
         try:
-            await self._handle(self, request)
+            await work
         except ProtocolError as error:
             self.reply(frames.error(error.code, error.message, request.id))
         except Exception:

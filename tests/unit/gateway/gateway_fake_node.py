@@ -61,6 +61,8 @@ class FakeRoomService(pb_grpc.RoomServiceServicer):
         self.rooms: dict[str, FakeRoom] = {}
         self.calls: list[str] = []
         self.batch_sizes: list[int] = []
+        self.publish_ids: list[str] = []
+        """The client_msg_id of every publish asked of this node, refused or not."""
         self.streams = True
         """False: PublishStream is UNIMPLEMENTED (a node of the previous release)."""
         self.join_batches: list[int] | None = []
@@ -164,6 +166,7 @@ class FakeRoomService(pb_grpc.RoomServiceServicer):
         return await self._run(context, leave)
 
     def _publish(self, request: pb.PublishRequest) -> pb.PublishResult:
+        self.publish_ids.append(request.client_msg_id)
         try:
             room = self._room(request.room)
         except Refused as refused:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -148,3 +149,40 @@ async def test_not_administrator_hint_is_followed(fake_nodes: Any, start_gateway
         # The first gateway learned the administrator from create: one stream, there.
         assert other.calls.count("Subscribe") == 0
         assert admin.calls.count("Subscribe") == 1
+
+
+async def test_a_send_to_an_administrator_that_moved_is_rerouted_with_its_id(
+    fake_nodes: Any, start_gateway: Any
+) -> None:
+    """Sends to a room whose administrator the gateway knows go straight into
+    that node's batch (no task, no route per send). When the node has
+    stopped being it, the refusal sends the message the full way, with the
+    id the first try carried (made up by the gateway when the client gave
+    none), so a retry cannot store it twice; a refusal the client must hear
+    (not_member) is the answer."""
+    old, old_address = await fake_nodes("node-0")
+    new, new_address = await fake_nodes("node-1", redirect_to="node-0")
+    nodes = {"node-0": old_address, "node-1": new_address}
+    gateway = await start_gateway(nodes, rate_limit=1e5, rate_burst=10_000)
+    room = _room_led_by("node-0", list(nodes))
+    async with (
+        await ChatClient.connect(gateway.url, "alice") as alice,
+        await ChatClient.connect(gateway.url, "bob") as bob,
+    ):
+        assert (await alice.create(room))["type"] == "created"
+        assert (await alice.send(room, "first", "m1"))["seq"] == 1  # node-0 now known
+        # node-0 hands the room to node-1
+        new.rooms[room] = old.rooms.pop(room)
+        old.redirect_to, new.redirect_to = "node-1", None
+        before = len(old.publish_ids)
+        await alice.ws.send(json.dumps({"type": "send", "room": room, "text": "second"}))
+        ack = await alice.next_of("ack")
+        assert ack["seq"] == 2
+        refused, stored = old.publish_ids[before:], new.publish_ids
+        # (the full way may ask node-0 again: it is first in the placement)
+        assert refused and refused[0].startswith("gw-")
+        assert set(refused) == set(stored) == {refused[0]}  # one id throughout
+        assert [e.text for e in new.rooms[room].entries[1:]] == ["first", "second"]
+        # node-1 is known now: a non-member's send is refused by it, as before
+        assert (await bob.send(room, "hi", "b1"))["code"] == "not_member"
+        assert new.publish_ids[-1] == "b1"
