@@ -179,11 +179,18 @@ class Session:
                 concatenated), shared by every socket they go to.
 
         When nothing is waiting before them and the socket keeps up, the
-        frames are written without waiting, together with every other frame
-        this connection is sent in the same turn of the event loop (one
-        write call, not one per ack: a pipelining client's acks come a batch
-        at a time); otherwise they are queued for the writer task.
+        frames are written at once in one write; otherwise they are queued
+        for the writer task.
         """
+        self._send(payloads, wire, cork=False)
+
+    def _send(self, payloads: list[bytes], wire: bytes, cork: bool) -> None:
+        """send_frames; with `cork`, a direct write waits for the end of this
+        turn of the event loop, to go out with every other frame corked
+        meanwhile (one write call, not one per ack: a pipelining client's
+        acks come a batch at a time). The fan-out does not cork: its batch
+        is one write per socket already, and a thousand sockets would each
+        wait for a callback."""
         if self.closed:
             return
         transport = self._transport
@@ -194,7 +201,11 @@ class Session:
         ):
             # Safe beside websockets' own writes: we never fragment messages
             # and compression is off, so a frame is complete in itself.
-            if self._corked is None:
+            if not cork:
+                if self._corked is not None:
+                    self._flush()
+                transport.write(wire)
+            elif self._corked is None:
                 self._corked = [wire]
                 asyncio.get_running_loop().call_soon(self._flush)
             else:
@@ -224,7 +235,7 @@ class Session:
         """Send one frame made for this connection only."""
         FRAMES_OUT.inc()
         payload = text.encode()
-        self.send_frames([payload], text_frame(payload))
+        self._send([payload], text_frame(payload), cork=True)
 
     def room_deleted(self, room: str) -> None:
         """The fan-out saw the room deleted: tell the client, forget the room.

@@ -13,6 +13,7 @@ import pytest
 from parley.gateway.app import Gateway
 from parley.gateway.auth import Identity
 from parley.gateway.session import MAX_CORKED, Session
+from parley.gateway.wire import text_frame
 from parley.protocol import frames
 from parley.protocol.errors import ErrorCode
 from prometheus_client import REGISTRY
@@ -192,6 +193,15 @@ async def test_frames_of_one_loop_turn_go_out_in_one_write_in_order() -> None:
     ids = [json.loads(f.data)["id"] for w in conn.transport.writes[1:] for f in _frames(w)]
     assert ids == [f"q{n}" for n in range(MAX_CORKED + 5)]
     assert len(conn.transport.writes) == 3
+
+    # the fan-out writes at once, after what was corked before it
+    session.reply(frames.pong("before"))
+    delivery = frames.pong("delivery").encode()
+    session.send_frames([delivery], text_frame(delivery))
+    assert [json.loads(_frames(w)[0].data)["id"] for w in conn.transport.writes[-2:]] == [
+        "before",
+        "delivery",
+    ]
 
     session.reply(frames.error(ErrorCode.UNAUTHORIZED, "token expired"))
     session.close(4001, "token expired", "token_expired")
