@@ -588,11 +588,12 @@ class RoomEngine:
 
     def _appends(self, replica: RoomReplica, now_ms: int) -> Iterable[Outbound]:
         room = replica.room
+        encoded: dict[tuple[int, int], list[peer_pb.LogEntry]] = {}
         for peer in sorted(replica.dirty_peers):
             key = (room, peer)
             while self._in_flight[key] < self.window:
                 read_round = replica.read_round
-                body = replica.append_for(peer, now_ms)
+                body = replica.append_for(peer, now_ms, encoded)
                 if body is None:
                     break
                 self._next_id += 1

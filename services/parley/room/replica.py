@@ -596,13 +596,22 @@ class RoomReplica:
             self._dirty_peers.update(peers)
 
     def append_for(
-        self, peer: str, now_ms: int
+        self,
+        peer: str,
+        now_ms: int,
+        encoded: dict[tuple[int, int], list[peer_pb.LogEntry]] | None = None,
     ) -> peer_pb.RoomAppend | peer_pb.RoomSnapshot | None:
         """The next append (entries from the peer's next index) for a peer,
         or the snapshot at `offset` when the entries it needs are compacted.
 
         Pipelined: the peer's next index moves past what is sent at once, so
         the next call sends what comes after without waiting for an answer.
+
+        Args:
+            encoded: entries already encoded for another peer in the same
+                step, by (first, last) index: the followers of a busy room
+                mostly get the same ones, and encoding was the largest part
+                of an append.
         """
         if self.role is not Role.ADMINISTRATOR or peer not in self.next_index:
             return None
@@ -622,7 +631,7 @@ class RoomReplica:
             epoch=self.epoch,
             prev_index=prev,
             prev_epoch=self.epoch_at(prev),
-            entries=[entry_to_pb(e) for e in self.log[start - self.offset - 1 : end - self.offset]],
+            entries=self._encoded(start, end, encoded),
             commit_index=self.commit_index,
             transfer=peer == self.transfer_target and end == self.last_index,
             incarnation=self.tip.incarnation,
@@ -637,6 +646,19 @@ class RoomReplica:
         if end < self.last_index:
             self._mark((peer,))
         return msg
+
+    def _encoded(
+        self, start: int, end: int, encoded: dict[tuple[int, int], list[peer_pb.LogEntry]] | None
+    ) -> list[peer_pb.LogEntry]:
+        """The entries start..end as protobuf, reusing what `encoded` holds."""
+        entries = None if encoded is None else encoded.get((start, end))
+        if entries is None:
+            entries = [
+                entry_to_pb(e) for e in self.log[start - self.offset - 1 : end - self.offset]
+            ]
+            if encoded is not None:
+                encoded[(start, end)] = entries
+        return entries
 
     def take_vote_request(self) -> peer_pb.RoomVote | None:
         """The (pre-)vote to ask every peer for, once, after an election began."""
