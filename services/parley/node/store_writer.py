@@ -70,8 +70,9 @@ class StoreWriter:
         """Every stored room replica."""
         return await self._on_writer(self.store.load)
 
-    async def write(self, batch: Sequence[RoomWrite]) -> None:
-        """Make a batch durable.
+    async def write(self, batch: Sequence[RoomWrite], inline: bool = True) -> None:
+        """Make a batch durable (`inline`: a small one may be written on the
+        loop's own thread).
 
         A full disk writes nothing: the same batch is tried again until it
         fits, and meanwhile the Ready loop (so every acknowledgement, vote
@@ -84,7 +85,7 @@ class StoreWriter:
         delay = FULL_RETRY_FIRST
         while True:
             try:
-                if self._busy == 0 and self._small(batch):
+                if inline and self._busy == 0 and self._small(batch):
                     self.store.write(batch)
                 else:
                     await self._on_writer(self.store.write, batch)

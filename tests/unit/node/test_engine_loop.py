@@ -185,6 +185,21 @@ async def test_small_writes_run_inline_and_big_ones_on_the_writer_thread() -> No
     assert [e.index for e in store.entries(ROOM, 0, 100, 100)] == list(range(1, 10))
 
 
+async def test_an_administrators_write_after_its_appends_is_never_inline() -> None:
+    """A Ready that sent appends ahead of its write (an administrator's) is
+    written on the writer thread however small: the loop stays free to read
+    the followers' answers, the first of which commits the entry."""
+    store = ThreadRecordingStore()
+    writer = StoreWriter(store, "a", inline_entries=4)
+    try:
+        await writer.write([_entries(1, 1)], inline=False)
+        await writer.write([_entries(2, 1)])
+    finally:
+        await writer.close()
+    assert store.write_threads[0] != threading.get_ident()
+    assert store.write_threads[1] == threading.get_ident()
+
+
 async def test_a_small_write_waits_behind_what_the_writer_thread_does() -> None:
     """A small write while a prune holds the writer thread goes behind it on
     that thread: never two store calls at once (the store's contract)."""
