@@ -303,6 +303,16 @@ class Handlers:
         def on_result(future: asyncio.Future[pb.PublishResult]) -> None:
             if answered.done():  # (the connection closed meanwhile)
                 return
+            try:
+                answer(future)
+            except Exception:
+                # (as the session's error boundary would: the client hears,
+                # and the reader, which waits on this send, goes on)
+                log.exception("send failed", user=session.user)
+                session.reply(frames.error(ErrorCode.INTERNAL, "internal error", request.id))
+                _finish(answered)
+
+        def answer(future: asyncio.Future[pb.PublishResult]) -> None:
             result = None if future.cancelled() or future.exception() else future.result()
             if result is not None and not result.error_code:
                 self._acked(session, request, result, received)

@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway_fake_node import FakeRoomService
 from parley.gateway.app import Gateway
+from parley.gateway.handlers import Handlers
 from support.client import ChatClient
 from support.wait import wait_for
 
@@ -173,3 +174,28 @@ async def test_ping(gateway: Gateway) -> None:
     """ping -> pong with the id."""
     async with await ChatClient.connect(gateway.url, "alice") as alice:
         assert await alice.request({"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
+
+
+async def test_a_send_that_fails_after_its_batch_is_answered_and_the_reader_goes_on(
+    gateway: Gateway, monkeypatch: Any
+) -> None:
+    """The send fast path answers from a callback, outside the session's
+    error boundary: a failure there is answered `internal` all the same,
+    and the requests after it (which wait for the sends before them) are
+    served."""
+    async with await ChatClient.connect(gateway.url, "alice") as alice:
+        await alice.create("general")
+        await alice.join("general")
+        assert (await alice.send("general", "first", "m1"))["seq"] == 1  # administrator known
+
+        def broken(*_: Any) -> None:
+            raise RuntimeError("planted")
+
+        monkeypatch.setattr(Handlers, "_acked", broken)
+        assert (await alice.send("general", "second", "m2"))["code"] == "internal"
+        monkeypatch.undo()
+        history = await alice.history("general")
+        assert [m["text"] for m in history["messages"] if m["type"] == "message"] == [
+            "first",
+            "second",
+        ]
