@@ -175,16 +175,12 @@ class Router:
         up, else the first replica at all (the health view may lag, e.g. at
         start-up; the call finds out). Nodes in `exclude` are skipped.
         """
-        members = self._members
-        cached = self._admins.get(room)
-        if (
-            cached is not None
-            and cached not in exclude
-            and cached in members
-            and self._health.is_up(cached)
-        ):
+        cached = self.known_administrator(room)
+        if cached is not None and cached not in exclude:
             return cached
-        replicas = [n for n in replicas_for(room, members, self._replicas) if n not in exclude]
+        replicas = [
+            n for n in replicas_for(room, self._members, self._replicas) if n not in exclude
+        ]
         for node_id in replicas:
             if self._health.is_up(node_id):
                 return node_id

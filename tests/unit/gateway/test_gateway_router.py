@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from gateway_fake_node import FakeRoomService
 from parley._generated import room_service_pb2 as pb
 from parley.cluster.channels import ChannelPool
 from parley.cluster.health import HealthMonitor
@@ -124,11 +125,18 @@ def _room_led_by(node_id: str, nodes: list[str]) -> str:
     raise AssertionError("no such room")
 
 
-async def test_not_administrator_hint_is_followed(fake_nodes: Any, start_gateway: Any) -> None:
-    """A node that is not the administrator names it, and the gateway goes there."""
+async def _administrator_and_redirector(
+    fake_nodes: Any,
+) -> tuple[FakeRoomService, FakeRoomService, dict[str, str]]:
+    """node-0, which holds rooms, and node-1, which names node-0 for every room."""
     admin, admin_address = await fake_nodes("node-0")
     other, other_address = await fake_nodes("node-1", redirect_to="node-0")
-    nodes = {"node-0": admin_address, "node-1": other_address}
+    return admin, other, {"node-0": admin_address, "node-1": other_address}
+
+
+async def test_not_administrator_hint_is_followed(fake_nodes: Any, start_gateway: Any) -> None:
+    """A node that is not the administrator names it, and the gateway goes there."""
+    admin, other, nodes = await _administrator_and_redirector(fake_nodes)
     first = await start_gateway(nodes, rate_limit=1e5, rate_burst=10_000)
     second = await start_gateway(nodes, rate_limit=1e5, rate_burst=10_000)
     room = _room_led_by("node-1", list(nodes))
@@ -160,9 +168,7 @@ async def test_a_send_to_an_administrator_that_moved_is_rerouted_with_its_id(
     id the first try carried (made up by the gateway when the client gave
     none), so a retry cannot store it twice; a refusal the client must hear
     (not_member) is the answer."""
-    old, old_address = await fake_nodes("node-0")
-    new, new_address = await fake_nodes("node-1", redirect_to="node-0")
-    nodes = {"node-0": old_address, "node-1": new_address}
+    old, new, nodes = await _administrator_and_redirector(fake_nodes)
     gateway = await start_gateway(nodes, rate_limit=1e5, rate_burst=10_000)
     room = _room_led_by("node-0", list(nodes))
     async with (
